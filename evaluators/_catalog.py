@@ -1,0 +1,186 @@
+"""Strict loader for the hardware and model catalogs (TOML files beside this module).
+
+Every file is one entry; unknown or missing keys are errors that name the key and the file.
+Users add a GPU or a model by adding a file, or by giving the dimensions inline in a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tuner._errors import BadInput, CatalogError, UnknownName
+
+CATALOG_DIR = Path(__file__).parent / "catalog"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One accelerator and its usual node. Peaks are dense (no sparsity), per GPU."""
+
+    name: str
+    description: str
+    peak_tflops: Mapping[str, float]  # dtype -> dense TFLOP/s (bf16, fp16, fp8, tf32, fp32, int8)
+    hbm_gib: float  # usable device memory
+    hbm_tb_s: float  # peak HBM bandwidth
+    sm_count: int
+    smem_per_sm_kib: float  # shared memory per SM
+    smem_per_block_kib: float  # max shared memory one block may use
+    regs_per_sm: int
+    l2_mib: float
+    clock_mhz: float  # boost clock
+    nvlink_gb_s: float  # per GPU, per direction, inside a node
+    network_gbit_s: float  # per GPU, per direction, across nodes
+    gpus_per_node: int
+    price_usd_per_hour: float
+    source: str
+    #: measured/fitted efficiency curves (see evaluators/_perf.py); empty means defaults
+    efficiency: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    def peak(self, dtype: str) -> float:
+        try:
+            return self.peak_tflops[dtype] * 1e12
+        except KeyError:
+            raise BadInput("dtype", f"{dtype!r} is not supported on {self.name}; supported: "
+                           + ", ".join(sorted(self.peak_tflops))) from None
+
+
+@dataclass(frozen=True)
+class Model:
+    """A dense or MoE decoder-only transformer by its dimensions."""
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    ffn_hidden_size: int  # dense MLP width (for MoE: the dense layers' width)
+    vocab_size: int
+    head_dim: int = 0  # 0: hidden_size // num_heads
+    gated_mlp: bool = True  # SwiGLU-style (3 matrices) vs GELU (2 matrices)
+    tied_embeddings: bool = False
+    num_experts: int = 0  # routed experts; 0 for dense
+    top_k: int = 0
+    moe_ffn_hidden_size: int = 0
+    num_shared_experts: int = 0
+    first_dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek-V3: 3)
+    attention: str = "gqa"  # mha | gqa | mla
+    kv_lora_rank: int = 0  # MLA only
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    sliding_window: int = 0  # window of the sliding-window layers; 0 = none
+    sliding_window_every: int = 0  # every n-th layer is full attention, the rest sliding
+    max_seq_len: int = 4096
+    description: str = ""
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+
+INLINE_MODEL_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size",
+                     "vocab_size")
+_MODEL_OPTIONAL = tuple(f.name for f in dataclasses.fields(Model)
+                        if f.name not in INLINE_MODEL_KEYS + ("name",))
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise CatalogError(where, f"unknown key {sorted(unknown)[0]!r}; allowed: "
+                           + ", ".join(fields))
+    missing = [n for n, f in fields.items() if n not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise CatalogError(where, f"missing key {missing[0]!r}")
+    if "aliases" in data:
+        data = {**data, "aliases": tuple(data["aliases"])}
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(where, str(exc)) from None
+
+
+@functools.cache
+def _load_dir(kind: str) -> dict[str, Any]:
+    cls = {"hardware": Hardware, "models": Model}[kind]
+    entries: dict[str, Any] = {}
+    for path in sorted((CATALOG_DIR / kind).glob("*.toml")):
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        data.setdefault("name", path.stem)
+        entries[data["name"]] = _build(cls, data, f"catalog/{kind}/{path.name}")
+    return entries
+
+
+def _index(kind: str) -> dict[str, Any]:
+    idx: dict[str, Any] = {}
+    for entry in _load_dir(kind).values():
+        for key in (entry.name, *entry.aliases):
+            idx[key.lower()] = entry
+    return idx
+
+
+def hardware_names() -> list[str]:
+    return list(_load_dir("hardware"))
+
+
+def model_names() -> list[str]:
+    return list(_load_dir("models"))
+
+
+def get_hardware(name: str, field_: str = "gpu") -> Hardware:
+    if not isinstance(name, str):
+        raise BadInput(field_, f"{name!r} must be a catalog name; valid: "
+                       + ", ".join(hardware_names()))
+    hw = _index("hardware").get(name.lower())
+    if hw is None:
+        raise UnknownName(field_, name, hardware_names())
+    return hw
+
+
+def get_model(name: str, field_: str = "model") -> Model:
+    if not isinstance(name, str):
+        raise BadInput(field_, f"{name!r} must be a catalog name; valid: "
+                       + ", ".join(model_names()))
+    m = _index("models").get(name.lower())
+    if m is None:
+        raise UnknownName(field_, name, model_names())
+    return m
+
+
+def model_from_config(config: Mapping[str, Any]) -> Model:
+    """The config's ``model`` (a catalog name or HF id) or its inline dimensions."""
+    if config.get("model") is not None:
+        return get_model(config["model"])
+    missing = [k for k in INLINE_MODEL_KEYS if k not in config]
+    if len(missing) == len(INLINE_MODEL_KEYS):
+        raise BadInput("model", "missing: give a catalog name (valid: "
+                       + ", ".join(model_names()) + ") or inline dimensions")
+    if missing:
+        raise BadInput(missing[0], "missing inline model dimension (needed: "
+                       + ", ".join(INLINE_MODEL_KEYS) + ")")
+    data: dict[str, Any] = {"name": "inline"}
+    for k in INLINE_MODEL_KEYS:
+        v = config[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise BadInput(k, f"{v!r} must be a positive integer")
+        data[k] = v
+    for k in _MODEL_OPTIONAL:
+        if k in config:
+            data[k] = config[k]
+    return _build(Model, data, "model")

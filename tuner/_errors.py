@@ -1,0 +1,42 @@
+"""One error hierarchy. ``BadInput`` maps to exit code 2 with a one-line message."""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base of every error ``tuner`` raises on purpose."""
+
+
+class BadInput(TunerError):
+    """The user's input is wrong: a study file, a config, a CLI argument.
+
+    The message is one line naming the field, the bad value and the allowed values.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class CatalogError(BadInput):
+    """An unknown or malformed catalog entry (hardware, model, workload)."""
+
+
+class UnknownName(BadInput):
+    """A name not in a registry; the message lists the valid ones."""
+
+    def __init__(self, field: str, name: object, valid: list[str]) -> None:
+        hint = ""
+        if isinstance(name, str):
+            import difflib
+
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(field, f"unknown {name!r}{hint}; valid: {', '.join(sorted(valid))}")
+
+
+class MissingExtra(TunerError):
+    """An optional dependency is not installed; names the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is not installed: pip install 'tuner[{extra}]'")
