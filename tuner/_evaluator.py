@@ -70,6 +70,8 @@ class BaseEvaluator(abc.ABC):
     version: str = "0"
     #: metric names this evaluator reports when status is ok
     metrics: tuple[str, ...] = ()
+    #: space (domain) names whose configs this evaluator scores (for the contract suite)
+    domains: tuple[str, ...] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)

@@ -142,6 +142,8 @@ class BaseSpace(abc.ABC):
     default_evaluator: str = ""
     #: objectives used when a study names none: [(metric, "maximize"|"minimize"), ...]
     default_objectives: tuple[tuple[str, str], ...] = ()
+    #: small, quick contexts the contract suite (tuner.testing) builds this space with
+    example_contexts: tuple[dict[str, Any], ...] = ()
 
     def __init__(self, context: Mapping[str, Any] | None = None,
                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:

@@ -73,3 +73,11 @@ def sampler_factory(name: str) -> Any:
 
 def make_evaluator(name: str, options: dict[str, Any] | None = None) -> Any:
     return evaluator_class(name)(**(options or {}))
+
+#: ``tuner validate DOMAIN``: functions returning a ``tuner._validation.ValidationReport``
+VALIDATIONS: dict[str, str] = {
+    "training": "evaluators.validate_training:run",
+    "serving": "evaluators.validate_serving:run",
+    "kernels": "evaluators.validate_kernels:run",
+    "quantization": "evaluators.validate_quant:run",
+}

@@ -1,0 +1,186 @@
+"""Evaluation worker processes with a hard per-trial timeout enforced from outside.
+
+Each worker owns one evaluator instance and one pipe. A worker that runs past its deadline is
+killed and replaced; one that dies (crash, ``os._exit``, the kernel's OOM killer) fails only
+its own trial. An address-space limit turns unbounded allocation into a ``MemoryError``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from tuner._errors import TunerError
+from tuner._evaluator import EvalResult
+
+
+def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
+                 memory_limit_mib: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    if memory_limit_mib:
+        import resource
+
+        limit = memory_limit_mib * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from tuner.registry import make_evaluator
+
+    try:
+        evaluator = make_evaluator(evaluator_name, options)
+        evaluator.setup()
+    except BaseException as exc:  # report, then exit: every trial would fail the same way
+        conn.send(("setup_error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            break
+        if msg is None:
+            break
+        task_id, config = msg
+        t0 = time.perf_counter()
+        try:
+            result = evaluator.evaluate(config)
+            if not isinstance(result, EvalResult):
+                result = EvalResult.failed(f"evaluator returned {type(result).__name__}, "
+                                           "not EvalResult")
+        except MemoryError:
+            result = EvalResult.failed(f"out of memory (worker limit {memory_limit_mib} MiB)")
+        except Exception as exc:
+            tb = traceback.format_exc(limit=8)
+            result = EvalResult("failed", {}, f"{type(exc).__name__}: {exc}",
+                                {"traceback": tb})
+        secs = time.perf_counter() - t0
+        try:
+            conn.send((task_id, result.to_json(artifacts=True), secs))
+        except Exception as exc:  # e.g. unpicklable artifacts
+            conn.send((task_id, EvalResult.failed(f"result not serializable: {exc}").to_json(),
+                       secs))
+    try:
+        evaluator.teardown()
+    except Exception:
+        pass
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Any
+    task: Any = None
+    started: float = 0.0
+    ready: bool = False
+
+
+class EvalPool:
+    """``submit`` configs, ``poll`` finished (task_id, EvalResult, seconds) tuples."""
+
+    def __init__(self, evaluator_name: str, options: dict[str, Any], workers: int,
+                 timeout_s: float, memory_limit_mib: int | None = None) -> None:
+        self.evaluator_name, self.options = evaluator_name, dict(options)
+        self.timeout_s, self.memory_limit_mib = timeout_s, memory_limit_mib
+        self._ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+        if os.name == "posix":
+            self._ctx.set_forkserver_preload(["tuner.registry", "tuner._evaluator"])
+        self._workers = [self._spawn() for _ in range(workers)]
+        self._finished: list[tuple[Any, EvalResult, float]] = []
+        self._startup_deaths = 0
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, daemon=True,
+                                 args=(child, self.evaluator_name, self.options,
+                                       self.memory_limit_mib))
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def idle(self) -> int:
+        return sum(w.task is None for w in self._workers)
+
+    def busy(self) -> int:
+        return len(self._workers) - self.idle()
+
+    def submit(self, task_id: Any, config: dict[str, Any]) -> None:
+        w = next(w for w in self._workers if w.task is None)
+        w.task, w.started = task_id, time.monotonic()
+        try:
+            w.conn.send((task_id, config))
+        except (BrokenPipeError, OSError):
+            self._replace(w, EvalResult.failed(self._death_reason(w)))
+
+    def _death_reason(self, w: _Worker) -> str:
+        w.proc.join(timeout=1)
+        code = w.proc.exitcode
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name
+            hint = " (likely out of memory)" if sig == "SIGKILL" else ""
+            return f"evaluation process killed by {sig}{hint}"
+        return f"evaluation process exited with code {code}"
+
+    def _replace(self, w: _Worker, result: EvalResult) -> None:
+        if not w.ready:  # died before its evaluator was built: respawning will not help
+            self._startup_deaths += 1
+            if self._startup_deaths >= 3:
+                raise TunerError(f"evaluation workers cannot start ({result.reason})")
+        elapsed = time.monotonic() - w.started
+        self._finished.append((w.task, result, elapsed))
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join(timeout=5)
+        w.conn.close()
+        self._workers[self._workers.index(w)] = self._spawn()
+
+    def poll(self, wait_s: float = 0.05) -> list[tuple[Any, EvalResult, float]]:
+        busy = [w for w in self._workers if w.task is not None]
+        if busy and not self._finished:
+            deadline = min(w.started for w in busy) + self.timeout_s
+            mpc.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+                     timeout=max(0.0, min(wait_s, deadline - time.monotonic())))
+        now = time.monotonic()
+        for w in busy:
+            if w.conn.poll():
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    self._replace(w, EvalResult.failed(self._death_reason(w)))
+                    continue
+                if msg[0] == "ready":
+                    w.ready = True
+                    self._startup_deaths = 0
+                    if not w.conn.poll(0):
+                        continue
+                    msg = w.conn.recv()
+                if msg[0] == "setup_error":
+                    raise TunerError(f"evaluator setup failed: {msg[1]}")
+                task_id, payload, secs = msg
+                self._finished.append((task_id, EvalResult.from_json(payload), secs))
+                w.task = None
+            elif not w.proc.is_alive():
+                self._replace(w, EvalResult.failed(self._death_reason(w)))
+            elif now - w.started > self.timeout_s:
+                self._replace(w, EvalResult.failed(
+                    f"timed out after {self.timeout_s:g} s (killed by the runner)"))
+        out, self._finished = self._finished, []
+        return out
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.task is None:
+                    w.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2
+        for w in self._workers:
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(timeout=2)
+            w.conn.close()

@@ -1,0 +1,476 @@
+"""Read-only SQL access to an Optuna RDB storage, for the dashboard and analysis.
+
+Why not ``optuna.load_study``: Optuna's ``RDBStorage`` creates tables and writes its version row
+when it opens a database, and ``study.trials`` loads every trial with every attribute (optuna
+#763: minutes for a few thousand trials). A dashboard beside a running study must never write
+(SQLite has one writer; optuna-dashboard #545 shows a dashboard locking a study) and must refresh
+cheaply. So this module:
+
+* opens SQLite with a read-only URI (``mode=ro``) and other databases with read-only sessions
+  that are never committed;
+* reads Optuna's tables with plain SQL: aggregates for the overview, and for a study only the
+  columns the views need (the large ``config``/``artifacts`` attributes are read per trial);
+* reads trials incrementally (``TrialCache``): finished trials are immutable in Optuna, so
+  once read they are kept and each refresh fetches only trials that are new or were unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from tuner._errors import BadInput
+
+FINISHED_STATES = ("COMPLETE", "FAIL", "PRUNED")
+#: trial user attributes every study view needs (``config`` and ``artifacts`` are read on demand)
+LIGHT_ATTRS = ("status", "feasible", "reason", "metrics", "cached", "eval_s")
+_CHUNK = 500  # ids per IN (...) list: far below SQLite's 32766 host-parameter limit
+
+
+def readonly_url(url: str) -> str:
+    """``url`` rewritten so that SQLite opens the file read-only.
+
+    ``sqlite:///PATH`` becomes ``sqlite:///file:PATH?mode=ro&uri=true``; other URLs are kept
+    (their sessions are made read-only in ``open_readonly``).
+    """
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return url
+    db = u.database or ""
+    if db in ("", ":memory:"):
+        raise BadInput("storage", "an in-memory SQLite database cannot be opened by another "
+                       "process; give a file (sqlite:///PATH)")
+    if db.startswith("file:"):
+        path, _, query = db[len("file:"):].partition("?")
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+    else:
+        path, params = db, {}
+    path = str(Path(path).expanduser().resolve())
+    if not Path(path).is_file():
+        raise BadInput("storage", f"no database file at {path}")
+    params["mode"] = "ro"
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"sqlite:///file:{path}?{query}&uri=true"
+
+
+def _readonly_session_hook(engine: sa.Engine) -> None:
+    """Make every server-side session read-only, so a stray write fails loudly."""
+    dialect = engine.dialect.name
+    statement = {
+        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "mysql": "SET SESSION TRANSACTION READ ONLY",
+        "mariadb": "SET SESSION TRANSACTION READ ONLY",
+    }.get(dialect)
+    if statement is None:
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(statement)
+        cur.close()
+        if dialect == "postgresql":
+            dbapi_conn.commit()  # ends the implicit transaction that SET opened
+
+
+def open_readonly(url: str) -> sa.Engine:
+    """A SQLAlchemy engine on ``url`` that cannot write."""
+    ro = readonly_url(url)
+    kwargs: dict[str, Any] = {}
+    if ro.startswith("sqlite"):
+        # Streamlit runs each session in its own thread; a writer holds the lock only briefly
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+    try:
+        engine = sa.create_engine(ro, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
+    _readonly_session_hook(engine)
+    return engine
+
+
+def redact(url: str) -> str:
+    """``url`` with any password hidden."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: nothing secret to hide
+        return url
+
+
+def _loads(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield list(ids[i:i + _CHUNK])
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """One study's identity, directions and ``tuner.*`` attributes."""
+
+    study_id: int
+    name: str
+    directions: tuple[str, ...]  # "minimize" | "maximize"
+    user_attrs: Mapping[str, Any]
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.user_attrs.get(f"tuner.{key}", default)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """Overview row: identity plus aggregates computed in SQL."""
+
+    info: StudyInfo
+    states: Mapping[str, int]  # Optuna state -> count
+    statuses: Mapping[str, int]  # ok | infeasible | failed -> count
+    feasible: int
+    best: Mapping[int, tuple[float | None, float | None]]  # objective -> (min, max) of feasible
+    first_start: datetime | None
+    last_complete: datetime | None
+
+    @property
+    def n_trials(self) -> int:
+        return sum(self.states.values())
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    """The light view of one stored trial (no ``config``/``artifacts``)."""
+
+    trial_id: int
+    number: int
+    state: str  # Optuna state: COMPLETE | FAIL | RUNNING | WAITING | PRUNED
+    status: str  # ok | infeasible | failed | running
+    feasible: bool
+    values: tuple[float | None, ...]
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    reason: str | None = None
+    cached: bool = False
+    eval_s: float | None = None
+    constraints: tuple[float, ...] | None = None
+    datetime_start: datetime | None = None
+    datetime_complete: datetime | None = None
+
+
+def _status_of(state: str, attrs: Mapping[str, Any], constraints: Sequence[float] | None) -> str:
+    status = attrs.get("status")
+    if isinstance(status, str):
+        return status
+    # a study not written by tuner: derive the status from Optuna's own fields
+    if state == "FAIL":
+        return "failed"
+    if state == "COMPLETE":
+        return "infeasible" if constraints and any(c > 0 for c in constraints) else "ok"
+    return state.lower()
+
+
+def _feasible_of(state: str, status: str, attrs: Mapping[str, Any],
+                 constraints: Sequence[float] | None) -> bool:
+    if "feasible" in attrs:
+        return bool(attrs["feasible"])
+    return state == "COMPLETE" and status == "ok" and not (
+        constraints and any(c > 0 for c in constraints))
+
+
+class _Distributions:
+    """Optuna stores parameters in internal form; convert with the (cached) distribution."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def external(self, raw_dist: str, value: float) -> Any:
+        dist = self._cache.get(raw_dist)
+        if dist is None:
+            from optuna.distributions import json_to_distribution
+
+            dist = self._cache[raw_dist] = json_to_distribution(raw_dist)
+        try:
+            return dist.to_external_repr(value)
+        except (IndexError, ValueError):
+            return value
+
+    def parsed(self) -> list[Any]:
+        return list(self._cache.values())
+
+
+class ReadOnlyStorage:
+    """SQL reads on Optuna's tables; never writes.
+
+    Args:
+        url: any SQLAlchemy URL of an Optuna RDB storage.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.label = redact(url)
+        self.engine = open_readonly(url)
+        self._dists = _Distributions()
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        try:
+            names = set(sa.inspect(self.engine).get_table_names())
+        except sa.exc.OperationalError as exc:
+            raise BadInput("storage", f"cannot open {self.label!r}: "
+                           f"{str(exc.orig).splitlines()[0]}") from None
+        missing = {"studies", "trials", "trial_values", "trial_params",
+                   "trial_user_attributes"} - names
+        if missing:
+            raise BadInput("storage", f"{self.label!r} is not an Optuna storage (missing tables "
+                           f"{sorted(missing)})")
+
+    def _rows(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            try:
+                return list(conn.execute(sa.text(sql), params))
+            finally:
+                conn.rollback()  # never commit: read-only by construction
+
+    # -- studies ---------------------------------------------------------------------------
+    def study_infos(self) -> list[StudyInfo]:
+        studies = self._rows("SELECT study_id, study_name FROM studies ORDER BY study_id")
+        dirs: dict[int, dict[int, str]] = {}
+        for sid, obj, d in self._rows(
+                "SELECT study_id, objective, direction FROM study_directions"):
+            dirs.setdefault(sid, {})[obj] = str(d).lower()
+        attrs: dict[int, dict[str, Any]] = {}
+        for sid, key, raw in self._rows(
+                "SELECT study_id, key, value_json FROM study_user_attributes"):
+            attrs.setdefault(sid, {})[key] = _loads(raw)
+        return [StudyInfo(sid, name, tuple(v for _, v in sorted(dirs.get(sid, {}).items())),
+                          attrs.get(sid, {})) for sid, name in studies]
+
+    def study(self, name: str) -> StudyInfo:
+        """The study called ``name``; ``BadInput`` lists the stored names when it is absent."""
+        for info in self.study_infos():
+            if info.name == name:
+                return info
+        names = [i.name for i in self.study_infos()]
+        raise BadInput("study", f"{name!r} is not in {self.label}; stored: "
+                       + (", ".join(names) or "none"))
+
+    def summaries(self) -> list[StudySummary]:
+        """Every study with trial counts and best feasible values, from SQL aggregates."""
+        infos = self.study_infos()
+        states: dict[int, dict[str, int]] = {}
+        times: dict[int, tuple[Any, Any]] = {}
+        for sid, state, n, t0, t1 in self._rows(
+                "SELECT study_id, state, COUNT(*), MIN(datetime_start), MAX(datetime_complete) "
+                "FROM trials GROUP BY study_id, state"):
+            states.setdefault(sid, {})[str(state)] = int(n)
+            a, b = times.get(sid, (None, None))
+            t0, t1 = _to_datetime(t0), _to_datetime(t1)
+            times[sid] = (min(x for x in (a, t0) if x) if (a or t0) else None,
+                          max(x for x in (b, t1) if x) if (b or t1) else None)
+        statuses: dict[int, dict[str, int]] = {}
+        for sid, raw, n in self._rows(
+                "SELECT t.study_id, a.value_json, COUNT(*) FROM trial_user_attributes a "
+                "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key = 'status' "
+                "GROUP BY t.study_id, a.value_json"):
+            statuses.setdefault(sid, {})[str(_loads(raw))] = int(n)
+        # feasible: tuner's flag when present, else every COMPLETE trial (plain Optuna studies)
+        feasible_join = ("LEFT JOIN trial_user_attributes f ON f.trial_id = t.trial_id "
+                         "AND f.key = 'feasible' WHERE t.state = 'COMPLETE' "
+                         "AND COALESCE(f.value_json, 'true') = 'true'")
+        feasible = {sid: int(n) for sid, n in self._rows(
+            f"SELECT t.study_id, COUNT(*) FROM trials t {feasible_join} GROUP BY t.study_id")}
+        best: dict[int, dict[int, tuple[float | None, float | None]]] = {}
+        for sid, obj, lo, hi in self._rows(
+                "SELECT t.study_id, v.objective, MIN(v.value), MAX(v.value) FROM trial_values v "
+                f"JOIN trials t ON t.trial_id = v.trial_id {feasible_join} "
+                "AND v.value_type = 'FINITE' GROUP BY t.study_id, v.objective"):
+            best.setdefault(sid, {})[int(obj)] = (lo, hi)
+        out = []
+        for info in infos:
+            sid = info.study_id
+            st = states.get(sid, {})
+            stat = dict(statuses.get(sid, {}))
+            if not stat:  # not a tuner study: derive from Optuna states
+                stat = {"ok": st.get("COMPLETE", 0), "failed": st.get("FAIL", 0)}
+            t0, t1 = times.get(sid, (None, None))
+            out.append(StudySummary(info, st, stat, feasible.get(sid, 0), best.get(sid, {}),
+                                    t0, t1))
+        return out
+
+    def change_token(self, study_id: int) -> tuple[int, int, int]:
+        """(trials, finished trials, max trial id): changes whenever the study does."""
+        row = self._rows(
+            "SELECT COUNT(*), SUM(CASE WHEN state IN ('COMPLETE','FAIL','PRUNED') THEN 1 ELSE 0 "
+            "END), MAX(trial_id) FROM trials WHERE study_id = :sid", sid=study_id)[0]
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+    # -- trials ----------------------------------------------------------------------------
+    def _trial_filter(self, after_id: int, extra_ids: Sequence[int]) -> tuple[str, dict]:
+        params: dict[str, Any] = {"after": after_id}
+        cond = "t.trial_id > :after"
+        if extra_ids:
+            names = []
+            for i, tid in enumerate(extra_ids):
+                params[f"x{i}"] = tid
+                names.append(f":x{i}")
+            cond = f"({cond} OR t.trial_id IN ({', '.join(names)}))"
+        return cond, params
+
+    def fetch_trials(self, study_id: int, n_objectives: int, after_id: int = 0,
+                     extra_ids: Sequence[int] = ()) -> list[TrialRow]:
+        """Light rows of the trials with id > ``after_id`` or in ``extra_ids``, by number."""
+        cond, params = self._trial_filter(after_id, extra_ids)
+        params["sid"] = study_id
+        where = f"t.study_id = :sid AND {cond}"
+        base = self._rows(
+            "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete "
+            f"FROM trials t WHERE {where}", **params)
+        if not base:
+            return []
+        values: dict[int, list[float | None]] = {}
+        for tid, obj, val, vtype in self._rows(
+                "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
+                f"JOIN trials t ON t.trial_id = v.trial_id WHERE {where}", **params):
+            vs = values.setdefault(tid, [None] * n_objectives)
+            if obj < len(vs):
+                vt = str(vtype)
+                vs[obj] = (math.inf if vt.endswith("INF_POS") else -math.inf
+                           if vt.endswith("INF_NEG") else val)
+        trial_params: dict[int, dict[str, Any]] = {}
+        for tid, pname, pval, pdist in self._rows(
+                "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json "
+                f"FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id WHERE {where}",
+                **params):
+            trial_params.setdefault(tid, {})[pname] = self._dists.external(pdist, pval)
+        keys = ", ".join(f"'{k}'" for k in LIGHT_ATTRS)
+        attrs: dict[int, dict[str, Any]] = {}
+        for tid, key, raw in self._rows(
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+                f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} AND a.key IN ({keys})",
+                **params):
+            attrs.setdefault(tid, {})[key] = _loads(raw)
+        cons: dict[int, tuple[float, ...]] = {}
+        for tid, raw in self._rows(
+                "SELECT a.trial_id, a.value_json FROM trial_system_attributes a "
+                f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
+                "AND a.key = 'constraints'", **params):
+            val = _loads(raw)
+            if isinstance(val, list):
+                cons[tid] = tuple(float(c) for c in val)
+        rows = []
+        for tid, number, state, t0, t1 in base:
+            state = str(state).rsplit(".", 1)[-1]
+            a = attrs.get(tid, {})
+            c = cons.get(tid)
+            status = _status_of(state, a, c)
+            metrics = a.get("metrics") if isinstance(a.get("metrics"), dict) else {}
+            eval_s = a.get("eval_s")
+            rows.append(TrialRow(
+                trial_id=tid, number=int(number), state=state, status=status,
+                feasible=_feasible_of(state, status, a, c),
+                values=tuple(values.get(tid, [None] * n_objectives)),
+                params=trial_params.get(tid, {}), metrics=metrics,
+                reason=a.get("reason") if isinstance(a.get("reason"), str) else None,
+                cached=bool(a.get("cached", False)),
+                eval_s=float(eval_s) if isinstance(eval_s, (int, float)) else None,
+                constraints=c, datetime_start=_to_datetime(t0),
+                datetime_complete=_to_datetime(t1)))
+        rows.sort(key=lambda r: r.number)
+        return rows
+
+    def trial_attrs(self, trial_ids: Sequence[int],
+                    keys: Iterable[str] = ("config", "artifacts")) -> dict[int, dict[str, Any]]:
+        """Named user attributes of a few trials (the heavy ones the light rows leave out)."""
+        keys = list(keys)
+        out: dict[int, dict[str, Any]] = {tid: {} for tid in trial_ids}
+        key_params = {f"k{i}": k for i, k in enumerate(keys)}
+        key_list = ", ".join(f":k{i}" for i in range(len(keys)))
+        for chunk in _chunks(list(trial_ids)):
+            id_params = {f"i{j}": tid for j, tid in enumerate(chunk)}
+            id_list = ", ".join(f":i{j}" for j in range(len(chunk)))
+            for tid, key, raw in self._rows(
+                    "SELECT trial_id, key, value_json FROM trial_user_attributes "
+                    f"WHERE trial_id IN ({id_list}) AND key IN ({key_list})",
+                    **id_params, **key_params):
+                out[tid][key] = _loads(raw)
+        return out
+
+    def study_configs(self, study_id: int) -> dict[int, Any]:
+        """trial_id -> ``config`` for every trial of a study (for joining two studies)."""
+        return {tid: _loads(raw) for tid, raw in self._rows(
+            "SELECT a.trial_id, a.value_json FROM trial_user_attributes a JOIN trials t "
+            "ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND a.key = 'config'",
+            sid=study_id)}
+
+    def param_distributions(self, study_id: int) -> dict[str, Any]:
+        """Parameter name -> the Optuna distribution of its latest trial."""
+        from optuna.distributions import json_to_distribution
+
+        rows = self._rows(
+            "SELECT p.param_name, p.distribution_json, MAX(p.trial_id) FROM trial_params p "
+            "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid "
+            "GROUP BY p.param_name, p.distribution_json", sid=study_id)
+        latest: dict[str, tuple[int, str]] = {}
+        for name, raw, tid in rows:
+            if name not in latest or tid > latest[name][0]:
+                latest[name] = (tid, raw)
+        return {name: json_to_distribution(raw) for name, (_, raw) in sorted(latest.items())}
+
+
+@dataclass
+class TrialCache:
+    """A study's light trial rows, kept up to date incrementally.
+
+    Finished trials never change in Optuna, so a refresh re-reads only trials created since
+    the last one plus those that were still running then.
+    """
+
+    storage: ReadOnlyStorage
+    study_id: int
+    n_objectives: int
+    version: int = 0
+    _rows: dict[int, TrialRow] = field(default_factory=dict)
+    _max_id: int = 0
+    _open_ids: list[int] = field(default_factory=list)
+    _token: tuple[int, int, int] | None = None
+    _sorted: list[TrialRow] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> list[TrialRow]:
+        """All rows sorted by trial number; one cheap aggregate query when nothing changed."""
+        with self._lock:
+            token = self.storage.change_token(self.study_id)
+            if token == self._token and not self._open_ids:
+                return self._sorted
+            fresh = self.storage.fetch_trials(self.study_id, self.n_objectives, self._max_id,
+                                              self._open_ids)
+            changed = token != self._token or any(self._rows.get(r.trial_id) != r for r in fresh)
+            for row in fresh:
+                self._rows[row.trial_id] = row
+                self._max_id = max(self._max_id, row.trial_id)
+            self._open_ids = [r.trial_id for r in self._rows.values()
+                              if r.state not in FINISHED_STATES]
+            self._token = token
+            if changed:
+                self._sorted = sorted(self._rows.values(), key=lambda r: r.number)
+                self.version += 1
+            return self._sorted

@@ -1,0 +1,162 @@
+"""Where studies live: Optuna's RDB storage through SQLAlchemy, plus the evaluation cache.
+
+The embedded default is an SQLite file (``~/.tuner/tuner.db``; ``TUNER_STORAGE`` or
+``--storage`` override it with any SQLAlchemy URL). The runner is the only writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import optuna
+import sqlalchemy as sa
+
+from tuner._errors import BadInput
+from tuner._evaluator import EvalResult
+
+ENV_VAR = "TUNER_STORAGE"
+DEFAULT_PATH = Path("~/.tuner/tuner.db")
+
+
+def storage_url(url: str | None = None) -> str:
+    """``url``, else ``$TUNER_STORAGE``, else the embedded SQLite file."""
+    url = url or os.environ.get(ENV_VAR)
+    if not url:
+        path = DEFAULT_PATH.expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in url:
+        raise BadInput("storage", f"{redact(url)!r} is not an SQLAlchemy URL "
+                       "(e.g. sqlite:///tuner.db, postgresql+psycopg://user@host/db)")
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing secret to hide in a path
+        return url
+
+
+def _tune_sqlite(engine: sa.Engine) -> None:
+    # WAL: readers (the dashboard) never block the writer; NORMAL: commits survive a killed
+    # process (not a power cut) without an fsync each, which is most of plain SQLite's cost.
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    engine.dispose()
+
+
+def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
+             grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    url = storage_url(url)
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                      failed_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                          max_retry=3))
+    try:
+        rdb = optuna.storages.RDBStorage(url, skip_compatibility_check=False, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
+    except sa.exc.OperationalError as exc:
+        raise BadInput("storage", f"cannot open {redact(url)!r}: "
+                       f"{str(exc.orig).splitlines()[0]}") from None
+    if rdb.engine.dialect.name == "sqlite":
+        _tune_sqlite(rdb.engine)
+    EvalCache.create_table(rdb.engine)
+    return rdb
+
+
+class EvalCache:
+    """Results by (config, evaluator fingerprint), shared by every study in the database."""
+
+    _meta = sa.MetaData()
+    table = sa.Table(
+        "tuner_eval_cache", _meta,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), index=True, nullable=False),
+        sa.Column("evaluator", sa.String(128), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("result_json", sa.Text, nullable=False),
+        sa.Column("created", sa.Float, nullable=False),
+    )
+
+    def __init__(self, engine: sa.Engine, fingerprint: str, evaluator: str) -> None:
+        self.engine, self.fingerprint, self.evaluator = engine, fingerprint, evaluator
+        self._mem: dict[str, EvalResult] = {}
+
+    @classmethod
+    def create_table(cls, engine: sa.Engine) -> None:
+        cls._meta.create_all(engine, checkfirst=True)
+
+    def load(self) -> int:
+        """Read every cached result of this fingerprint into memory."""
+        q = sa.select(self.table.c.key, self.table.c.result_json).where(
+            self.table.c.fingerprint == self.fingerprint)
+        with self.engine.connect() as conn:
+            for key, raw in conn.execute(q):
+                self._mem[key] = EvalResult.from_json(json.loads(raw))
+        return len(self._mem)
+
+    def get(self, key: str, refresh: bool = False) -> EvalResult | None:
+        hit = self._mem.get(key)
+        if hit is None and refresh:  # another worker may have stored it meanwhile
+            q = sa.select(self.table.c.result_json).where(self.table.c.key == key)
+            with self.engine.connect() as conn:
+                raw = conn.execute(q).scalar()
+            if raw is not None:
+                hit = self._mem[key] = EvalResult.from_json(json.loads(raw))
+        return hit
+
+    def row(self, key: str, result: EvalResult) -> dict[str, Any]:
+        """Remember ``result`` and return the row to insert (in the trial's transaction)."""
+        self._mem[key] = result
+        return {"key": key, "fingerprint": self.fingerprint, "evaluator": self.evaluator,
+                "status": result.status.value,
+                "result_json": json.dumps(result.to_json(artifacts=True), default=str),
+                "created": time.time()}
+
+    def put(self, key: str, result: EvalResult) -> None:
+        """Store one result now (shared-storage workers; may race another worker: ignored)."""
+        row = self.row(key, result)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(self.table.insert().values(**row))
+        except sa.exc.IntegrityError:
+            pass
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._mem
+
+
+def study_names(url: str | None = None) -> list[str]:
+    rdb = open_rdb(url)
+    return [s.study_name for s in rdb.get_all_studies()]
+
+
+def load_study(name: str, url: str | None = None) -> optuna.Study:
+    rdb = open_rdb(url)
+    try:
+        return optuna.load_study(study_name=name, storage=rdb)
+    except KeyError:
+        names = [s.study_name for s in rdb.get_all_studies()]
+        from tuner._errors import UnknownName
+
+        raise UnknownName("study", name, names) from None
+
+
+def copy_trials(trials: Iterable[optuna.trial.FrozenTrial], study: optuna.Study) -> None:
+    study.add_trials(list(trials))
