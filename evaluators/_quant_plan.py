@@ -324,7 +324,7 @@ def build_plan(config: Mapping[str, Any], target: Target | None = None) -> Plan:
     act_bits = _choice(config, "act_bits", ACT_BITS, 16)
     embed_bits = _choice(config, "embed_bits", EMBED_BITS, 16)
     n_protect = 0 if protect == 0 else max(1, round(protect * target.num_layers))
-    protected = tuple(sorted(sensitivity_order(target)[:n_protect]))
+    protected = tuple(sorted(sensitivity_order(target)[:n_protect])) if n_protect else ()
     weights: dict[str, str] = {"embed": EMBED_FORMAT[embed_bits]}
     acts: dict[str, int] = {"embed": 16}
     kv: dict[int, int] = {}

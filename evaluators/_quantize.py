@@ -6,8 +6,8 @@ input features (scale + zero point, torch's int4 pack layout); ``int4-ch`` asymm
 output channel. Activations at 8 bits are quantized per token, dynamically (int8 symmetric, or
 fp8 e4m3 when the weights are fp8).
 
-``QuantLinear`` runs the real torch kernel where one exists on the CPU, so that quality and
-latency are measured on the same arithmetic:
+``QuantLinear`` runs the real torch kernel where one exists on the CPU (for latency) and an
+emulation with the same rounded numbers (for the quality pass):
 
 =============  ==============  ============================================================
 weights        activations     kernel
@@ -119,8 +119,11 @@ def fake_kv(x: torch.Tensor, bits: int) -> torch.Tensor:
 class QuantLinear(torch.nn.Module):
     """``y = x W^T + b`` with ``W`` stored in ``fmt`` and inputs at ``act_bits``.
 
-    Takes and returns float32 so that the rest of the network (norms, softmax, GELU) stays in
-    float32 as in the reference model.
+    ``forward`` runs the real kernel (used for latency). ``emulate`` computes the same rounded
+    numbers (the stored codes and bf16 scales, the same activation rounding) with a dense
+    matmul, which is faster on the CPU for the long quality pass: the two differ only in
+    accumulation order. Both take and return float32 so that the rest of the network (norms,
+    softmax, GELU) stays in float32 as in the reference model.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, fmt: str,
@@ -135,8 +138,10 @@ class QuantLinear(torch.nn.Module):
         elif fmt == "int8":
             self.q, self.scale = int8_rows(w)
             self.scale_bf16 = self.scale.bfloat16()
+            self.w = (self.q.float() * self.scale_bf16.float()[:, None]).bfloat16()
         elif fmt == "fp8":
             self.q, self.scale = fp8_rows(w)
+            self.w = (self.q.float() * self.scale[:, None]).bfloat16()
         elif fmt == "int4-ch":
             self.w = dequant_int4(*int4_groups(w, -1)).bfloat16()
         elif fmt.startswith("int4-g"):
@@ -144,20 +149,39 @@ class QuantLinear(torch.nn.Module):
             q, scale, lo = int4_groups(w, self.group)
             self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
             # torch's layout: w = (q - 8) * scale + zero, so zero = minimum + 8 * scale
-            self.scales_zeros = torch.stack([scale.t(), (lo + 8 * scale).t()], dim=-1) \
-                .contiguous().bfloat16()
+            sz = torch.stack([scale.t(), (lo + 8 * scale).t()], dim=-1).contiguous().bfloat16()
+            self.scales_zeros = sz
+            s_, z_ = sz[..., 0].t().float(), sz[..., 1].t().float()  # rows x groups
+            g = self.group
+            self.w = ((q.reshape(self.out_features, -1, g).float() - 8) * s_[..., None]
+                      + z_[..., None]).reshape(self.out_features, -1).bfloat16()
         else:
             raise ValueError(f"unknown weight format {fmt!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply(x, self._kernel)
+
+    def emulate(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply(x, self._dense)
+
+    def _apply(self, x: torch.Tensor, matmul) -> torch.Tensor:
         shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        y = self._matmul(x)
+        y = matmul(x.reshape(-1, shape[-1]))
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
 
-    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act_bits == 8 and self.fmt != "bf16":
+            if self.fmt == "fp8":  # products of fp8 values, fp32 accumulation
+                return F.linear(fake_act(x, fp8=True), self.q.float() * self.scale[:, None])
+            if self.fmt == "int8":  # integer products, exact in fp32 for K <= 1536
+                xq, sx = int8_tokens(x)
+                return F.linear(xq.float(), self.q.float()) * sx * self.scale
+            x = fake_act(x)
+        return F.linear(x.bfloat16(), self.w).float()
+
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         a8 = self.act_bits == 8
         if self.fmt == "int8" and a8:
             xq, sx = int8_tokens(x)
@@ -167,7 +191,7 @@ class QuantLinear(torch.nn.Module):
             return torch._scaled_mm((x / sx).to(FP8), self.q.t(), scale_a=sx,
                                     scale_b=self.scale[None, :], out_dtype=torch.bfloat16
                                     ).float()
-        if a8:  # int4 weights (or bf16 never reaches here): no W4A8 CPU kernel
+        if a8 and self.fmt != "bf16":  # int4 weights: no W4A8 CPU kernel in torch
             x = fake_act(x)
         xb = x.bfloat16()
         if self.fmt == "int8":

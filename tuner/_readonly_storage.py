@@ -455,6 +455,11 @@ class TrialCache:
     _sorted: list[TrialRow] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def token(self) -> tuple[int, int, int] | None:
+        """The change token seen at the last refresh."""
+        return self._token
+
     def refresh(self) -> list[TrialRow]:
         """All rows sorted by trial number; one cheap aggregate query when nothing changed."""
         with self._lock:

@@ -282,9 +282,9 @@ class Runner:
                     if not pool.busy():
                         break
                     for key, result, secs in pool.poll(0.05):
-                        # failures are retried by a later suggestion, not cached
-                        row = (self.cache.row(key, result) if result.status != Status.FAILED
-                               and key not in self.cache else None)
+                        # failures are cached too: a config that crashed or timed out is not
+                        # measured again (Kernel Tuner's rule)
+                        row = self.cache.row(key, result) if key not in self.cache else None
                         waiting = inflight.pop(key)
                         counts["evaluated"] += 1
                         for i, (trial, config) in enumerate(waiting):

@@ -140,7 +140,7 @@ def outcome(row: TrialRow) -> str:
 OUTCOMES = ("feasible", "violates constraint", "infeasible", "failed", "running")
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def reason_pattern(reason: str) -> str:

@@ -53,9 +53,11 @@ class Convergence:
         return None
 
 
-def default_reference(rows: Sequence[TrialRow], objectives: Sequence[Objective]) -> list[float]:
+def default_reference(rows: Sequence[TrialRow], objectives: Sequence[Objective],
+                      study_objectives: Sequence[Objective] | None = None) -> list[float]:
     """Per objective: the study file's ``reference`` when given, else worst feasible + 10 %."""
-    pts = [[metric_value(r, o.metric, objectives) for o in objectives] for r in rows
+    lookup = objectives if study_objectives is None else study_objectives
+    pts = [[metric_value(r, o.metric, lookup) for o in objectives] for r in rows
            if r.state == "COMPLETE" and r.feasible]
     pts = [p for p in pts if all(v is not None for v in p)]
     auto = reference_point(pts, [o.direction for o in objectives]) if pts else [0.0] * len(
@@ -64,8 +66,14 @@ def default_reference(rows: Sequence[TrialRow], objectives: Sequence[Objective])
 
 
 def convergence(rows: Sequence[TrialRow], objectives: Sequence[Objective],
-                reference: Sequence[float] | None = None) -> Convergence:
-    """Best-so-far and hypervolume series; the reference is fixed so the series is monotone."""
+                reference: Sequence[float] | None = None,
+                study_objectives: Sequence[Objective] | None = None) -> Convergence:
+    """Best-so-far and hypervolume series; the reference is fixed so the series is monotone.
+
+    ``objectives`` are the series' axes; ``study_objectives`` (default: the same) are the
+    study's own, used to read objective values of trials that do not report them as metrics.
+    """
+    lookup = objectives if study_objectives is None else study_objectives
     done = finished(rows)
     metrics = [o.metric for o in objectives]
     dirs = [o.direction for o in objectives]
@@ -74,7 +82,7 @@ def convergence(rows: Sequence[TrialRow], objectives: Sequence[Objective],
     current: dict[str, float | None] = {m: None for m in metrics}
     multi = len(objectives) > 1
     ref = list(reference) if reference is not None else (
-        default_reference(done, objectives) if multi else None)
+        default_reference(done, objectives, lookup) if multi else None)
     hv: list[float] | None = [] if multi else None
     sign = np.array([1.0 if d == "minimize" else -1.0 for d in dirs])
     front = np.zeros((0, len(objectives)))  # current front, in minimization form
@@ -82,7 +90,7 @@ def convergence(rows: Sequence[TrialRow], objectives: Sequence[Objective],
     n_feasible = 0
     share = []
     for k, r in enumerate(done, start=1):
-        vec = [metric_value(r, m, objectives) for m in metrics] if r.feasible else [None] * len(
+        vec = [metric_value(r, m, lookup) for m in metrics] if r.feasible else [None] * len(
             metrics)
         ok = r.state == "COMPLETE" and r.feasible and all(v is not None for v in vec)
         n_feasible += ok

@@ -91,8 +91,12 @@ def pareto_view(rows: Sequence[TrialRow], axes: Sequence[Objective],
         fmask = _fast_mask(coords[feas_idx], [a.direction for a in axes])
         for i, m in zip(feas_idx, fmask):
             on_front[i] = m
-    front = sorted((i for i, m in enumerate(on_front) if m),
-                   key=lambda i: tuple(coords[i]))
+    front, seen = [], set()
+    for i in sorted((i for i, m in enumerate(on_front) if m), key=lambda i: tuple(coords[i])):
+        key = tuple(sorted((k, str(v)) for k, v in kept[i].params.items()))
+        if key not in seen:  # a config evaluated twice (a cache hit) is one front point
+            seen.add(key)
+            front.append(i)
     knee = None
     if front:
         k = knee_index(coords[front], [a.direction for a in axes])

@@ -84,12 +84,17 @@ def param_importances(rows: Sequence[TrialRow], distributions: Mapping[str, Any]
     if len(trials) < 2 or not common or len({t.value for t in trials}) < 2:
         return Importances(target, {k: 0.0 for k in sorted(common)}, len(trials), left_out,
                            method)
-    study = optuna.create_study(direction="minimize")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study.add_trials(trials)
-        scores = FanovaImportanceEvaluator(seed=seed).evaluate(study)
-    total = sum(scores.values())
-    imps = {k: (v / total if total > 0 else 0.0) for k, v in scores.items()}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per call
+    try:
+        study = optuna.create_study(direction="minimize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.add_trials(trials)
+            scores = FanovaImportanceEvaluator(seed=seed).evaluate(study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    total = float(sum(scores.values()))
+    imps = {k: (float(v) / total if total > 0 else 0.0) for k, v in scores.items()}
     return Importances(target, dict(sorted(imps.items(), key=lambda kv: -kv[1])), len(trials),
                        left_out, method)

@@ -1,0 +1,42 @@
+"""Columns for a parallel-coordinates plot: numbers stay numbers, categories become codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tuner._readonly_storage import TrialRow
+from tuner.analysis._common import Objective, format_value, metric_value
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One vertical axis: ``values[i]`` for trial ``i``; ``ticks`` maps codes to category text."""
+
+    label: str
+    values: list[float | None]
+    ticks: list[tuple[float, str]] | None = None  # None: a numeric axis
+
+
+def parallel_axes(rows: Sequence[TrialRow], params: Sequence[str], metrics: Sequence[str],
+                  objectives: Sequence[Objective] = ()) -> list[Axis]:
+    """An axis per parameter then per metric. Inactive (conditional) values are None."""
+    axes = []
+    for p in params:
+        vals = [r.params.get(p) for r in rows]
+        present = [v for v in vals if v is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        if numeric:
+            axes.append(Axis(p, [None if v is None else float(v) for v in vals]))
+            continue
+        cats: list[Any] = []
+        for v in present:
+            if v not in cats:
+                cats.append(v)
+        cats.sort(key=lambda v: (str(type(v)), str(v)))
+        code = {c: float(i) for i, c in enumerate(cats)}
+        axes.append(Axis(p, [None if v is None else code[v] for v in vals],
+                         [(code[c], format_value(c)) for c in cats]))
+    for m in metrics:
+        axes.append(Axis(m, [metric_value(r, m, objectives) for r in rows]))
+    return axes

@@ -1,0 +1,242 @@
+"""``tuner bench``: samplers against exhaustive ground truth.
+
+Every problem's finite space is scored once (``problems.build_table``); each sampler then runs
+``budget`` trials per seed through an in-memory ask/tell loop that records trials exactly as
+the runner does. Outputs in ``out``: ``bench.json`` (every run and the aggregates),
+``bench.md`` (tables) and ``bench.png`` (convergence curves).
+
+    run_bench(problems=None, samplers=None, seeds=5, budget=200, out="bench-results")
+    main(["--problems", "kernel-gemm-4096", "--samplers", "tpe,cost-model", "--seeds", "3"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from tuner._errors import BadInput, TunerError, UnknownName
+from tuner.bench.loop import Trace, curves, run_one
+from tuner.bench.metrics import BUDGETS, run_scores, summarize
+from tuner.bench.problems import (Problem, Table, available_problems, build_table,
+                                  load_problems, select_problems)
+
+#: compared by default; "llm" joins when an endpoint is configured (``TUNER_LLM_BASE_URL``)
+DEFAULT_SAMPLERS = ("random", "grid", "tpe", "gp", "nsga2", "cmaes", "cost-model")
+LLM_ENV = "TUNER_LLM_BASE_URL"
+
+
+def default_samplers() -> list[str]:
+    out = list(DEFAULT_SAMPLERS)
+    if os.environ.get(LLM_ENV):
+        out.append("llm")
+    return out
+
+
+def _llm_options() -> dict[str, Any]:
+    opts: dict[str, Any] = {"base_url": os.environ[LLM_ENV]}
+    if os.environ.get("TUNER_LLM_MODEL"):
+        opts["model"] = os.environ["TUNER_LLM_MODEL"]
+    return opts
+
+
+def run_bench(problems: Sequence[str | Problem] | None = None,
+              samplers: Sequence[str] | None = None, seeds: int = 5, budget: int = 200,
+              out: str | Path | None = "bench-results",
+              sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
+              use_cache: bool = True, log: Callable[[str], None] | None = None,
+              command: str | None = None) -> dict[str, Any]:
+    """Run the benchmark; write ``bench.json``/``bench.md``/``bench.png`` under ``out``.
+
+    Args:
+        problems: names from ``problems.toml`` (or ``Problem`` objects); default: every
+            problem whose domain is installed.
+        samplers: registry names; default ``default_samplers()``.
+        seeds: runs per (problem, sampler), seeds 0..seeds-1.
+        budget: trials per run.
+        out: output folder (None: write nothing).
+        sampler_options: per-sampler factory options.
+        use_cache: reuse scored tables from ``$TUNER_BENCH_CACHE`` (~/.cache/tuner/bench).
+        log: progress callback (one line per problem x sampler).
+
+    Returns:
+        The result dict written to ``bench.json``.
+    """
+    from tuner.samplers import make_sampler
+
+    if seeds < 1:
+        raise BadInput("--seeds", f"{seeds} must be >= 1")
+    if budget < 1:
+        raise BadInput("--budget", f"{budget} must be >= 1")
+    log = log or (lambda s: None)
+    samplers = list(samplers or default_samplers())
+    from tuner.registry import SAMPLERS
+
+    for s in samplers:
+        if s not in SAMPLERS and ":" not in s:
+            raise UnknownName("--samplers", s, list(SAMPLERS))
+    options = {k: dict(v) for k, v in (sampler_options or {}).items()}
+    if "llm" in samplers and "llm" not in options:
+        if not os.environ.get(LLM_ENV):
+            raise BadInput("--samplers", f"llm needs an endpoint: set {LLM_ENV} (and "
+                           "TUNER_LLM_MODEL, TUNER_LLM_API_KEY)")
+        options["llm"] = _llm_options()
+    notes: list[str] = []
+    chosen: list[Problem] = []
+    if problems is None:
+        avail = available_problems()
+        all_problems = load_problems()
+        for name, why in avail.items():
+            if why:
+                notes.append(f"Skipped problem {name}: {why}")
+            else:
+                chosen.append(all_problems[name])
+    else:
+        names = [p for p in problems if isinstance(p, str)]
+        by_name = {p.name: p for p in select_problems(names)} if names else {}
+        chosen = [by_name[p] if isinstance(p, str) else p for p in problems]
+    if not chosen:
+        raise BadInput("--problems", "no benchmark problem is available (no domain installed)")
+
+    t_start = time.perf_counter()
+    tables: list[Table] = []
+    for p in chosen:
+        t0 = time.perf_counter()
+        tables.append(build_table(p, use_cache=use_cache))
+        log(f"{p.name}: {tables[-1].n_grid} grid points, {tables[-1].n_feasible} feasible "
+            f"({time.perf_counter() - t0:.1f} s)")
+
+    runs: list[dict[str, Any]] = []
+    all_curves: dict[tuple[str, str], list[Any]] = {}
+    for table in tables:
+        p = table.problem
+        for s in samplers:
+            t0 = time.perf_counter()
+            for seed in range(seeds):
+                space = p.space()
+                try:
+                    sampler = make_sampler(s, space, p.directions, seed, options.get(s))
+                except TunerError as exc:
+                    runs.append({"problem": p.name, "sampler": s, "seed": seed,
+                                 "error": str(exc)})
+                    break
+                trace = run_one(table, sampler, s, seed, budget)
+                c = curves(table, trace, budget)
+                all_curves.setdefault((p.name, s), []).append(next(iter(c.values())))
+                runs.append(_run_record(trace, run_scores(c)))
+            done = [r for r in runs if r["problem"] == p.name and r["sampler"] == s
+                    and not r.get("error")]
+            if done:
+                evals = [r["evals_to_target"] for r in done]
+                log(f"  {s:<11} evals to 1%: {evals}  ({time.perf_counter() - t0:.1f} s)")
+            else:
+                log(f"  {s:<11} not run: {runs[-1]['error']}")
+
+    summary = summarize(runs, samplers, [t.problem.name for t in tables], budget)
+    result = {
+        "meta": {"command": command or "run_bench(...)", "budget": budget, "seeds": seeds,
+                 "samplers": samplers, "budgets": [b for b in BUDGETS if b <= budget],
+                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
+                            f"{platform.python_version()}",
+                 "elapsed_s": time.perf_counter() - t_start, "notes": notes},
+        "problems": [_problem_record(t) for t in tables],
+        "scores": runs,
+        "summary": summary,
+    }
+    if out is not None:
+        from tuner.bench.report import markdown, plot, write_curves, write_json
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(result, out / "bench.json")
+        (out / "bench.md").write_text(markdown(result))
+        plot(result, all_curves, out / "bench.png")
+        write_curves(result, all_curves, out / "curves")
+    return result
+
+
+def _run_record(trace: Trace, scores: dict[str, Any]) -> dict[str, Any]:
+    n = len(trace.status)
+    return {"problem": trace.problem, "sampler": trace.sampler, "seed": trace.seed,
+            "trials": n, "seconds": trace.seconds,
+            "distinct_evaluations": sum(trace.new_eval),
+            "infeasible_trials": sum(s == "infeasible" for s in trace.status),
+            "failed_trials": sum(s == "failed" for s in trace.status),
+            "stopped": trace.stopped, **scores, **({"extra": trace.extra} if trace.extra
+                                                    else {})}
+
+
+def _problem_record(t: Table) -> dict[str, Any]:
+    p = t.problem
+    return {"name": p.name, "domain": p.domain, "evaluator": p.evaluator, "kind": p.kind,
+            "description": p.description, "objectives": [list(o) for o in p.objectives],
+            "constraints": [str(c) for c in p.constraints], "n_objectives": len(p.objectives),
+            "n_grid": t.n_grid, "n_valid": t.n_valid, "n_feasible": t.n_feasible,
+            "within_1pct": t.within(0.01), "front_size": len(t.front),
+            "optimum": None if len(p.objectives) > 1 else t.optimum,
+            "table_seconds": t.seconds}
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="tuner bench", description=__doc__.split(
+        "\n")[0])
+    p.add_argument("--problems", nargs="*", help="problem names (comma or space separated); "
+                   "default: all available")
+    p.add_argument("--samplers", nargs="*", help="sampler names; default: "
+                   + ",".join(DEFAULT_SAMPLERS) + " (+llm when TUNER_LLM_BASE_URL is set)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per problem and sampler")
+    p.add_argument("--budget", type=int, default=200, help="trials per run")
+    p.add_argument("--out", default="bench-results", help="output folder")
+    p.add_argument("--no-cache", action="store_true", help="rescore the problem tables")
+    p.add_argument("--list", action="store_true", help="list the problems and exit")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """Run ``tuner bench`` from parsed arguments (the CLI's subcommand calls this)."""
+    if args.list:
+        problems = load_problems()
+        for name, why in available_problems(problems).items():
+            p = problems[name]
+            print(f"{name:<28} {p.domain:<17} {'x'.join(m for m, _ in p.objectives):<32} "
+                  + (why if why else p.description))
+        return 0
+    log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    cmd = "tuner bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                              else sys.argv[2:]))
+    result = run_bench(_split(args.problems), _split(args.samplers), args.seeds, args.budget,
+                       args.out, use_cache=not args.no_cache, log=log, command=cmd)
+    t = result["summary"].get("targets") or {}
+    if log and t:
+        log(f"cost-model vs tpe: median evals {t['median_evals_candidate']} vs "
+            f"{t['median_evals_reference']} (ratio {t['ratio']}); results in {args.out}/")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tuner bench [--problems ...] [--samplers ...] [--seeds N] [--budget N] [--out DIR]``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args, argv)
+    except BadInput as exc:
+        print(f"tuner bench: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["DEFAULT_SAMPLERS", "build_parser", "default_samplers", "main", "run_bench",
+           "run_from_args"]

@@ -1,0 +1,155 @@
+"""One sampler on one problem: an in-memory ask/tell loop over the precomputed table.
+
+Trials are recorded exactly as ``tuner.runner.Runner`` records them (user attrs ``status``,
+``feasible``, ``reason``, ``metrics``, ``config``; Optuna's ``constraints`` system attr; penalty
+values for infeasible trials = the worst feasible value seen so far), so every sampler sees the
+history it would see in a real study, but an evaluation is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from tuner.bench.problems import Table
+from tuner.samplers._constraints import CONSTRAINTS_KEY
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class Trace:
+    """Per-trial outcomes of one run."""
+
+    problem: str
+    sampler: str
+    seed: int
+    #: objective values of each trial when feasible, else None
+    values: list[tuple[float, ...] | None] = field(default_factory=list)
+    #: a new config measured (not a repeat, not rejected by the space's constraints)
+    new_eval: list[bool] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_one(table: Table, sampler: Any, sampler_name: str, seed: int, budget: int,
+            stop_when_exhausted: bool = True) -> Trace:
+    """Run ``budget`` trials of ``sampler`` on ``table``'s problem."""
+    problem = table.problem
+    space = problem.space()
+    study = optuna.create_study(directions=problem.directions, sampler=sampler)
+    trace = Trace(problem.name, sampler_name, seed)
+    penalty: list[float | None] = [None] * len(problem.objectives)
+    seen: set[Any] = set()
+    t0 = time.perf_counter()
+    for _ in range(budget):
+        exhausted = getattr(sampler, "exhausted", None)
+        if stop_when_exhausted and exhausted is not None and exhausted(study):
+            trace.stopped = "every valid config evaluated"
+            break
+        trial = study.ask()
+        config = space.suggest(trial)
+        values = space.param_values(config)
+        outcome = table.lookup(values)
+        key = tuple(sorted(values.items()))
+        if outcome is None:  # off the grid (a sampler ignored the choices): runner rejects
+            status, vals, feasible, viol, reason = "infeasible", None, False, (1.0,), \
+                "not a grid point"
+        else:
+            status = "infeasible" if outcome.status == "rejected" else outcome.status
+            vals, feasible, viol, reason = (outcome.values, outcome.feasible,
+                                            outcome.violations, outcome.reason)
+        trace.new_eval.append(outcome is not None and outcome.status != "rejected"
+                              and key not in seen)
+        seen.add(key)
+        _tell(study, trial, config, problem.metrics, problem.directions, status, vals,
+              feasible, viol, reason, penalty)
+        trace.status.append(status)
+        trace.values.append(tuple(vals) if feasible and vals is not None else None)
+    trace.seconds = time.perf_counter() - t0
+    for name in ("sources", "ledger"):
+        if hasattr(sampler, name):
+            trace.extra[name] = _plain(getattr(sampler, name))
+    return trace
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x if isinstance(x, (int, float, str, bool, type(None))) else str(x)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, config: dict[str, Any],
+          metrics: list[str], directions: list[str], status: str,
+          vals: tuple[float, ...] | None, feasible: bool, viol: tuple[float, ...],
+          reason: str | None, penalty: list[float | None]) -> None:
+    trial.set_user_attr("config", config)
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("feasible", bool(feasible))
+    trial.set_user_attr("reason", reason)
+    trial.set_user_attr("metrics", dict(zip(metrics, vals)) if vals else {})
+    if status == "failed":
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    if vals is None:
+        told = [p if p is not None else (1e12 if d == "minimize" else -1e12)
+                for p, d in zip(penalty, directions)]
+    else:
+        told = list(vals)
+        if feasible:
+            for i, (v, d) in enumerate(zip(told, directions)):
+                p = penalty[i]
+                if p is None or (v > p if d == "minimize" else v < p):
+                    penalty[i] = v
+    study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
+                                         list(viol) or [0.0])
+    study.tell(trial, told)
+
+
+def curves(table: Table, trace: Trace, budget: int) -> dict[str, np.ndarray]:
+    """Per-trial quality of the best found so far (padded to ``budget`` after a stop).
+
+    One objective: relative regret ``|best - optimum| / |optimum|`` (NaN before the first
+    feasible trial). Several: hypervolume of the feasible points found / the true front's,
+    both normalized by the true front's ideal and nadir (reference 1.1).
+    """
+    from tuner.bench.problems import normalized_hypervolume, relative_regret
+
+    n = len(trace.values)
+    problem = table.problem
+    if len(problem.objectives) == 1:
+        d = problem.directions[0]
+        best = math.nan
+        out = np.full(budget, np.nan)
+        for i in range(budget):
+            v = trace.values[i] if i < n else None
+            if v is not None and (math.isnan(best) or (v[0] < best if d == "minimize"
+                                                       else v[0] > best)):
+                best = v[0]
+            if not math.isnan(best):
+                out[i] = float(relative_regret(best, table.optimum, d))
+        return {"regret": out}
+    true_hv = table.true_hypervolume()
+    ratio = np.zeros(budget)
+    found: list[tuple[float, ...]] = []
+    current = 0.0
+    for i in range(budget):
+        v = trace.values[i] if i < n else None
+        if v is not None:
+            found.append(v)
+            current = normalized_hypervolume(table.normalize(np.array(found)))
+        ratio[i] = current / true_hv if true_hv > 0 else 1.0
+    return {"hv_ratio": ratio}
+
+
+__all__ = ["Trace", "curves", "run_one"]

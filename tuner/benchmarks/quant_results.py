@@ -1,0 +1,324 @@
+"""Quantization mixes vs uniform int8 / int4 and a HAWQ-style greedy baseline.
+
+``python -m tuner.benchmarks.quant_results [--trials N] [--skip-real] [--json PATH]``
+
+Part 1, all-MiniLM-L6-v2 on the CPU, every number measured by ``quant-real``:
+
+- uniform baselines: int8 = W8A8 int8 everywhere (embeddings int8), int4 = W4A16 int4-g128
+  everywhere (embeddings int4-g128), and bf16;
+- mix search: (a) a multi-objective study (NSGA-II, quality_drop x model_size_gib x
+  latency_ms) run directly on quant-real; (b) quant-sim's measured-sensitivity proxy swept
+  over the whole space, the best-predicted mixes at each baseline's size then measured;
+- HAWQ-style greedy at equal size: start from bf16 and repeatedly lower the unit (one layer
+  group of one layer, or the embeddings) with the least sensitivity increase per bit saved
+  (bf16 -> int8 -> int4-g128, weights only), sensitivities from the measured single-unit
+  table, until the model fits the baseline's size; then measured.
+
+Part 2, Llama-3.1-70B on one H100 (quant-sim): the same comparison on the simulator over the
+study space of ``studies/quant-llama70b-h100.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from typing import Any, Callable, Mapping
+
+from evaluators._quant_plan import (
+    MINILM, ROLES, Target, bits_per_weight, build_plan, resolve_target, size_gib,
+    uniform_config)
+from tuner._pareto import pareto_mask
+
+LADDER = ("bf16", "int8", "int4-g128")
+OBJ = ("quality_drop", "model_size_gib", "latency_ms")
+
+
+def _units(target: Target) -> list[tuple[str, int, int]]:
+    """(unit name, parameter count, input features) of every quantizable unit."""
+    out = [("embed", target.embed_params, target.hidden)]
+    for i, layer in enumerate(target.layers):
+        for r in ROLES:
+            mats = layer[r]
+            out.append((f"layer{i}.{r}", sum(m.params for m in mats), mats[0].cols))
+    return out
+
+
+def unit_sensitivity(target: Target) -> Callable[[str, str], float]:
+    """Quality drop of one unit in one format: measured (MiniLM) or the quant-sim proxy."""
+    from evaluators._quant_plan import depth_profile, minilm_sensitivity
+    from evaluators.quant_sim import _role_mean, unit_drop
+
+    sens = minilm_sensitivity()
+
+    def f(unit: str, fmt: str) -> float:
+        if fmt == "bf16":
+            return 0.0
+        if unit == "embed":
+            return sens[(-1, "embed", fmt)]
+        layer, role = unit[5:].split(".")
+        i = int(layer)
+        if target.kind == "real":
+            return unit_drop(i, role, fmt, 16)
+        return depth_profile(target.num_layers)[i] * 6 / target.num_layers * _role_mean(
+            role, fmt, 16)
+    return f
+
+
+def hawq_greedy(target: Target, max_gib: float, base: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-unit greedy bit allocation under a size budget (HAWQ-style ordering)."""
+    sens = unit_sensitivity(target)
+    units = _units(target)
+    level = {u: 0 for u, _, _ in units}
+    cfg = {**base, "pin": {}}
+
+    def size() -> float:
+        cfg["pin"] = {u: LADDER[level[u]] for u, _, _ in units}
+        return size_gib(build_plan(cfg, target))
+
+    while size() > max_gib:
+        best, best_score = None, math.inf
+        for u, n, cols in units:
+            if level[u] + 1 >= len(LADDER):
+                continue
+            cur, nxt = LADDER[level[u]], LADDER[level[u] + 1]
+            saved = n * (bits_per_weight(cur, cols) - bits_per_weight(nxt, cols))
+            score = max(sens(u, nxt) - sens(u, cur), 0.0) / saved
+            if score < best_score:
+                best, best_score = u, score
+        if best is None:
+            break
+        level[best] += 1
+    return cfg
+
+
+def _row(name: str, m: Mapping[str, float], extra: str = "") -> dict[str, Any]:
+    return {"name": name, **{k: m.get(k, float("nan")) for k in (
+        "quality_drop", "neighbor_agreement", "model_size_gib", "avg_bits", "latency_ms",
+        "prefill_ms", "memory_gib")}, "note": extra}
+
+
+def _print(title: str, rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
+    print(f"\n{title}")
+    head = f"{'mix':<34}" + "".join(f"{c:>18}" for c in cols)
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, float("nan"))
+            cells.append(f"{v:>18.5g}" if isinstance(v, float) else f"{v!s:>18}")
+        print(f"{r['name']:<34}" + "".join(cells) + (f"  {r['note']}" if r["note"] else ""))
+
+
+def _describe(cfg: Mapping[str, Any]) -> str:
+    parts = []
+    for r in ROLES:
+        b = cfg.get(f"{r}_bits", 16)
+        s = {16: "bf16", 8: "fp8" if cfg.get(f"{r}_format") == "fp8" else "int8"}.get(b)
+        if b == 4:
+            g = cfg.get(f"{r}_group", 128)
+            s = f"int4-{'ch' if g == -1 else f'g{g}'}"
+        parts.append(f"{r}={s}")
+    parts.append(f"emb={cfg.get('embed_bits', 16)} act={cfg.get('act_bits', 16)}")
+    if "kv_bits" in cfg:
+        parts.append(f"kv={cfg['kv_bits']}")
+    if cfg.get("protect_frac"):
+        parts.append(f"protect={cfg['protect_frac']}")
+    return " ".join(parts)
+
+
+def sweep_sim(space: Any, sim: Any) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    out = []
+    for cfg in space.enumerate(valid_only=True):
+        res = sim.evaluate(cfg)
+        if res.status.value == "ok":
+            out.append((cfg, dict(res.metrics)))
+    return out
+
+
+def best_under(points: list[tuple[dict, dict]], size: float, quality: float | None = None,
+               k: int = 1) -> list[tuple[dict, dict]]:
+    """Lowest-quality-drop points at size <= ``size`` (and quality <= ``quality``: then the
+    smallest first)."""
+    cand = [p for p in points if p[1]["model_size_gib"] <= size * (1 + 1e-9)]
+    if quality is not None:
+        cand = [p for p in cand if p[1]["quality_drop"] <= quality]
+        cand.sort(key=lambda p: (p[1]["model_size_gib"], p[1]["quality_drop"]))
+    else:
+        cand.sort(key=lambda p: (p[1]["quality_drop"], p[1]["model_size_gib"]))
+    return cand[:k]
+
+
+def dominates(a: Mapping[str, float], b: Mapping[str, float], keys=OBJ) -> bool:
+    return all(a[k] <= b[k] for k in keys) and any(a[k] < b[k] for k in keys)
+
+
+# -- part 1 ------------------------------------------------------------------------------
+
+def minilm_part(trials: int, seed: int, report: dict[str, Any]) -> None:
+    import optuna
+
+    from evaluators.quant_real import QuantRealEvaluator
+    from evaluators.quant_sim import QuantSimEvaluator
+    from search_spaces.quantization import QuantSpace
+
+    target = resolve_target(MINILM)
+    real = QuantRealEvaluator()
+    t0 = time.perf_counter()
+    real.setup()
+    setup_s = time.perf_counter() - t0
+    base = {"bf16": uniform_config(target, "bf16"),
+            "uniform int8 (W8A8)": uniform_config(target, "int8", act_bits=8),
+            "uniform int8 (W8A16)": uniform_config(target, "int8"),
+            "uniform int4-g128 (W4A16)": uniform_config(target, "int4-g128")}
+    measured: dict[str, dict[str, float]] = {}
+    times = []
+    for name, cfg in base.items():
+        t0 = time.perf_counter()
+        measured[name] = dict(real.evaluate(cfg).metrics)
+        times.append(time.perf_counter() - t0)
+    i8, i4 = measured["uniform int8 (W8A8)"], measured["uniform int4-g128 (W4A16)"]
+
+    # (a) multi-objective study directly on the measured evaluator
+    space = QuantSpace({"model": MINILM})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize"] * 3,
+                                sampler=optuna.samplers.NSGAIISampler(seed=seed,
+                                                                      population_size=20))
+    trial_points: list[tuple[dict, dict]] = []
+    for _ in range(trials):
+        trial = study.ask()
+        cfg = space.suggest(trial)
+        t0 = time.perf_counter()
+        res = real.evaluate(cfg)
+        times.append(time.perf_counter() - t0)
+        if res.status.value != "ok":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        trial_points.append((cfg, dict(res.metrics)))
+        study.tell(trial, [res.metrics[k] for k in OBJ])
+
+    # (b) proxy sweep of the whole space, best predictions measured
+    sim = QuantSimEvaluator()
+    t0 = time.perf_counter()
+    swept = sweep_sim(space, sim)
+    sweep_s = time.perf_counter() - t0
+    picks = best_under(swept, i8["model_size_gib"], quality=i8["quality_drop"], k=6) \
+        + best_under(swept, i4["model_size_gib"], k=6)
+    for cfg, _ in picks:
+        trial_points.append((cfg, dict(real.evaluate(cfg).metrics)))
+
+    rows = [_row(n, m) for n, m in measured.items()]
+    hawq = {}
+    for label, ref in (("int8", i8), ("int4", i4)):
+        cfg = hawq_greedy(target, ref["model_size_gib"], {"model": MINILM})
+        hawq[label] = dict(real.evaluate(cfg).metrics)
+        rows.append(_row(f"HAWQ-greedy @ {label} size", hawq[label]))
+    dom8 = [p for p in trial_points if p[1]["model_size_gib"] <= i8["model_size_gib"]
+            and p[1]["quality_drop"] <= i8["quality_drop"] and dominates(p[1], i8)]
+    best8 = min(dom8, key=lambda p: p[1]["model_size_gib"]) if dom8 else None
+    eq4 = [p for p in trial_points if p[1]["model_size_gib"] <= i4["model_size_gib"]]
+    best4 = min(eq4, key=lambda p: p[1]["quality_drop"]) if eq4 else None
+    if best8:
+        rows.append(_row("mix: smallest dominating int8", best8[1], _describe(best8[0])))
+    if best4:
+        rows.append(_row("mix: best at <= int4 size", best4[1], _describe(best4[0])))
+    cols = ("quality_drop", "neighbor_agreement", "model_size_gib", "avg_bits", "latency_ms")
+    _print("all-MiniLM-L6-v2 on CPU (quant-real, measured; size in GiB)", rows, cols)
+    front_pts = [p for p in trial_points]
+    mask = pareto_mask([[p[1][k] for k in OBJ] for p in front_pts], ["minimize"] * 3)
+    front = sorted([p for p, keep in zip(front_pts, mask) if keep],
+                   key=lambda p: p[1]["model_size_gib"])
+    _print(f"measured Pareto front (quality_drop x size x latency), {len(front)} of "
+           f"{len(front_pts)} measured mixes", [_row(f"front #{i}", p[1], _describe(p[0]))
+                                                 for i, p in enumerate(front)], cols)
+    n_dom8 = len(dom8)
+    print(f"\nmixes measured: {len(front_pts)} ({trials} NSGA-II trials + {len(picks)} proxy "
+          f"picks); dominating uniform int8: {n_dom8}; proxy sweep of {len(swept)} configs "
+          f"in {sweep_s:.1f} s; quant-real setup {setup_s:.1f} s, evaluation median "
+          f"{sorted(times)[len(times) // 2]:.2f} s, max {max(times):.2f} s")
+    report["minilm"] = {"rows": rows, "front": [{"config": p[0], "metrics": p[1]}
+                                                for p in front],
+                        "eval_s_median": sorted(times)[len(times) // 2],
+                        "eval_s_max": max(times), "setup_s": setup_s,
+                        "dominating_int8": n_dom8}
+
+
+# -- part 2 ------------------------------------------------------------------------------
+
+def llama_part(report: dict[str, Any]) -> None:
+    from evaluators.quant_sim import QuantSimEvaluator
+    from tuner.spec import load_spec
+    from search_spaces.quantization import QuantSpace
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "studies"
+                     / "quant-llama70b-h100.toml")
+    space = QuantSpace(spec.space.context, spec.space.params)
+    target = space.target
+    sim = QuantSimEvaluator()
+    ctx = dict(space.context)
+    base = {"uniform int8 (W8A8, KV8)": {**ctx, **uniform_config(target, "int8", 8, 8)},
+            "uniform int4-g128 (W4A16, KV4)": {**ctx, **uniform_config(target, "int4-g128",
+                                                                      16, 4)},
+            "uniform fp8 (W8A8, KV8)": {**ctx, **uniform_config(target, "fp8", 8, 8)}}
+    measured = {n: sim.evaluate(c) for n, c in base.items()}
+    rows = [_row(n, r.metrics, r.reason or "") for n, r in measured.items()]
+    i8, i4 = measured["uniform int8 (W8A8, KV8)"].metrics, \
+        measured["uniform int4-g128 (W4A16, KV4)"].metrics
+    t0 = time.perf_counter()
+    swept = sweep_sim(space, sim)
+    sweep_s = time.perf_counter() - t0
+    n_all = space.size()
+    dom8 = [p for p in swept if dominates(p[1], i8)]
+    best8 = min(dom8, key=lambda p: (p[1]["model_size_gib"], p[1]["latency_ms"])) \
+        if dom8 else None
+    fast8 = min(dom8, key=lambda p: p[1]["latency_ms"]) if dom8 else None
+    best4 = best_under(swept, i4["model_size_gib"])
+    for label, ref, kv in (("int8", i8, 8), ("int4", i4, 4)):
+        cfg = hawq_greedy(target, ref["model_size_gib"], {**ctx, "kv_bits": kv})
+        res = sim.evaluate(cfg)
+        rows.append(_row(f"HAWQ-greedy @ {label} size", res.metrics,
+                         f"KV{kv}" + (f" ({res.reason})" if res.reason else "")))
+    if best8:
+        rows.append(_row("mix: smallest dominating int8", best8[1], _describe(best8[0])))
+    if fast8 and fast8 is not best8:
+        rows.append(_row("mix: fastest dominating int8", fast8[1], _describe(fast8[0])))
+    if best4:
+        rows.append(_row("mix: best at <= int4 size", best4[0][1], _describe(best4[0][0])))
+    cols = ("quality_drop", "model_size_gib", "avg_bits", "latency_ms", "prefill_ms",
+            "memory_gib")
+    _print(f"{target.name} on 1x {ctx['gpu']} (quant-sim; batch {ctx['batch_size']}, prompt "
+           f"{ctx['prompt_len']}, output {ctx['output_len']}; latency = decode ms/token)",
+           rows, cols)
+    mask = pareto_mask([[p[1][k] for k in OBJ] for p in swept], ["minimize"] * 3)
+    front = [p for p, keep in zip(swept, mask) if keep]
+    per_eval_us = sweep_s / max(n_all, 1) * 1e6
+    print(f"\nswept {n_all} configs ({len(swept)} fit in memory) in {sweep_s:.1f} s "
+          f"({per_eval_us:.0f} us per config incl. enumeration); Pareto front: {len(front)}; "
+          f"mixes dominating uniform int8: {len(dom8)}")
+    report["llama"] = {"rows": rows, "front_size": len(front), "swept": n_all,
+                       "feasible": len(swept), "us_per_eval": per_eval_us,
+                       "dominating_int8": len(dom8)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="quantization mixes vs uniform and HAWQ baselines")
+    ap.add_argument("--trials", type=int, default=60, help="NSGA-II trials on quant-real")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-real", action="store_true", help="only the quant-sim part")
+    ap.add_argument("--json", help="also write the numbers to this file")
+    args = ap.parse_args(argv)
+    report: dict[str, Any] = {}
+    if not args.skip_real:
+        minilm_part(args.trials, args.seed, report)
+    llama_part(report)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
