@@ -43,14 +43,19 @@ def _axis_title(a: A.Objective) -> str:
     return f"{a.metric} {a.arrow}"
 
 
-def _layout(fig: go.Figure, height: int = 480, **kw: Any) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), **kw)
+def _layout(fig: go.Figure, height: int = 480, title: str | None = None,
+            **kw: Any) -> go.Figure:
+    # title on the first line, legend on the second, so they never overlap
+    top = 80 if title else 40
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=top, b=10),
+                      title=dict(text=title, x=0, xanchor="left", y=1.0, yanchor="top",
+                                 pad=dict(t=12, l=8)) if title else None,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), **kw)
     return fig
 
 
 def pareto_figure(view: A.ParetoView, others: Sequence[tuple[TrialRow, Sequence[float]]] = (),
-                  title: str | None = None) -> go.Figure:
+                  title: str | None = None, log_axes: Sequence[bool] = ()) -> go.Figure:
     """2D or 3D scatter: dominated feasible trials, optional others (greyed), the front."""
     axes = view.axes
     three = len(axes) == 3
@@ -99,8 +104,9 @@ def pareto_figure(view: A.ParetoView, others: Sequence[tuple[TrialRow, Sequence[
                                      yaxis_title=_axis_title(axes[1]),
                                      zaxis_title=_axis_title(axes[2])))
         return _layout(fig, 620, title=title)
-    fig.update_xaxes(title=_axis_title(axes[0]))
-    fig.update_yaxes(title=_axis_title(axes[1]))
+    log = list(log_axes) + [False, False]
+    fig.update_xaxes(title=_axis_title(axes[0]), type="log" if log[0] else None)
+    fig.update_yaxes(title=_axis_title(axes[1]), type="log" if log[1] else None)
     return _layout(fig, 520, title=title, hovermode="closest", dragmode="select")
 
 
@@ -160,7 +166,9 @@ def parallel_figure(axes: Sequence[A.Axis], color_by: A.Axis | None) -> go.Figur
         line = dict(color=cvals, colorscale="Viridis", showscale=True,
                     colorbar=dict(title=color_by.label))
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
-    return _layout(fig, 520, title="Parallel coordinates")
+    _layout(fig, 560, title="Parallel coordinates")
+    fig.update_layout(margin=dict(l=70, r=40, t=110, b=30))  # room for axis labels
+    return fig
 
 
 def importance_figure(imps: A.Importances) -> go.Figure:
@@ -235,7 +243,7 @@ def grid_heatmap(grid: A.FeasibilityGrid) -> go.Figure:
     return _layout(fig, 420, title=f"{grid.param_y} × {grid.param_x}")
 
 
-def compare_fronts_figure(cmp: A.Comparison) -> go.Figure:
+def compare_fronts_figure(cmp: A.Comparison, log_axes: Sequence[bool] = ()) -> go.Figure:
     three = len(cmp.axes) == 3
     fig = go.Figure()
     for i, (label, view) in enumerate(zip(cmp.labels, cmp.fronts)):
@@ -263,9 +271,10 @@ def compare_fronts_figure(cmp: A.Comparison) -> go.Figure:
                                      yaxis_title=_axis_title(cmp.axes[1]),
                                      zaxis_title=_axis_title(cmp.axes[2])))
     else:
-        fig.update_xaxes(title=_axis_title(cmp.axes[0]))
+        log = list(log_axes) + [False, False]
+        fig.update_xaxes(title=_axis_title(cmp.axes[0]), type="log" if log[0] else None)
         if len(cmp.axes) > 1:
-            fig.update_yaxes(title=_axis_title(cmp.axes[1]))
+            fig.update_yaxes(title=_axis_title(cmp.axes[1]), type="log" if log[1] else None)
     return _layout(fig, 560, title="Pareto fronts")
 
 

@@ -12,8 +12,14 @@ from dashboard import _data as D
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import format_value
 
-STATE_BADGE = {"running": "🟢 running", "finished": "✅ finished", "interrupted": "⏸ interrupted",
-               "stale": "⚠️ stale (marked running, no recent trial)", "-": "—"}
+STATE_BADGE = {"running": ":green[:material/play_circle: running]",
+               "finished": ":material/check_circle: finished",
+               "interrupted": ":orange[:material/pause_circle: interrupted]",
+               "stale": ":orange[:material/warning: stale (marked running, no recent trial)]",
+               "-": "—"}
+OUTCOME_BADGE = {"feasible": ":green[:material/check_circle:]",
+                 "violates constraint": ":orange[:material/warning:]",
+                 "infeasible": ":gray[:material/block:]", "failed": ":red[:material/error:]"}
 
 
 def pick_study(url: str, key: str = "study", label: str = "Study") -> str | None:
@@ -41,8 +47,7 @@ def trial_detail(sd: D.StudyData, row: TrialRow) -> None:
     spec = sd.info.attr("spec") or {}
     options = (spec.get("evaluator") or {}).get("options") or None
     d = A.trial_detail(row, attrs, sd.objectives, sd.info.attr("evaluator"), options)
-    badge = {"feasible": "✅", "violates constraint": "⚠️", "infeasible": "🚫",
-             "failed": "❌"}.get(d.outcome, "⏳")
+    badge = OUTCOME_BADGE.get(d.outcome, ":material/hourglass_top:")
     st.markdown(f"#### Trial {d.number} — {badge} {d.outcome}")
     if d.reason:
         st.markdown(f"**Reason:** {d.reason}")
@@ -69,7 +74,7 @@ def trial_detail(sd: D.StudyData, row: TrialRow) -> None:
             st.json(d.artifacts, expanded=False)
     if d.command:
         st.markdown("**Reproduce**")
-        st.code(d.command, language="bash")
+        st.code(d.command, language="bash", wrap_lines=True)
 
 
 def live_refresh(sd: D.StudyData, seconds: float | None) -> None:

@@ -14,15 +14,19 @@ from dashboard import _data as D
 
 HERE = Path(__file__).parent
 
-st.set_page_config(page_title="tuner", page_icon="📈", layout="wide")
+st.set_page_config(page_title="tuner", page_icon=":material/insights:", layout="wide")
 
 pages = [
-    st.Page(HERE / "views/overview.py", title="Studies", icon="🗂️", url_path="studies",
+    st.Page(HERE / "views/overview.py", title="Studies", icon=":material/table_view:",
             default=True),
-    st.Page(HERE / "views/study.py", title="Study", icon="📈", url_path="study"),
-    st.Page(HERE / "views/compare.py", title="Compare", icon="⚖️", url_path="compare"),
-    st.Page(HERE / "views/fidelity.py", title="Fidelity", icon="🎯", url_path="fidelity"),
-    st.Page(HERE / "views/bench.py", title="Sampler benchmark", icon="🏁", url_path="bench"),
+    st.Page(HERE / "views/study.py", title="Study", icon=":material/insights:",
+            url_path="study"),
+    st.Page(HERE / "views/compare.py", title="Compare", icon=":material/compare_arrows:",
+            url_path="compare"),
+    st.Page(HERE / "views/fidelity.py", title="Fidelity", icon=":material/target:",
+            url_path="fidelity"),
+    st.Page(HERE / "views/bench.py", title="Sampler benchmark", icon=":material/speed:",
+            url_path="bench"),
 ]
 page = st.navigation(pages)
 

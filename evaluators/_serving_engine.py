@@ -34,7 +34,9 @@ import math
 from collections import deque
 from typing import Any, Callable
 
+from evaluators._perf import eff, p2p_time
 from evaluators._serving_latency import StepModel
+from evaluators._serving_plan import GIB, engine_memory
 
 
 class Seq:
@@ -92,7 +94,7 @@ class Engine:
         self.n_dec = 0
         self.s_base = 0  # sum of KV tokens of decoding requests = s_base + n_dec * g
         self.phase = [0] * self.bs  # decoders by (c_join - join_g) mod bs
-        self.fin: list[tuple[int, int, Seq]] = []
+        self.fin: list[tuple[int, int, Seq]] = []  # (finish step, tiebreak, request)
         # event bookkeeping
         self.busy = False
         self.version = 0
@@ -100,6 +102,10 @@ class Engine:
         self.pending: tuple | None = None
         self.preemptions = 0
         self.steps = 0
+        self.allocated = False
+        self.uniq = 0
+        #: advance decode-only stretches in closed form (off: one event per step, for tests)
+        self.fast_forward = True
 
     # -- queues --------------------------------------------------------------------------
     @property
@@ -132,7 +138,8 @@ class Engine:
         self.n_dec += 1
         self.s_base += s.computed - self.g
         self.phase[(s.computed - self.g) % self.bs] += 1
-        heapq.heappush(self.fin, (s.fin_g, s.rid, s))
+        self.uniq += 1
+        heapq.heappush(self.fin, (s.fin_g, self.uniq, s))
 
     def _leave_decode(self, s: Seq) -> None:
         """Materialise a decoding request's counters and drop it from the aggregate."""
@@ -176,7 +183,7 @@ class Engine:
     def _victim(self) -> Seq | None:
         if self.by_priority:
             while self.victims:
-                s = self.victims[0][3]
+                s = self.victims[0][4]
                 if s.state in (PREFILL, DECODE) and s in self.order:
                     return s
                 heapq.heappop(self.victims)
@@ -186,7 +193,8 @@ class Engine:
     def _admit(self, s: Seq) -> None:
         self.order[s] = None
         if self.by_priority:
-            heapq.heappush(self.victims, (-s.prio, -s.arrival, -s.rid, s))
+            self.uniq += 1
+            heapq.heappush(self.victims, (-s.prio, -s.arrival, -s.rid, self.uniq, s))
 
     def _release(self, s: Seq) -> None:
         self.order.pop(s, None)
@@ -199,6 +207,8 @@ class Engine:
         was_decoding = s.state == DECODE
         if was_decoding:
             self._leave_decode(s)
+            if self.allocated and s.computed % self.bs == 0:
+                self.free += 1  # the block taken for this step's token stays unused
         elif s.state == PREFILL:
             self.prefilling.remove(s)
         if self.swap_mode and s.blocks and s.blocks <= self.swap_free:
@@ -245,10 +255,17 @@ class Engine:
         s = self._peek_waiting()
         if s is None or len(self.order) >= self.max_seqs:
             return False
-        n = min(s.target - s.computed, self.chunk, self.budget - self.n_dec)
-        if self.role == "decode" or s.target == s.computed:
-            n = 1
-        return n > 0 and self._admission_blocks(s, n) <= self.free
+        left = s.target - s.computed
+        if left == 0:
+            need = -(-s.computed // self.bs) + self.extra_per_seq + self._new_block(s)
+        elif not self.chunked:
+            need = self._admission_blocks(s, left)
+        else:
+            n = min(left, self.chunk, self.budget - self.n_dec)
+            if n <= 0:
+                return False
+            need = self._admission_blocks(s, n)
+        return need <= self.free
 
     def _swap_ready(self) -> bool:
         if not self.swapped or len(self.order) >= self.max_seqs:
@@ -259,7 +276,7 @@ class Engine:
     def start(self, t: float) -> None:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
         self.version += 1
-        if self.n_dec and not self.prefilling and not self._can_admit() \
+        if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
                 and not self._swap_ready() and self.n_dec <= self.budget:
             if self._start_window(t):
                 return
@@ -273,6 +290,7 @@ class Engine:
         self.sim.push(t + batch[0], self)
 
     def _schedule(self) -> tuple | None:
+        self.allocated = False  # decoders' blocks for this step not yet taken
         extra_cost = self._swap_in() if self.swapped else 0.0
         budget = self.budget
         chunks: list[tuple[Seq, int]] = []
@@ -293,6 +311,7 @@ class Engine:
             if need > self.free:
                 need = 0  # nothing left to preempt: cannot happen when a request fits
             self.free -= need
+            self.allocated = True
             dec_b = self.n_dec
             budget -= dec_b
         # continue partially prefilled prompts (chunked mode), in admission order
@@ -327,18 +346,15 @@ class Engine:
                 s = self._peek_waiting()
                 left = s.target - s.computed
                 if left == 0:  # KV already here (decode worker): it joins the decoders
-                    need = self._admission_blocks(s, 1)
+                    need = (-(-s.computed // self.bs) + self.extra_per_seq
+                            + self._new_block(s))
                     if need > self.free or budget < 1:
                         break
                     self._pop_waiting()
                     self.free -= need
-                    s.blocks, s.extra = need - self.extra_per_seq + s.blocks, self.extra_per_seq
-                    s.blocks = -(-s.computed // self.bs)
-                    self.free += need - self.extra_per_seq - (s.blocks) + 0
-                    self.free -= 0
+                    s.blocks, s.extra = -(-s.computed // self.bs), self.extra_per_seq
                     self._admit(s)
                     self._join_decode(s)
-                    self.free -= self.phase_need_for(s)
                     budget -= 1
                     dec_b += 1
                     continue
@@ -372,8 +388,8 @@ class Engine:
                           [(n, s.computed + n) for s, n in chunks]) + extra_cost
         return (lat, chunks, dec_b)
 
-    def phase_need_for(self, s: Seq) -> int:
-        """Block a just-joined decoder needs for this step's token (0 or 1)."""
+    def _new_block(self, s: Seq) -> int:
+        """Block a decoder holding ``s.computed`` tokens needs for its next token (0 or 1)."""
         return 1 if s.computed % self.bs == 0 else 0
 
     def _start_window(self, t: float) -> bool:
@@ -395,8 +411,9 @@ class Engine:
         return True
 
     def fin_clean(self) -> None:
-        while self.fin and self.fin[0][2].state != DECODE:
-            heapq.heappop(self.fin)
+        fin = self.fin
+        while fin and (fin[0][2].state != DECODE or fin[0][2].fin_g != fin[0][0]):
+            heapq.heappop(fin)
 
     def interrupt(self, t: float) -> None:
         """A request arrived at ``t`` during a decode stretch: end it at the next boundary."""
@@ -422,8 +439,9 @@ class Engine:
             return
         _, chunks, dec_b = self.pending
         self.pending = None
-        self.g += 1
-        self._finish_decoders(t)
+        if dec_b:  # decoders advance only in steps they took part in
+            self.g += 1
+            self._finish_decoders(t)
         for s, n in chunks:
             if s.state != PREFILL:
                 continue
@@ -449,8 +467,8 @@ class Engine:
     def _finish_decoders(self, t: float) -> None:
         fin = self.fin
         while fin and fin[0][0] <= self.g:
-            _, _, s = heapq.heappop(fin)
-            if s.state != DECODE:
+            g_fin, _, s = heapq.heappop(fin)
+            if s.state != DECODE or s.fin_g != g_fin:
                 continue
             self._leave_decode(s)
             self._release(s)
@@ -513,4 +531,147 @@ class Simulator:
         self.on_handoff(s, t)
 
 
-__all__ = ["Engine", "Seq", "Simulator"]
+
+
+# -- a whole deployment --------------------------------------------------------------------
+class SimResult:
+    """Per-request times (seconds) and engine counters of one simulation."""
+
+    def __init__(self, arrival: list[float], first: list[float], finish: list[float],
+                 out: list[int], engines: list[Engine], unfinished: int) -> None:
+        self.arrival, self.first, self.finish, self.out = arrival, first, finish, out
+        self.engines = engines
+        self.unfinished = unfinished
+
+    @property
+    def preemptions(self) -> int:
+        return sum(e.preemptions for e in self.engines)
+
+    @property
+    def steps(self) -> int:
+        return sum(e.steps for e in self.engines)
+
+
+def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
+    pools: dict[str, list[Engine]] = {}
+    bs = plan.kv_block_size
+    for role, count, tp, pp, ep in plan.engine_kinds():
+        model = StepModel(plan, tp, pp, ep)
+        mem = engine_memory(plan, tp, pp, ep)
+        block_bytes = mem.kv_bytes_per_token * bs
+        blocks = int(mem.kv // block_bytes) // pp  # vLLM splits the pool across pp engines
+        extra = math.ceil(mem.swa_bytes_per_seq / block_bytes) if mem.swa_bytes_per_seq else 0
+        swap_blocks = int(plan.swap_space_gib * GIB // block_bytes) // pp
+        link = eff(plan.hw, "host_link_gb_s") * 1e9  # achieved PCIe bandwidth per GPU
+        pool = pools.setdefault(role, [])
+        for _ in range(count * pp):
+            pool.append(Engine(len(pool), role, model, blocks, extra, plan, swap_blocks,
+                               block_bytes / link, sim))
+    return pools
+
+
+def kv_transfer_time(plan: Any, prompt_tokens: int) -> float:
+    """Seconds to send one prompt's KV cache from a prefill to a decode worker: every GPU of
+    the prefill worker sends its shard over its own link."""
+    mem = engine_memory(plan, plan.prefill_tp, 1, min(plan.ep, plan.prefill_tp))
+    nbytes = prompt_tokens * mem.kv_bytes_per_token + mem.swa_bytes_per_seq
+    if plan.kv_link_gbit_s:
+        return p2p_time(plan.hw, nbytes, True, plan.kv_link_gbit_s)
+    inter = plan.gpus_used > plan.hw.gpus_per_node
+    return p2p_time(plan.hw, nbytes, inter)
+
+
+def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
+    """Least outstanding requests; ties go round-robin."""
+    n = len(pool)
+    start = rr[0]
+    best, best_load = pool[start], pool[start].load
+    for i in range(1, n):
+        e = pool[(start + i) % n]
+        if e.load < best_load:
+            best, best_load = e, e.load
+    rr[0] = (best.idx + 1) % n
+    best.enqueue(s)
+    if not best.busy:
+        best.start(t)
+    elif best.window is not None:
+        best.interrupt(t)
+
+
+def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
+             fast_forward: bool = True) -> SimResult:
+    """Run ``workload`` through the deployment of ``plan``."""
+    sim = Simulator()
+    pools = build_engines(plan, sim)
+    for pool in pools.values():
+        for e in pool:
+            e.fast_forward = fast_forward
+    entry = pools.get("mixed") or pools["prefill"]
+    decode_pool = pools.get("decode")
+    n = len(workload)
+    arrival = list(workload.arrival_s)
+    sim.first = [-1.0] * n
+    sim.finish = [-1.0] * n
+    seqs = [Seq(i, arrival[i], workload.input_len[i], workload.output_len[i],
+                workload.priority[i]) for i in range(n)]
+    rr_in, rr_dec = [0], [0]
+    closed = workload.is_closed
+    released = [0]
+    done = [0]
+
+    def on_done(s: Seq, t: float) -> None:
+        done[0] += 1
+        if closed and released[0] < n:
+            nxt = seqs[released[0]]
+            released[0] += 1
+            nxt.arrival = arrival[nxt.rid] = t
+            sim.push_arrival(t + front, nxt)
+
+    def on_handoff(s: Seq, t: float) -> None:
+        s.target = s.computed = s.prompt
+        s.blocks = s.extra = 0
+        sim.push_arrival(t + kv_transfer_time(plan, s.prompt), s)
+
+    sim.on_done, sim.on_handoff = on_done, on_handoff
+    # the API server's work before the engine sees a request (HTTP, chat template, tokenize)
+    front = plan.api_overhead_ms / 1e3
+    if closed:
+        static: list[Seq] = []
+        first_batch = min(workload.concurrency, n)
+        released[0] = first_batch
+        for s in seqs[:first_batch]:
+            s.arrival = arrival[s.rid] = 0.0
+            sim.push_arrival(front, s)
+    else:
+        static = sorted(seqs, key=lambda s: (s.arrival, s.rid))
+    i_static = 0
+    heap = sim.heap
+    events = 0
+    inf = math.inf
+    while True:
+        t_static = static[i_static].arrival + front if i_static < len(static) else inf
+        if heap and heap[0][0] <= t_static and (heap[0][0] < t_static or heap[0][1] == 0):
+            t, kind, _, obj, version = heapq.heappop(heap)
+            if kind == 1:
+                if version == obj.version:
+                    obj.complete(t)
+            elif obj.state == GONE and decode_pool is not None and obj.gen >= 1:
+                obj.state = WAITING
+                _route(decode_pool, rr_dec, obj, t)
+            else:
+                _route(entry, rr_in, obj, t)
+        elif i_static < len(static):
+            s = static[i_static]
+            i_static += 1
+            _route(entry, rr_in, s, t_static)
+        else:
+            break
+        events += 1
+        if events > max_events:
+            break
+    engines = [e for pool in pools.values() for e in pool]
+    return SimResult(arrival, sim.first, sim.finish, list(workload.output_len), engines,
+                     n - done[0])
+
+
+__all__ = ["Engine", "Seq", "SimResult", "Simulator", "build_engines", "simulate"]

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 
-from evaluators._perf import BYTES, attention_time, collective_time, eff, gemm_time, \
-    memory_time, p2p_time
+from evaluators._perf import BYTES, attention_time, collective_seconds, consts, eff, \
+    gemm_seconds, memory_time, p2p_time
 from evaluators._serving_plan import Plan, constant, geometry
 
 US = 1e-6
@@ -38,14 +38,16 @@ class StepModel:
     def __init__(self, plan: Plan, tp: int, pp: int, ep: int) -> None:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
+        self.c = consts(hw)
         self.g = geometry(m, tp, ep)
         wd = plan.weight_dtype
+        # operand bytes: the weights dominate the traffic of every GEMM that streams them
+        # (decode); prefill GEMMs are compute-bound, so the activations' width hardly matters
+        self.in_bytes = BYTES[wd]
         if wd == "fp8" and "fp8" in hw.peak_tflops:
-            self.cdtype, self.wdtype = "fp8", None  # W8A8 fp8 GEMMs
-        elif wd == "bf16":
-            self.cdtype, self.wdtype = "bf16", None
-        else:  # weight-only: int4 (AWQ/GPTQ Marlin) or fp8 on GPUs without fp8 tensor cores
-            self.cdtype, self.wdtype = "bf16", wd
+            self.cdtype = "fp8"  # W8A8 fp8 GEMMs
+        else:  # bf16, or weight-only int4 (Marlin W4A16) / fp8 without fp8 tensor cores
+            self.cdtype = "bf16"
         self.kvdtype = plan.kv_dtype
         self.launch = eff(hw, "kernel_launch_us") * US
         self.n_elem = constant(hw, "step", "elementwise_kernels_per_layer")
@@ -53,7 +55,7 @@ class StepModel:
         self.step_us = constant(hw, "step", "step_overhead_us") * US
         self.seq_us = constant(hw, "step", "per_seq_overhead_us") * US
         self.ar_lat = constant(hw, "comm", "allreduce_latency_us") * US
-        self.ring_lat = eff(hw, "collective_latency_us") * US
+        self.moe_eff = constant(hw, "moe", "expert_efficiency")
         self.layers = self.g.num_layers
         self._linear: dict[int, float] = {}
         self._head: dict[int, float] = {}
@@ -70,14 +72,16 @@ class StepModel:
 
     # -- pieces --------------------------------------------------------------------------
     def _gemm(self, t: float, n: int, k: int, batch: float = 1) -> float:
-        return gemm_time(self.hw, t, n, k, self.cdtype, batch, weight_dtype=self.wdtype)
+        return gemm_seconds(self.c, t, n, k, self.cdtype, batch, self.in_bytes)
 
     def _allreduce(self, t: float) -> float:
         if self.tp == 1:
             return 0.0
         nbytes = t * self.model.hidden_size * BYTES["bf16"]
-        ring = collective_time(self.hw, "all_reduce", nbytes, self.tp, self.hw.gpus_per_node)
-        return ring - 2 * (self.tp - 1) * self.ring_lat + self.ar_lat
+        ring = collective_seconds(self.c, "all_reduce", nbytes, self.tp,
+                                  self.hw.gpus_per_node, self.c.nic_bw)
+        # small messages: vLLM's custom one-shot all-reduce latency instead of NCCL's
+        return ring - self.c.coll_lat + self.ar_lat
 
     def _elementwise(self, t: float, kernels: float) -> float:
         # each kernel reads and writes the hidden states once
@@ -97,8 +101,12 @@ class StepModel:
             tokens += z * math.sqrt(tokens * (1 - 1 / self.ep))
         active = max(active, 1.0)
         per_expert = max(tokens / active, 1.0)
-        return sum(self._gemm(per_expert, n, k, active) for n, k in g.expert_gemms) \
-            + self._elementwise(tokens, 1)
+        # grouped expert GEMMs reach only a fraction of the dense roofline when compute-bound
+        # (as many FLOPs as 1/eff times the rows); weight streaming (decode) is unaffected
+        slow = per_expert / self.moe_eff
+        gemms = sum(max(self._gemm(slow, n, k, active), self._gemm(per_expert, n, k, active))
+                    for n, k in g.expert_gemms)
+        return gemms + self._elementwise(tokens, 1)
 
     def linear(self, t: int) -> float:
         """Seconds for everything but attention scores and the LM head, ``t`` new tokens."""
@@ -112,7 +120,7 @@ class StepModel:
         if g.dense_layers:
             total += g.dense_layers * (common + sum(self._gemm(t, n, k) for n, k in g.mlp_gemms))
         if g.moe_layers:
-            moe = (common + gemm_time(self.hw, t, m.num_experts, m.hidden_size, "bf16")
+            moe = (common + gemm_seconds(self.c, t, m.num_experts, m.hidden_size, "bf16")
                    + self._experts(t) + sum(self._gemm(t, n, k) for n, k in g.shared_gemms)
                    + self._elementwise(t, self.n_moe_extra))
             total += g.moe_layers * moe
@@ -128,7 +136,7 @@ class StepModel:
         if got is None:
             m = self.model
             vocab = m.vocab_size / self.tp
-            got = gemm_time(self.hw, n, vocab, m.hidden_size, "bf16") \
+            got = gemm_seconds(self.c, n, vocab, m.hidden_size, "bf16") \
                 + memory_time(self.hw, 3 * n * vocab * 4) + self.launch * 3
             self._head[n] = got
         return got

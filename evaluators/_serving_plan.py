@@ -39,7 +39,7 @@ CONFIG_KEYS = (
     "weight_dtype", "kv_dtype", "max_num_seqs", "max_num_batched_tokens", "chunked_prefill",
     "prefill_chunk_size", "kv_block_size", "gpu_memory_utilization", "preemption_mode",
     "scheduling_policy", "swap_space_gib", "max_model_len", "kv_link_gbit_s",
-    "workload", "slo_ttft_ms", "slo_tpot_ms",
+    "api_overhead_ms", "workload", "slo_ttft_ms", "slo_tpot_ms",
 )
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(Model) if f.name not in ("name",))
 ALLOWED_KEYS = frozenset(CONFIG_KEYS) | frozenset(MODEL_KEYS)
@@ -269,6 +269,7 @@ class Plan:
     swap_space_gib: float
     max_model_len: int
     kv_link_gbit_s: float | None
+    api_overhead_ms: float
     workload: Any
     slo_ttft_ms: float | None
     slo_tpot_ms: float | None
@@ -327,6 +328,8 @@ def parse(config: Mapping[str, Any]) -> Plan:
         swap_space_gib=_float(config, "swap_space_gib", 4.0, -1e-9),
         max_model_len=_int(config, "max_model_len", model.max_seq_len),
         kv_link_gbit_s=_float(config, "kv_link_gbit_s", None),
+        api_overhead_ms=_float(config, "api_overhead_ms",
+                               constant(hw, "frontend", "request_overhead_ms"), -1e-9),
         workload=config["workload"],
         slo_ttft_ms=_float(config, "slo_ttft_ms", None),
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),

@@ -41,13 +41,12 @@ ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | s
 
 
 class Plan:
-    """A parsed, type-checked plan (validity is checked separately by :func:`plan_errors`)."""
+    """A parsed, type-checked plan (validity is checked separately by :func:`plan_errors`).
 
-    __slots__ = tuple(PLAN_DEFAULTS) + ("model", "hw", "dp", "num_micro", "model_key")
-
-    def __init__(self, **kw: Any) -> None:
-        for k, v in kw.items():
-            setattr(self, k, v)
+    Attributes: every key of ``PLAN_DEFAULTS``, plus ``model`` (a catalog ``Model``), ``hw``
+    (a ``Hardware``), ``dp``, ``num_micro`` (micro-batches per step; 0 when the degrees do
+    not divide) and ``model_key`` (hashable identity of the model, for caches).
+    """
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in PLAN_DEFAULTS}
@@ -105,48 +104,56 @@ def _check_inline_model(m: Model) -> None:
         raise BadInput("num_kv_heads", f"{m.num_kv_heads} must divide num_heads {m.num_heads}")
 
 
+_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k != "inter_node_gbps")
+
+
 def parse_plan(config: Mapping[str, Any]) -> Plan:
     """Type-check a config; raise ``BadInput`` naming the field for unusable input."""
-    if not isinstance(config, Mapping):
+    if type(config) is not dict and not isinstance(config, Mapping):
         raise BadInput("config", f"{type(config).__name__} must be a JSON object")
-    unknown = [k for k in config if k not in ALLOWED_KEYS]
-    if unknown:
-        raise BadInput(unknown[0], "unknown config key; allowed: "
-                       + ", ".join(sorted(PLAN_DEFAULTS) + ["model", "<inline model dims>"]))
+    for k in config:
+        if k not in ALLOWED_KEYS:
+            raise BadInput(k, "unknown config key; allowed: "
+                           + ", ".join(sorted(PLAN_DEFAULTS) + ["model", "<model dims>"]))
     model, model_key = resolve_model(config)
     hw = resolve_hardware(config.get("gpu"))
-    kw: dict[str, Any] = {}
-    for k, default in PLAN_DEFAULTS.items():
-        v = config.get(k, default)
-        if v is None and default is None and k != "inter_node_gbps":
+    p = Plan()
+    d = p.__dict__
+    d.update(PLAN_DEFAULTS)
+    d.update(config)
+    for k in _REQUIRED:
+        if d[k] is None:
             raise BadInput(k, "missing (required)")
-        kw[k] = v
     for k in _POSITIVE_INTS:
-        v = kw[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        v = d[k]
+        if type(v) is not int or v <= 0:
             raise BadInput(k, f"{v!r} must be a positive integer")
-    z = kw["zero_stage"]
-    if isinstance(z, bool) or z not in ZERO_STAGES:
+    z = d["zero_stage"]
+    if type(z) is not int or z not in ZERO_STAGES:
         raise BadInput("zero_stage", f"{z!r}; allowed: 0, 1, 2, 3 (3 = FSDP full shard)")
     for k in _BOOLS:
-        if not isinstance(kw[k], bool):
-            raise BadInput(k, f"{kw[k]!r} must be true or false")
+        if type(d[k]) is not bool:
+            raise BadInput(k, f"{d[k]!r} must be true or false")
     for k, allowed in _CHOICES.items():
-        if kw[k] not in allowed:
-            raise BadInput(k, f"{kw[k]!r}; allowed: " + ", ".join(allowed))
-    gpn = kw["gpus_per_node"] or hw.gpus_per_node
-    if isinstance(gpn, bool) or not isinstance(gpn, int) or gpn <= 0:
+        if d[k] not in allowed:
+            raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed))
+    gpn = d["gpus_per_node"] or hw.gpus_per_node
+    if type(gpn) is not int or gpn <= 0:
         raise BadInput("gpus_per_node", f"{gpn!r} must be a positive integer")
-    kw["gpus_per_node"] = gpn
-    ib = kw["inter_node_gbps"]
+    d["gpus_per_node"] = gpn
+    ib = d["inter_node_gbps"]
     if ib is not None and (isinstance(ib, bool) or not isinstance(ib, (int, float)) or ib <= 0):
         raise BadInput("inter_node_gbps", f"{ib!r} must be a positive number (Gbit/s per GPU)")
-    model_par = kw["tp"] * kw["pp"] * kw["cp"]
-    dp = kw["num_gpus"] // model_par if kw["num_gpus"] % model_par == 0 else 0
-    per_step = dp * kw["micro_batch"]
-    num_micro = kw["global_batch"] // per_step if per_step and kw["global_batch"] % per_step == 0 \
-        else 0
-    return Plan(model=model, hw=hw, dp=dp, num_micro=num_micro, model_key=model_key, **kw)
+    model_par = d["tp"] * d["pp"] * d["cp"]
+    dp = d["num_gpus"] // model_par if d["num_gpus"] % model_par == 0 else 0
+    per_step = dp * d["micro_batch"]
+    d["dp"] = dp
+    d["num_micro"] = (d["global_batch"] // per_step
+                      if per_step and d["global_batch"] % per_step == 0 else 0)
+    d["model"] = model
+    d["model_key"] = model_key
+    d["hw"] = hw
+    return p
 
 
 def plan_errors(p: Plan) -> list[str]:

@@ -349,4 +349,40 @@ def _load_trace(spec: Mapping[str, Any], field: str, levels: int, seed: int,
                     None, desc or path.name, skipped)
 
 
-__all__ = ["MODES", "Workload", "load_workload", "resolve_spec", "workload_names"]
+def synthetic_burstgpt_rows(n: int = 2000, rate: float = 2.0, seed: int = 0
+                            ) -> list[tuple[float, str, int, int, int, str]]:
+    """SYNTHETIC rows in BurstGPT's column layout (not BurstGPT data).
+
+    Shaped after the properties the BurstGPT paper reports (Wang et al., arXiv 2401.17644):
+    bursty arrivals (Gamma inter-arrival times, shape 0.5 here), heavy-tailed request lengths,
+    a mix of short and long responses, a ChatGPT/GPT-4 mix, and failed requests logged with
+    zero response tokens. Used to test the loader and to run trace-replay studies offline.
+    """
+    rng = random.Random(seed)
+    t = 0.0
+    rows = []
+    for _ in range(n):
+        t += rng.gammavariate(0.5, 1.0 / (rate * 0.5))
+        model = "ChatGPT" if rng.random() < 0.8 else "GPT-4"
+        req = max(1, min(16000, int(rng.lognormvariate(math.log(450), 1.1))))
+        if rng.random() < 0.03:
+            resp = 0  # failed request
+        elif rng.random() < 0.3:
+            resp = max(1, int(rng.lognormvariate(math.log(25), 0.8)))
+        else:
+            resp = max(1, min(4000, int(rng.lognormvariate(math.log(260), 0.7))))
+        log = "Conversation log" if rng.random() < 0.6 else "API log"
+        rows.append((round(t, 3), model, req, resp, req + resp, log))
+    return rows
+
+
+def write_synthetic_burstgpt(path: Path, n: int = 2000, rate: float = 2.0, seed: int = 0) -> None:
+    with Path(path).open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens",
+                    "Log Type"])
+        w.writerows(synthetic_burstgpt_rows(n, rate, seed))
+
+
+__all__ = ["MODES", "Workload", "load_workload", "resolve_spec", "synthetic_burstgpt_rows",
+           "workload_names", "write_synthetic_burstgpt"]

@@ -93,8 +93,11 @@ class KernelGpuEvaluator(BaseEvaluator):
 
     name = "kernel-gpu"
     version = "1"
-    metrics = ("time_us", "time_us_p20", "time_us_p80", "tflops", "pct_of_peak",
-               "torch_time_us", "pct_of_cublas", "pct_of_sdpa")
+    domains = ("kernel-gemm", "kernel-attention")
+    #: always reported on a GPU; ``torch_time_us`` and ``pct_of_cublas`` (GEMM) or
+    #: ``pct_of_sdpa`` (attention) too when torch's kernel ran on the shape. Interpreter runs
+    #: report only the times and ``tflops`` (a CPU has no GPU peak to compare with).
+    metrics = ("time_us", "time_us_p20", "time_us_p80", "tflops", "pct_of_peak")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -123,8 +126,12 @@ class KernelGpuEvaluator(BaseEvaluator):
         env.update(torch=torch.__version__, triton=triton.__version__)
         if torch.cuda.is_available():
             env.update(device=torch.cuda.get_device_name(), cuda=str(torch.version.cuda))
+        elif self.options.get("interpret"):
+            from evaluators._triton_kernels import interpreting
+
+            env["device"] = "cpu (TRITON_INTERPRET=1)" if interpreting() else "none"
         else:
-            env["device"] = "cpu (TRITON_INTERPRET=1)" if self.options.get("interpret") else "none"
+            env["device"] = "none"
         return env
 
     # -- evaluation -------------------------------------------------------------------------

@@ -21,10 +21,10 @@ A replay table is one JSON file (``evaluators/data/kernel_replay/<name>.json``),
     }
 
 Failed configs are stored too, so they are never measured twice and replay as ``failed``. A
-config missing from the table is ``failed`` with a reason that says so; a shape missing from the
-table, a table recorded on another GPU, or an unknown table is a ``BadInput`` naming the field.
-Which table: the option ``table`` (a name in the data folder or a path); by default the table
-named after the config's ``gpu``.
+config, a shape or a GPU missing from the table is ``failed`` with a reason that says what is
+recorded (searches move on; nothing is invented); naming a table that does not exist is a
+``BadInput``. Which table: the option ``table`` (a name in the data folder or a path); by
+default the table named after the config's ``gpu``.
 """
 
 from __future__ import annotations
@@ -207,8 +207,10 @@ class KernelReplayEvaluator(BaseEvaluator):
 
     name = "kernel-replay"
     version = "1"
-    metrics = ("time_us", "time_us_p20", "time_us_p80", "tflops", "pct_of_peak",
-               "torch_time_us", "pct_of_cublas", "pct_of_sdpa")
+    domains = ("kernel-gemm", "kernel-attention")
+    #: always reported; GPU tables add ``pct_of_peak``, ``time_us_p20``/``time_us_p80`` and,
+    #: where torch was timed on the shape, ``torch_time_us`` and ``pct_of_cublas``/``pct_of_sdpa``
+    metrics = ("time_us", "tflops")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -239,15 +241,21 @@ class KernelReplayEvaluator(BaseEvaluator):
         keys = SHAPE_KEYS[kernel] + ("gpu",)
         ctx = (gemm_context if kernel == "gemm" else attention_context)(
             {k: config[k] for k in keys if k in config})
-        path, table = self._table(ctx["gpu"])
+        try:
+            path, table = self._table(ctx["gpu"])
+        except BadInput as exc:
+            if self.options.get("table"):  # the user named a table that does not exist
+                raise
+            return EvalResult.failed(f"no replay table for gpu {ctx['gpu']!r} ({exc}); "
+                                     "record one with python -m tuner.benchmarks.kernel_sweep")
         if table.gpu is not None and table.gpu != ctx["gpu"]:
-            raise BadInput("gpu", f"{ctx['gpu']!r} but replay table {path.name} was recorded on "
-                           f"{table.gpu!r} ({table.device})")
+            return EvalResult.failed(f"config gpu {ctx['gpu']!r} but replay table {path.name} "
+                                     f"was recorded on {table.gpu!r} ({table.device})")
         if not table.has_shape(kernel, ctx):
             shapes = [_shape_text(s[0], dict(zip(SHAPE_KEYS[s[0]], s[1:])))
                       for s in table.shapes()]
-            raise BadInput("shape", f"{_shape_text(kernel, ctx)} is not in replay table "
-                           f"{path.name}; recorded: " + "; ".join(shapes))
+            return EvalResult.failed(f"{_shape_text(kernel, ctx)} is not in replay table "
+                                     f"{path.name}; recorded: " + "; ".join(shapes))
         try:
             rec = table.lookup(kernel, ctx, config)
         except (KeyError, TypeError) as exc:

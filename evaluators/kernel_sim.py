@@ -40,6 +40,8 @@ peak for the dtype).
 
 from __future__ import annotations
 
+import itertools
+import math
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -204,6 +206,24 @@ def _sm_time(programs: int, occ: int, sms: int, iters: float, flops_it: float, p
     return t
 
 
+def _loaded(t0: float, t_mem: float, t_hbm: float, lat0: float,
+            sm_time: Any) -> float:
+    """SM time with the memory latency loaded by HBM traffic (queueing).
+
+    At HBM utilization ``rho = t_hbm / T`` a request waits ``lat0 / (1 - rho)`` (M/M/1). With
+    the SM time linearised in the latency, ``T = t0 + s * (lat - lat0)`` (slope ``s`` from one
+    more evaluation at ``2 * lat0``), the self-consistent kernel time solves
+    ``(T - t0) (T - t_hbm) = s * lat0 * t_hbm``. A purely latency-bound kernel then takes
+    ``t_hbm + t0``: latency and transfer time add up instead of overlapping.
+    """
+    rho = t_hbm / (t0 if t0 > t_mem else t_mem)
+    if rho <= 0.1:  # lightly loaded: queueing changes little
+        return t0
+    s = (sm_time(2.0 * lat0) - t0) / lat0
+    b = t0 + t_hbm
+    return 0.5 * (b + math.sqrt((t0 - t_hbm) ** 2 + 4.0 * s * lat0 * t_hbm))
+
+
 class KernelSimEvaluator(BaseEvaluator):
     """Analytical tile model for kernel-gemm and kernel-attention configs (pure arithmetic).
 
@@ -218,6 +238,7 @@ class KernelSimEvaluator(BaseEvaluator):
 
     name = "kernel-sim"
     version = "1"
+    domains = ("kernel-gemm", "kernel-attention")
     metrics = ("time_us", "tflops", "pct_of_peak")
 
     def __init__(self, **options: Any) -> None:
@@ -323,16 +344,16 @@ class KernelSimEvaluator(BaseEvaluator):
         busy = (bm >> 4) * (bn >> 3)
         busy = warps if warps < busy else busy
         u1 = busy / 4.0 if busy < 4 else 1.0
-        # loaded latency: queueing at HBM stretches latency by 1 / (1 - utilization), with the
-        # utilization taken against the compute-bound time (M/M/1 approximation)
-        t_flop = programs * iters * flops_it / (sms * h.peak_sm)
-        rho = t_hbm / t_flop if t_flop > t_hbm else 1.0
-        lat = h.lat / (1.0 - (rho if rho < 0.9 else 0.9))
         # copies into and reads out of shared memory both use its bandwidth
         t_smem1 = 2 * (bm * bk + bk * bn) * b / h.smem_bw
+        lat = h.lat
         t_lat = lat / (stages - 1) if stages > 1 else lat + flops_it / (h.peak_sm * u1)
         t_sm = _sm_time(programs, occ, sms, iters, flops_it, h.peak_sm, busy, h.t_iter, t_smem1,
                         t_lat, 2.0 * lat)
+        t_sm = _loaded(t_sm, t_mem, t_hbm, lat, lambda lat2: _sm_time(
+            programs, occ, sms, iters, flops_it, h.peak_sm, busy, h.t_iter, t_smem1,
+            lat2 / (stages - 1) if stages > 1 else lat2 + flops_it / (h.peak_sm * u1),
+            2.0 * lat2))
 
         t = (t_sm if t_sm > t_mem else t_mem) + h.launch
         if sk > 1:  # reduction kernel: read the fp32 partials, write C
@@ -407,33 +428,48 @@ class KernelSimEvaluator(BaseEvaluator):
         flops_it = 4.0 * bm * bn * d
         busy = min(warps, (bm >> 4) * (bn >> 3))
         u1 = busy / 4.0 if busy < 4 else 1.0
-        t_flop = bh * iters_sum * flops_it / (h.sms * h.peak_sm)
-        rho = t_hbm / t_flop if t_flop > t_hbm else 1.0
-        lat = h.lat / (1.0 - (rho if rho < 0.9 else 0.9))
         # online softmax on the bm x bn scores, plus rescaling the bm x d accumulator
         t_aux1 = (bm * bn / h.sfu + (bm * bn * h.soft_ops + bm * d) / h.alu) + h.t_iter
         # K and V are copied in and read out; Q is re-read by every iteration's first GEMM
         t_smem1 = (4 * bn * d + bm * d) * b / h.smem_bw
-        t_lat = (lat / (stages - 1) if stages > 1
-                 else lat + flops_it / (h.peak_sm * u1) + t_aux1)
-        t_sm = _sm_time(programs, occ, h.sms, iters_avg, flops_it, h.peak_sm, busy, t_aux1,
-                        t_smem1, t_lat, 2.0 * lat)
-        # the longest program (the last query block when causal) bounds the kernel too
-        t_sm = max(t_sm, kv_blocks * _round(1, flops_it, h.peak_sm, busy, t_aux1, t_smem1,
-                                            t_lat) + 2.0 * lat)
+        def sm_time(lat: float) -> float:
+            t_lat = (lat / (stages - 1) if stages > 1
+                     else lat + flops_it / (h.peak_sm * u1) + t_aux1)
+            t = _sm_time(programs, occ, h.sms, iters_avg, flops_it, h.peak_sm, busy, t_aux1,
+                         t_smem1, t_lat, 2.0 * lat)
+            # the longest program (the last query block when causal) bounds the kernel too
+            t_long = kv_blocks * _round(1, flops_it, h.peak_sm, busy, t_aux1, t_smem1,
+                                        t_lat) + 2.0 * lat
+            return t if t > t_long else t_long
+
+        t_sm = _loaded(sm_time(h.lat), t_mem, t_hbm, h.lat, sm_time)
+
         t = max(t_sm, t_mem) + h.launch
         return _ok(t, 4.0 * bh * d * pairs, h.peak)
 
 
 def best_config(space: Any, evaluator: KernelSimEvaluator | None = None,
                 metric: str = "time_us") -> tuple[dict[str, Any], EvalResult]:
-    """The valid config of a finite kernel space with the lowest predicted ``metric``."""
+    """The config of a finite kernel space with the lowest predicted ``metric``.
+
+    Walks the full parameter grid and lets the evaluator's own (fast) rule checks reject the
+    invalid points, which is several times quicker than ``space.enumerate()``.
+    """
     ev = evaluator or KernelSimEvaluator()
+    names = list(space.params)
+    if any(p.when for p in space.params.values()):
+        grid: Any = (space.param_values(c) for c in space.enumerate(valid_only=False))
+    else:
+        grid = (dict(zip(names, combo)) for combo in
+                itertools.product(*(space.params[n].values() for n in names)))
+    base = space.config({})
     best: tuple[dict[str, Any], EvalResult] | None = None
-    for cfg in space.enumerate():
+    best_value = float("inf")
+    for values in grid:
+        cfg = {**base, **values}
         r = ev.evaluate(cfg)
-        if r.status.value == "ok" and (best is None or r.metrics[metric] < best[1].metrics[metric]):
-            best = (cfg, r)
+        if r.status is Status.OK and r.metrics[metric] < best_value:
+            best, best_value = (cfg, r), r.metrics[metric]
     if best is None:
         raise BadInput("space", "no valid config in this space")
     return best

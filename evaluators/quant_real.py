@@ -314,8 +314,8 @@ class QuantRealEvaluator(BaseEvaluator):
         over = budget_violations(plan, config)
         if over:
             return EvalResult.infeasible("; ".join(over), sizes)
+        self.setup()  # a bad option is the user's to fix: BadInput propagates
         try:
-            self.setup()
             return EvalResult.ok({**self._measure(plan), **sizes},
                                  {"protected_layers": list(plan.protected)})
         except Exception as exc:  # a kernel failure fails this trial only

@@ -147,6 +147,9 @@ class QuantSimEvaluator(BaseEvaluator):
             v = ctx[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise BadInput(key, f"{v!r} must be an integer >= 1")
+        mf = ctx["memory_fraction"]
+        if isinstance(mf, bool) or not isinstance(mf, (int, float)) or not 0 < mf <= 1:
+            raise BadInput("memory_fraction", f"{mf!r} must be in (0, 1]")
         hw = get_hardware(ctx["gpu"])
         plan = build_plan(config, target)
         tp = ctx["gpus"]

@@ -218,6 +218,9 @@ class GemmTileSpace(_TileSpace):
     """
 
     name = "kernel-gemm"
+    example_contexts = ({"m": 4096, "n": 4096, "k": 4096, "dtype": "bf16", "gpu": "h100_sxm"},
+                        {"m": 16, "n": 14336, "k": 8192, "dtype": "fp8", "gpu": "h100_sxm"},
+                        {"m": 2048, "n": 2048, "k": 2048, "dtype": "fp32", "gpu": "a100_sxm_80gb"})
 
     def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
         return gemm_context(context)
@@ -266,6 +269,10 @@ class AttentionTileSpace(_TileSpace):
     """
 
     name = "kernel-attention"
+    example_contexts = ({"batch": 1, "heads": 64, "seq_len": 8192, "head_dim": 128,
+                         "dtype": "bf16", "causal": True, "gpu": "h100_sxm"},
+                        {"batch": 8, "heads": 16, "seq_len": 2048, "head_dim": 64,
+                         "dtype": "fp16", "causal": False, "gpu": "a100_sxm_80gb"})
 
     def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
         return attention_context(context)

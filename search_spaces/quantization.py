@@ -68,6 +68,7 @@ class QuantSpace(BaseSpace):
     def __init__(self, context: Mapping[str, Any] | None = None,
                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__(context, overrides)
+        self._check_supported_values()
         self._check_budgets_reachable()
 
     # -- context ---------------------------------------------------------------------------
@@ -146,6 +147,20 @@ class QuantSpace(BaseSpace):
                "mean_kv_bits": sum(kv) / len(kv),
                "protected_layers": float(len(plan.protected))}
         return out
+
+    def _check_supported_values(self) -> None:
+        """Study-file overrides may narrow the choices, never add unsupported ones."""
+        full = self.parameters()
+        for name in list(self.params) + list(self.fixed):
+            allowed = full[name].values()
+            values = [self.fixed[name]] if name in self.fixed else self.params[name].values()
+            field = f"space.params.{name}" + ("" if name in self.fixed else ".choices")
+            for v in values:
+                if v not in allowed or isinstance(v, bool):
+                    what = ("bit width" if name.endswith("bits") or "_bits_" in name
+                            else "value")
+                    raise BadInput(field, f"unsupported {what} {v!r}; allowed: "
+                                   + ", ".join(map(str, allowed)))
 
     # -- budgets ---------------------------------------------------------------------------
     def _choices(self, name: str, default: Any) -> list[Any]:

@@ -103,9 +103,17 @@ def redact(url: str) -> str:
         return url
 
 
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
 def _loads(raw: str | None) -> Any:
     if raw is None:
         return None
+    lit = _LITERALS.get(raw, raw)
+    if lit is not raw:
+        return lit
+    if raw[:1] == '"' and raw[-1:] == '"' and "\\" not in raw and raw.count('"') == 2:
+        return raw[1:-1]  # a plain JSON string (most status values): no decoder needed
     try:
         return json.loads(raw)
     except ValueError:
@@ -246,7 +254,7 @@ class ReadOnlyStorage:
     def _rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             try:
-                return list(conn.execute(sa.text(sql), params))
+                return conn.execute(sa.text(sql), params).all()  # fetchall: one C call
             finally:
                 conn.rollback()  # never commit: read-only by construction
 

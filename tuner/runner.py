@@ -26,7 +26,7 @@ from tuner._pool import EvalPool
 from tuner._trial_writer import TrialWriter
 from tuner.samplers import default_sampler, make_sampler
 from tuner.spec import StudySpec, finish_spec
-from tuner.storage import EvalCache, open_rdb, redact
+from tuner.storage import EvalCache, open_rdb, redact, redact_secrets
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -120,7 +120,7 @@ class Runner:
                 [optuna.study.StudyDirection[d.upper()] for d in spec.directions], spec.name)
             previous = []
         attrs = {
-            "tuner.spec": spec.model_dump(mode="json", exclude={"storage"}),
+            "tuner.spec": redact_secrets(spec.model_dump(mode="json", exclude={"storage"})),
             "tuner.domain": spec.space.domain, "tuner.evaluator": self.evaluator_name,
             "tuner.sampler": self.sampler_name, "tuner.fingerprint": self.fingerprint,
             "tuner.objectives": [o.model_dump() for o in spec.objectives],

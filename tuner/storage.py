@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,6 +46,26 @@ def redact(url: str) -> str:
         return url
 
 
+#: keys whose values are credentials (``api_key``, ``hf_token``, ``db_password``...): their
+#: string values are masked wherever a spec is stored or reported
+SECRET_KEY_PATTERN = re.compile(r"(^|[_-])(password|passwd|secret|token|api[_-]?key|apikey|"
+                                r"credentials?|private[_-]?key|access[_-]?key)$", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]+):[^@\s]+@")
+
+
+def redact_secrets(obj: Any) -> Any:
+    """A copy of ``obj`` with credential-like string values masked and URL passwords hidden."""
+    if isinstance(obj, dict):
+        return {k: ("***" if isinstance(k, str) and isinstance(v, str) and v
+                    and SECRET_KEY_PATTERN.search(k) else redact_secrets(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_secrets(v) for v in obj]
+    if isinstance(obj, str) and "://" in obj and "@" in obj:
+        return _URL_PASSWORD.sub(r"\1:***@", obj)
+    return obj
+
+
 def _tune_sqlite(engine: sa.Engine) -> None:
     # WAL: readers (the dashboard) never block the writer; NORMAL: commits survive a killed
     # process (not a power cut) without an fsync each, which is most of plain SQLite's cost.
@@ -65,8 +86,8 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                      failed_trial_callback=optuna.storages.RetryFailedTrialCallback(
-                          max_retry=3))
+                      heartbeat_stale_trial_callback=(
+                          optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)))
     try:
         rdb = optuna.storages.RDBStorage(url, skip_compatibility_check=False, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:

@@ -16,12 +16,14 @@ if len(names) < 2:
     st.stop()
 
 wanted = [n for n in st.query_params.get_all("studies") if n in names]
-if not wanted:  # default: the first study and the next one with the same objectives
-    infos = [D.study_info(url, n) for n in names]
-    first = infos[0]
-    same = [i.name for i in infos[1:] if i is not None and first is not None
-            and A.study_objectives(i) == A.study_objectives(first)]
-    wanted = [names[0], (same or names[1:])[0]]
+if not wanted:  # default: the largest group of studies with the same objectives
+    groups: dict[tuple, list[str]] = {}
+    for n in names:
+        info = D.study_info(url, n)
+        if info is not None:
+            groups.setdefault(tuple(A.study_objectives(info)), []).append(n)
+    best = max(groups.values(), key=len) if groups else names
+    wanted = best[:2] if len(best) >= 2 else names[:2]
 chosen = st.multiselect("studies", names, default=wanted, key="cmp_studies")
 if len(chosen) < 2:
     st.info("Choose at least two studies.")
@@ -46,7 +48,7 @@ def as_axis(metric: str) -> A.Objective:
     return A.Objective(metric, A.guess_direction(metric))
 
 
-c = st.columns(3)
+c = st.columns([3, 3, 3, 1])
 x = c[0].selectbox("x axis", shared, index=0, key="cmp_x",
                    format_func=lambda m: f"{m} {as_axis(m).arrow}")
 y_opts = ["(none)"] + [m for m in shared if m != x]
@@ -54,6 +56,8 @@ y = c[1].selectbox("y axis", y_opts, index=1 if len(y_opts) > 1 else 0, key="cmp
                    format_func=lambda m: m if m == "(none)" else f"{m} {as_axis(m).arrow}")
 z_opts = ["(2D)"] + [m for m in shared if m not in (x, y)]
 z = c[2].selectbox("z axis", z_opts, index=0, key="cmp_z")
+log_x = c[3].checkbox("log x", key="cmp_logx")
+log_y = c[3].checkbox("log y", key="cmp_logy")
 metrics = [x] + ([] if y == "(none)" else [y]) + ([] if z == "(2D)" else [z])
 axes = tuple(as_axis(m) for m in metrics)
 cmp = A.compare(runs, axes)
@@ -64,7 +68,7 @@ st.caption("Hypervolumes use one reference point for all studies (worst feasible
            "‘Trials to 95 %’: trials each study needed to reach 95 % of its own final "
            "hypervolume (or improvement).")
 if len(axes) >= 2:
-    st.plotly_chart(P.compare_fronts_figure(cmp), key="cmp_fronts")
+    st.plotly_chart(P.compare_fronts_figure(cmp, (log_x, log_y)), key="cmp_fronts")
     hv = [(label, list(range(1, len(cv.numbers) + 1)), cv.hypervolume or [])
           for label, cv in zip(cmp.labels, cmp.convergence)]
     st.plotly_chart(P.hypervolume_figure(hv, cmp.reference), key="cmp_hv")

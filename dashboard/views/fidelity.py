@@ -26,8 +26,11 @@ if mode.startswith("two"):
     c = st.columns(2)
     p_name = c[0].selectbox("predicted by (simulator study)", names,
                             index=names.index(sims[0]) if sims else 0, key="fid_pred")
-    m_default = next((n for n in real if n != p_name), next(
-        (n for n in names if n != p_name), p_name))
+    p_domain = infos[p_name].attr("domain") if infos.get(p_name) else None
+    # the measured study: same domain, an evaluator that is not a simulator
+    m_default = next((n for n in real if n != p_name and infos[n] is not None
+                      and infos[n].attr("domain") == p_domain),
+                     next((n for n in names if n != p_name), p_name))
     m_name = c[1].selectbox("measured by (real evaluator study)", names,
                             index=names.index(m_default), key="fid_meas")
     if p_name == m_name:

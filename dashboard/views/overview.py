@@ -6,7 +6,6 @@ import streamlit as st
 
 import tuner.analysis as A
 from dashboard import _data as D
-from dashboard._widgets import STATE_BADGE
 
 url = D.storage_url()
 st.title("Studies")
@@ -26,7 +25,6 @@ def overview() -> None:
     c[3].metric("feasible trials", sum(r["feasible"] for r in rows))
     for r in rows:
         r["open"] = f"study?study={r['study']}"
-        r["state"] = STATE_BADGE.get(r["state"], r["state"])
     columns = ["study", "open", "state", "domain", "evaluator", "sampler", "trials", "target",
                "feasible", "infeasible", "failed", "running", "best", "updated"]
     st.dataframe(

@@ -37,8 +37,7 @@ st.caption(" · ".join(str(x) for x in (
     "objectives " + ", ".join(W.objective_label(o) for o in objs))))
 front_view: A.ParetoView = sd.memo("front", A.pareto_view, tuple(objs), tuple(objs))
 conv: A.Convergence = sd.memo("conv", A.convergence, tuple(objs))
-fmap: A.FeasibilityMap = sd.memo("fmap", A.feasibility_map)
-counts = fmap.counts
+counts: dict[str, int] = sd.memo("counts", A.outcome_counts)
 target = sd.info.attr("trials_target")
 m = st.columns(6)
 m[0].metric("trials", f"{len(rows)}" + (f" / {target}" if target else ""))
@@ -102,6 +101,8 @@ def pareto_tab() -> None:
     z = c[2].selectbox("z axis", z_options, index=z_default,
                        format_func=lambda v: v if v == "(2D)" else metric_label(v), key="pz")
     show_bad = c[3].checkbox("show trials that are not feasible", value=False, key="pbad")
+    log_x = c[3].checkbox("log x", key="plogx")
+    log_y = c[3].checkbox("log y", key="plogy")
     chosen = [x, y] + ([] if z == "(2D)" else [z])
     if len(set(chosen)) < len(chosen):
         st.warning("Choose different metrics for the axes.")
@@ -119,7 +120,7 @@ def pareto_tab() -> None:
     if not view.rows:
         st.warning("No feasible trial reports these metrics yet.")
         return
-    fig = P.pareto_figure(view, others)
+    fig = P.pareto_figure(view, others, log_axes=(log_x, log_y))
     event = st.plotly_chart(fig, key="pareto_chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False})
@@ -181,7 +182,9 @@ def convergence_tab() -> None:
 # -- Parallel coordinates ----------------------------------------------------------------
 def parallel_tab() -> None:
     c = st.columns([3, 3, 2, 2])
-    ps = c[0].multiselect("parameters", params, default=params[:10], key="pc_params")
+    always = [p for p in params if all(p in r.params for r in rows if r.feasible)]
+    ps = c[0].multiselect("parameters", params, default=(always or params)[:10],
+                          key="pc_params")
     ms = c[1].multiselect("metrics", metrics, default=[o.metric for o in objs
                                                        if o.metric in metrics],
                           key="pc_metrics")
@@ -231,6 +234,7 @@ def importance_tab() -> None:
 
 # -- Feasibility -------------------------------------------------------------------------
 def feasibility_tab() -> None:
+    fmap: A.FeasibilityMap = sd.memo("fmap", A.feasibility_map)
     st.plotly_chart(P.outcome_bar(fmap.counts), key="fe_bar")
     if not fmap.cells:
         st.info("No parameters recorded.")
@@ -264,7 +268,7 @@ def trials_tab() -> None:
     recs, columns = sd.memo("records", A.trial_records, tuple(objs),
                             tuple(front_view.front_numbers))
     c = st.columns([3, 1, 2, 2, 1, 1])
-    outs = c[0].multiselect("outcome", [o for o in A.OUTCOMES if fmap.counts.get(o)] or
+    outs = c[0].multiselect("outcome", [o for o in A.OUTCOMES if counts.get(o)] or
                             list(A.OUTCOMES), key="tt_out")
     front_only = c[1].checkbox("front only", key="tt_front")
     text = c[2].text_input("search reason / parameter values", key="tt_text")
@@ -325,14 +329,20 @@ def pick_tab() -> None:
     goal_metric = c[0].selectbox("optimize", metrics, key="pk_goal", format_func=metric_label)
     goal = axis(goal_metric)
     limits = []
+    ranges = sd.memo("ranges", A.metric_ranges, tuple(metrics), tuple(objs))
     with c[1]:
         for i in range(3):
             lc = st.columns([3, 1, 2])
             lm = lc[0].selectbox(f"limit {i + 1}", ["(none)"] + metrics, key=f"pk_m{i}")
-            op = lc[1].selectbox("op", ["<=", ">=", "<", ">"], key=f"pk_op{i}")
-            val = lc[2].number_input("value", value=0.0, key=f"pk_v{i}", format="%.6g")
-            if lm != "(none)":
-                limits.append(A.Limit(lm, op, float(val)))
+            if lm == "(none)":
+                continue
+            lo, med, hi = ranges.get(lm, (0.0, 0.0, 0.0))
+            worse_is_higher = axis(lm).direction == "minimize"
+            op = lc[1].selectbox("op", ["<=", ">=", "<", ">"], index=0 if worse_is_higher
+                                 else 1, key=f"pk_op{i}_{lm}")
+            val = lc[2].number_input("value", value=med, key=f"pk_v{i}_{lm}", format="%.6g",
+                                     help=f"feasible trials range {lo:.4g} … {hi:.4g}")
+            limits.append(A.Limit(lm, op, float(val)))
     best = A.pick_best(rows, goal, limits, objs, top=10)
     if not best:
         st.warning("No feasible trial meets these limits.")

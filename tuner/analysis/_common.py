@@ -111,6 +111,19 @@ def metric_names(rows: Iterable[TrialRow], objectives: Sequence[Objective] = ())
     return names
 
 
+def metric_ranges(rows: Sequence[TrialRow], metrics: Sequence[str],
+                  objectives: Sequence[Objective] = ()) -> dict[str, tuple[float, float, float]]:
+    """(min, median, max) of each metric over feasible trials (defaults for limit inputs)."""
+    feas = [r for r in rows if r.feasible]
+    mat = metric_matrix(feas, metrics, objectives)
+    out = {}
+    for j, m in enumerate(metrics):
+        col = mat[:, j][~np.isnan(mat[:, j])] if len(feas) else np.zeros(0)
+        if len(col):
+            out[m] = (float(col.min()), float(np.median(col)), float(col.max()))
+    return out
+
+
 def param_names(rows: Iterable[TrialRow]) -> list[str]:
     """Parameter names in first-seen order."""
     names: dict[str, None] = {}
@@ -138,6 +151,14 @@ def outcome(row: TrialRow) -> str:
 
 
 OUTCOMES = ("feasible", "violates constraint", "infeasible", "failed", "running")
+
+
+def outcome_counts(rows: Iterable[TrialRow]) -> dict[str, int]:
+    """Trials per outcome, in ``OUTCOMES`` order, zero counts left out."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for r in rows:
+        counts[outcome(r)] += 1
+    return {k: v for k, v in counts.items() if v}
 
 
 _NUMBER = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")

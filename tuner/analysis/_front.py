@@ -93,7 +93,8 @@ def pareto_view(rows: Sequence[TrialRow], axes: Sequence[Objective],
             on_front[i] = m
     front, seen = [], set()
     for i in sorted((i for i, m in enumerate(on_front) if m), key=lambda i: tuple(coords[i])):
-        key = tuple(sorted((k, str(v)) for k, v in kept[i].params.items()))
+        key = (tuple(sorted((k, str(v)) for k, v in kept[i].params.items())),
+               tuple(coords[i].tolist()))
         if key not in seen:  # a config evaluated twice (a cache hit) is one front point
             seen.add(key)
             front.append(i)

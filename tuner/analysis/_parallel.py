@@ -8,6 +8,8 @@ from typing import Any, Sequence
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import Objective, format_value, metric_value
 
+INACTIVE = "(inactive)"
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -20,23 +22,30 @@ class Axis:
 
 def parallel_axes(rows: Sequence[TrialRow], params: Sequence[str], metrics: Sequence[str],
                   objectives: Sequence[Objective] = ()) -> list[Axis]:
-    """An axis per parameter then per metric. Inactive (conditional) values are None."""
+    """An axis per parameter then per metric.
+
+    Categorical parameters, and conditional parameters of any type (so that "inactive" is a
+    value of its own), become categorical axes; numeric ones stay numeric. Metrics a trial
+    does not report are None.
+    """
     axes = []
     for p in params:
         vals = [r.params.get(p) for r in rows]
         present = [v for v in vals if v is not None]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
-        if numeric:
+        if numeric and len(present) == len(vals):
             axes.append(Axis(p, [None if v is None else float(v) for v in vals]))
             continue
         cats: list[Any] = []
         for v in present:
             if v not in cats:
                 cats.append(v)
-        cats.sort(key=lambda v: (str(type(v)), str(v)))
+        cats.sort(key=lambda v: (0, v, "") if numeric else (1, 0, str(v)))
         code = {c: float(i) for i, c in enumerate(cats)}
-        axes.append(Axis(p, [None if v is None else code[v] for v in vals],
-                         [(code[c], format_value(c)) for c in cats]))
+        ticks = [(code[c], format_value(c)) for c in cats]
+        if len(present) < len(vals):  # a conditional parameter: inactive gets its own tick
+            ticks.insert(0, (-1.0, INACTIVE))
+        axes.append(Axis(p, [-1.0 if v is None else code[v] for v in vals], ticks))
     for m in metrics:
         axes.append(Axis(m, [metric_value(r, m, objectives) for r in rows]))
     return axes

@@ -34,6 +34,7 @@ class LLMCallError(TunerError):
 
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
+        self.message = message
         super().__init__(f"{kind}: {message}")
 
 
@@ -100,7 +101,10 @@ class ChatClient:
                               self._format_in_use)
         except LLMCallError as exc:
             # a server that does not know OpenAI's json_schema format: llama-cpp-python's
-            if (exc.kind == "http_4xx" and self.response_format == "auto"
+            # (which answers its validation error with HTTP 500)
+            rejected_format = exc.kind in ("http_4xx", "http_error") and (
+                "response_format" in exc.message or "json_schema" in exc.message)
+            if (rejected_format and self.response_format == "auto"
                     and self._format_in_use == "json_schema" and schema is not None):
                 self._format_in_use = "json_object"
                 return self._chat(messages, schema, max_tokens, temperature, seed,

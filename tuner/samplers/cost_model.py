@@ -473,8 +473,9 @@ class CostModelSampler(BaseSampler):
                   for j in range(self.n_obj)]
         feas = FeasibilityModel(seed).fit(X_obs, ok)
         pf = feas.predict(Xc)
-        mu = np.column_stack([m.predict(Xc)[0] for m in models])
-        sd = np.column_stack([m.predict(Xc)[1] for m in models])
+        preds = [m.predict(Xc) for m in models]
+        mu = np.column_stack([p[0] for p in preds])
+        sd = np.column_stack([p[1] for p in preds])
         # believed outcomes of pending configs: proposals around them are discounted
         believed = [row for row in pending if row < u.n]
         mu_pending = np.column_stack([m.predict(u.X[believed])[0] for m in models]) if \
@@ -568,7 +569,7 @@ class CostModelSampler(BaseSampler):
         if not len(good):
             return []
         m = np.column_stack([t.forward(y[good, j]) for j, t in enumerate(transforms)])
-        order = np.argsort(m[:, 0]) if self.n_obj == 1 else np.lexsort(
+        order = np.argsort(m[:, 0], kind="stable") if self.n_obj == 1 else np.lexsort(
             (self._nprng.random(len(good)), nondominated_rank(m)))
         out = []
         for i in order:

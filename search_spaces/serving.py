@@ -1,0 +1,130 @@
+"""Serving plans and scheduler knobs for one model, GPU budget, workload and SLOs.
+
+Context (fixed, not searched): ``model``, ``gpu`` (one name, or a list of names to search over),
+``num_gpus`` (budget; plans may use fewer), ``workload``, ``slo_ttft_ms``, ``slo_tpot_ms``,
+and optionally any other ``serving-sim`` config key to pin it (``max_model_len``,
+``kv_link_gbit_s``, ...).
+
+Parameters: the plan (aggregated ``tp`` x ``pp`` x ``replicas``, or disaggregated prefill and
+decode workers with their own ``tp``; ``ep`` for MoE models), precisions, and the scheduler
+(``max_num_seqs``, ``max_num_batched_tokens``, chunked prefill and its chunk size, KV block size,
+``gpu_memory_utilization``, preemption mode, scheduling policy). Every parameter is categorical
+so studies can enumerate their space for ground truth; narrow it in the study file.
+
+Constraints (with their numbers) come from ``evaluators._serving_plan.problems``: heads
+divisible by ``tp``, ``ep`` dividing ``tp`` and the experts, the GPU budget, weights + activations
++ the longest request's KV fitting in memory, prompts fitting the token budget without chunked
+prefill, and no duplicate spellings of one plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from evaluators._catalog import get_hardware, model_from_config
+from evaluators._serving_plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES, PREEMPTION_MODES,
+                                      WEIGHT_DTYPES, engine_memory, parse, plan_workload,
+                                      problems)
+from tuner._errors import BadInput
+from tuner._space import BaseSpace, Categorical, Param
+
+AGG = {"disaggregated": (False,)}
+DISAGG = {"disaggregated": (True,)}
+CHUNKED = {"chunked_prefill": (True,)}
+
+
+class ServingSpace(BaseSpace):
+    """Serving plan x scheduler configuration (domain ``serving``, evaluator ``serving-sim``)."""
+
+    name = "serving"
+    default_evaluator = "serving-sim"
+    default_objectives = (("goodput_req_s_per_gpu", "maximize"), ("cost_usd_per_mtok", "minimize"))
+
+    def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        ctx = dict(context)
+        unknown = sorted(set(ctx) - ALLOWED_KEYS)
+        if unknown:
+            raise BadInput(f"space.context.{unknown[0]}", "unknown key; allowed: "
+                           + ", ".join(CONFIG_KEYS) + " (or inline model dimensions)")
+        model_from_config(ctx)  # unknown model / bad inline dimensions -> BadInput
+        gpus = ctx.get("gpu", "h100_sxm")
+        names = gpus if isinstance(gpus, list) else [gpus]
+        if not names:
+            raise BadInput("space.context.gpu", "an empty list; give one or more GPU names")
+        self._gpus = tuple(get_hardware(g, "space.context.gpu").name for g in names)
+        if isinstance(gpus, list):
+            ctx.pop("gpu")
+        else:
+            ctx["gpu"] = self._gpus[0]
+        budget = ctx.setdefault("num_gpus", 8)
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise BadInput("space.context.num_gpus", f"{budget!r} must be a positive integer")
+        if "workload" not in ctx:
+            raise BadInput("space.context.workload", "required (a table, a catalog name or "
+                           "{\"trace\": \"file.csv\"})")
+        # a trial config must be a valid serving-sim config: check types and the workload now
+        probe = parse({**ctx, "gpu": self._gpus[0]})
+        plan_workload(probe)
+        self._moe = probe.model.is_moe
+        return ctx
+
+    def parameters(self) -> Mapping[str, Param]:
+        p: dict[str, Param] = {}
+        if len(self._gpus) > 1:
+            p["gpu"] = Categorical(self._gpus)
+        p["disaggregated"] = Categorical((False, True))
+        p["tp"] = Categorical((1, 2, 4, 8), when=AGG)
+        p["pp"] = Categorical((1, 2), when=AGG)
+        p["replicas"] = Categorical((1, 2, 4, 8), when=AGG)
+        p["prefill_workers"] = Categorical((1, 2, 4), when=DISAGG)
+        p["prefill_tp"] = Categorical((1, 2, 4, 8), when=DISAGG)
+        p["decode_workers"] = Categorical((1, 2, 4), when=DISAGG)
+        p["decode_tp"] = Categorical((1, 2, 4, 8), when=DISAGG)
+        if self._moe:
+            p["ep"] = Categorical((1, 2, 4, 8))
+        p["weight_dtype"] = Categorical(WEIGHT_DTYPES)
+        p["kv_dtype"] = Categorical(KV_DTYPES)
+        p["max_num_seqs"] = Categorical((64, 128, 256, 512, 1024))
+        p["max_num_batched_tokens"] = Categorical((2048, 4096, 8192, 16384))
+        p["chunked_prefill"] = Categorical((True, False))
+        p["prefill_chunk_size"] = Categorical((512, 2048, 8192, 16384), when=CHUNKED)
+        p["kv_block_size"] = Categorical((16, 32, 64))
+        p["gpu_memory_utilization"] = Categorical((0.85, 0.9, 0.95))
+        p["preemption_mode"] = Categorical(PREEMPTION_MODES)
+        p["scheduling_policy"] = Categorical(POLICIES)
+        return p
+
+    def constraints(self, config: Mapping[str, Any]) -> list[str]:
+        try:
+            plan = parse(config)
+        except BadInput as exc:
+            return [str(exc)]
+        out = []
+        chunk = config.get("prefill_chunk_size")
+        if chunk is not None and chunk > plan.max_num_batched_tokens:
+            out.append(f"prefill_chunk_size {chunk} exceeds max_num_batched_tokens "
+                       f"{plan.max_num_batched_tokens} (the same plan as chunk = budget)")
+        return out + problems(plan)
+
+    def features(self, config: Mapping[str, Any]) -> dict[str, float]:
+        try:
+            plan = parse(config)
+            wl = plan_workload(plan)
+        except BadInput:
+            return {}
+        stats = wl.stats()
+        feats: dict[str, float] = {"num_gpus": float(plan.gpus_used),
+                                   "mean_request_tokens": stats["mean_input_len"]
+                                   + stats["mean_output_len"]}
+        for role, count, tp, pp, ep in plan.engine_kinds():
+            mem = engine_memory(plan, tp, pp, ep)
+            prefix = "" if role == "mixed" else f"{role}_"
+            kv_tokens = mem.kv_tokens(plan.kv_block_size) * count
+            feats[f"{prefix}weight_gib_per_gpu"] = mem.weights / GIB
+            feats[f"{prefix}kv_capacity_tokens"] = float(kv_tokens)
+            feats[f"{prefix}requests_in_kv"] = kv_tokens / feats["mean_request_tokens"]
+            feats[f"{prefix}gpus_per_engine"] = float(tp * pp)
+        return feats
+
+
+__all__ = ["ServingSpace"]

@@ -1,0 +1,303 @@
+"""The ``training`` domain: parallel plans for LLM training on a GPU cluster.
+
+Context (fixed, not searched): ``model`` (catalog name, or inline ``hidden_size``,
+``num_layers``, ``num_heads``, ``num_kv_heads``, ``ffn_hidden_size``, ``vocab_size`` ...),
+``gpu``, ``num_gpus``, ``gpus_per_node`` (default: the GPU's usual node), ``seq_len``,
+``global_batch`` (sequences per optimizer step), optional ``inter_node_gbps`` and
+``allow_cross_node_tp``, and optional implementation switches of ``training-sim``
+(``attention_impl``, ``dropout``, ``overlap_grad_reduce``, ``tp_comm_overlap``).
+
+Parameters (choices derived from the context, all finite so ``enumerate()`` works):
+
+=====================  ======================================================================
+``tp``                 tensor parallel: divisors of num_gpus that divide the query and KV
+                       heads, within a node unless ``allow_cross_node_tp``
+``pp``                 pipeline stages: divisors of num_gpus that divide num_layers
+``pp_interleave``      virtual stages per GPU (interleaved 1F1B), only when ``pp > 1``
+``cp``                 context parallel: divisors of num_gpus, >= 1024 tokens per rank
+``ep``                 expert parallel (MoE models only): divisors of num_experts and num_gpus
+``micro_batch``        sequences per micro-batch: powers of two up to 16 (and global_batch)
+``zero_stage``         0-3 (3 = FSDP full shard)
+``recompute``          none | selective | full
+``sequence_parallel``  only when ``tp > 1``
+``dtype``              bf16 | fp16 | fp8 (those the GPU supports)
+``offload_optimizer``  ZeRO-Offload of the optimizer state to the host
+``offload_activations``  activation offload to the host
+=====================  ======================================================================
+
+Data parallelism is derived (``num_gpus / (tp*pp*cp)``), as is gradient accumulation
+(``global_batch / (dp*micro_batch)`` micro-batches per step). The constraints are exactly the
+simulator's validity rules (``evaluators/_training_plan.py``), so a config the space accepts is
+one the simulator can run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from evaluators._training_memory import GIB, in_flight, stage_memory
+from evaluators._training_plan import (ALLOWED_KEYS, DTYPES, PLAN_DEFAULTS, parse_plan,
+                                       plan_errors, resolve_hardware, resolve_model)
+from evaluators._training_shapes import layer_shapes
+from tuner._errors import BadInput
+from tuner._space import BaseSpace, Categorical, Param, is_active
+
+#: the searched parameters, in suggestion order
+PARAM_NAMES = ("tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "zero_stage",
+               "recompute", "sequence_parallel", "dtype", "offload_optimizer",
+               "offload_activations")
+_CONTEXT_REQUIRED = ("gpu", "num_gpus", "seq_len", "global_batch")
+_INTERLEAVE = (1, 2, 3, 4, 5, 6, 8)
+_MICRO_BATCHES = (1, 2, 4, 8, 16)
+_MIN_TOKENS_PER_CP_RANK = 1024
+_RECOMPUTE_LEVEL = {"none": 0.0, "selective": 1.0, "full": 2.0}
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class TrainingSpace(BaseSpace):
+    """Parallel plans (TP/PP/CP/EP, ZeRO, micro-batch, recomputation, dtype, offload)."""
+
+    name = "training"
+    default_evaluator = "training-sim"
+    default_objectives = (("tokens_per_s", "maximize"), ("peak_memory_gib", "minimize"))
+
+    # -- context ----------------------------------------------------------------------
+    def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        for k in context:
+            if k in PARAM_NAMES:
+                raise BadInput(f"space.context.{k}", f"{k} is a searched parameter; pin it with "
+                               f"[space.params.{k}] fixed = {context[k]!r}")
+            if k not in ALLOWED_KEYS:
+                raise BadInput(f"space.context.{k}", "unknown key; allowed: model (or inline "
+                               "model dimensions), gpu, num_gpus, gpus_per_node, seq_len, "
+                               "global_batch, inter_node_gbps, allow_cross_node_tp, "
+                               "attention_impl, dropout, overlap_grad_reduce, tp_comm_overlap")
+        for k in _CONTEXT_REQUIRED:
+            if k not in context:
+                raise BadInput(f"space.context.{k}", "missing (required)")
+        try:
+            model, _ = resolve_model(context)
+            hw = resolve_hardware(context["gpu"])
+        except BadInput as exc:
+            raise BadInput(f"space.context.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+        for k in ("num_gpus", "seq_len", "global_batch"):
+            v = context[k]
+            if type(v) is not int or v <= 0:
+                raise BadInput(f"space.context.{k}", f"{v!r} must be a positive integer")
+        gpn = context.get("gpus_per_node", hw.gpus_per_node)
+        if type(gpn) is not int or gpn <= 0:
+            raise BadInput("space.context.gpus_per_node", f"{gpn!r} must be a positive integer")
+        n = context["num_gpus"]
+        if n > gpn and n % gpn:
+            raise BadInput("space.context.num_gpus", f"{n} is not a whole number of "
+                           f"{gpn}-GPU nodes")
+        out = dict(context)
+        out["gpus_per_node"] = gpn
+        # type-check the implementation switches through the simulator's own parser
+        probe = {**out, "micro_batch": 1}
+        try:
+            parse_plan(probe)
+        except BadInput as exc:
+            raise BadInput(f"space.context.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+        self._model, self._hw = model, hw
+        return out
+
+    # -- parameters -------------------------------------------------------------------
+    def parameters(self) -> Mapping[str, Param]:
+        ctx, m, hw = self.context, self._model, self._hw
+        n, gpn, seq = ctx["num_gpus"], ctx["gpus_per_node"], ctx["seq_len"]
+        divs = _divisors(n)
+        tp_max = n if ctx.get("allow_cross_node_tp") else gpn
+        tp = [d for d in divs if d <= tp_max and m.num_heads % d == 0
+              and m.num_kv_heads % d == 0]
+        pp = [d for d in divs if m.num_layers % d == 0]
+        cp = [d for d in divs if seq % (2 * d) == 0 and seq // d >= _MIN_TOKENS_PER_CP_RANK
+              ] or [1]
+        if 1 not in cp:
+            cp.insert(0, 1)
+        mbs = [b for b in _MICRO_BATCHES if b <= ctx["global_batch"]]
+        params: dict[str, Param] = {"tp": Categorical(tuple(tp)), "pp": Categorical(tuple(pp))}
+        multi_stage = tuple(d for d in pp if d > 1)
+        inter = tuple(v for v in _INTERLEAVE
+                      if any(m.num_layers % (d * v) == 0 for d in multi_stage))
+        if multi_stage:
+            params["pp_interleave"] = Categorical(inter, when={"pp": multi_stage})
+        params["cp"] = Categorical(tuple(cp))
+        if m.num_experts:
+            ep = [d for d in divs if m.num_experts % d == 0]
+            params["ep"] = Categorical(tuple(ep))
+        params["micro_batch"] = Categorical(tuple(mbs))
+        params["zero_stage"] = Categorical((0, 1, 2, 3))
+        params["recompute"] = Categorical(("none", "selective", "full"))
+        multi_tp = tuple(d for d in tp if d > 1)
+        if multi_tp:
+            params["sequence_parallel"] = Categorical((False, True), when={"tp": multi_tp})
+        params["dtype"] = Categorical(tuple(d for d in DTYPES if d in hw.peak_tflops))
+        params["offload_optimizer"] = Categorical((False, True))
+        params["offload_activations"] = Categorical((False, True))
+        return params
+
+    # -- constraints ------------------------------------------------------------------
+    def constraints(self, config: Mapping[str, Any]) -> list[str]:
+        try:
+            return plan_errors(parse_plan(config))
+        except BadInput as exc:  # a user override outside the simulator's types
+            return [str(exc)]
+
+    def features(self, config: Mapping[str, Any]) -> dict[str, float]:
+        """Derived numbers for learned cost models (per-GPU shards, pipeline shape, ...)."""
+        p = parse_plan(config)
+        m = p.model
+        feats: dict[str, float] = {
+            "dp": float(p.dp), "micro_batches": float(p.num_micro),
+            "bubble_fraction": ((p.pp - 1) / (p.pp_interleave * p.num_micro)
+                                if p.pp > 1 and p.num_micro else 0.0),
+            "tokens_per_micro_batch": float(p.micro_batch * p.seq_len / p.cp),
+            "layers_per_stage": float(m.num_layers // p.pp),
+            "model_parallel": float(p.tp * p.pp * p.cp),
+            "recompute_level": _RECOMPUTE_LEVEL[p.recompute],
+            "dtype_bytes": 1.0 if p.dtype == "fp8" else 2.0,
+            "tp_cross_node": float(p.tp > p.gpus_per_node),
+            "cp_cross_node": float(p.tp * p.cp > p.gpus_per_node),
+            "ep_cross_node": float(p.tp * p.cp * p.ep > p.gpus_per_node),
+            "pp_cross_node": float(p.pp > 1 and p.tp * p.cp * max(p.dp, 1) >= p.gpus_per_node),
+        }
+        if plan_errors(p):
+            return feats
+        dense = layer_shapes(m, p.tp, p.ep, False)
+        moe = layer_shapes(m, p.tp, p.ep, True) if m.num_experts else None
+        per_stage = m.num_layers // p.pp
+        n_dense = per_stage if moe is None else min(m.first_dense_layers, per_stage)
+        mem = stage_memory(p, 0, n_dense, per_stage - n_dense, dense, moe)
+        feats.update({
+            "params_per_gpu_billion": mem.params / 1e9,
+            "model_state_gib": mem.model_state / GIB,
+            "activation_gib": mem.activations / GIB,
+            "in_flight_micro_batches": in_flight(p, 0),
+            "memory_fraction": (mem.model_state + mem.activations + mem.working) / GIB
+            / float(p.hw.hbm_gib),
+        })
+        return feats
+
+    # -- fast exhaustive enumeration --------------------------------------------------
+    def enumerate(self, valid_only: bool = True) -> Iterator[dict[str, Any]]:
+        """Every config, as the generic enumeration yields them (same order).
+
+        With ``valid_only`` branches are cut as soon as the parameters assigned so far break
+        a rule, so only the valid part of the grid is visited.
+        """
+        if not valid_only:
+            yield from super().enumerate(valid_only=False)
+            return
+        names = list(self.params)
+        base = {**{k: v for k, v in PLAN_DEFAULTS.items() if k in PARAM_NAMES},
+                **self.context, **self.fixed}
+
+        def rec(i: int, values: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(names):
+                cfg = self.config(values)
+                if not self.constraints(cfg):
+                    yield cfg
+                return
+            name = names[i]
+            p = self.params[name]
+            if not is_active(p, {**self.fixed, **values}):
+                yield from rec(i + 1, values)
+                return
+            for v in p.values():
+                values[name] = v
+                if _partial_ok(self, base, values, names[i + 1:]):
+                    yield from rec(i + 1, values)
+                del values[name]
+
+        yield from rec(0, {})
+
+
+def _partial_ok(space: TrainingSpace, base: Mapping[str, Any], values: Mapping[str, Any],
+                pending: list[str]) -> bool:
+    """False only when the values assigned so far already break a rule of ``plan_errors``.
+
+    A rule is checked once all its inputs are known; a parameter still pending is unknown
+    (an inactive conditional parameter takes its default when the config is built).
+    """
+    unknown = set(pending)
+
+    def get(k: str) -> Any:
+        if k in values:
+            return values[k]
+        if k in unknown:
+            raise KeyError(k)
+        return base.get(k, PLAN_DEFAULTS.get(k))
+
+    m, hw = space._model, space._hw
+    ctx = space.context
+    n, gpn = ctx["num_gpus"], ctx["gpus_per_node"]
+    try:
+        tp = get("tp")
+        if m.num_heads % tp or m.num_kv_heads % tp:
+            return False
+        if tp > gpn and not ctx.get("allow_cross_node_tp"):
+            return False
+    except KeyError:
+        return True
+    try:
+        pp = get("pp")
+    except KeyError:
+        return True
+    if m.num_layers % pp:
+        return False
+    if pp == 1:  # pp_interleave is inactive: its fixed value or the default applies
+        v = values.get("pp_interleave", base.get("pp_interleave", 1))
+        if v > 1:
+            return False
+    else:
+        try:
+            v = get("pp_interleave")
+        except KeyError:
+            return True
+        if m.num_layers % (pp * v):
+            return False
+    try:
+        cp = get("cp")
+        if n % (tp * pp * cp):
+            return False
+        seq = ctx["seq_len"]
+        if cp > 1 and (seq % (2 * cp) or ctx.get("attention_impl", "flash") != "flash"):
+            return False
+        dp = n // (tp * pp * cp)
+    except KeyError:
+        return True
+    try:
+        ep = get("ep")
+        if ep > 1 and (not m.num_experts or m.num_experts % ep or (dp * cp) % ep):
+            return False
+    except KeyError:
+        pass
+    try:
+        mb = get("micro_batch")
+        gb = ctx["global_batch"]
+        if gb % (dp * mb):
+            return False
+        micro = gb // (dp * mb)
+        if pp > 1 and (micro < pp or (v > 1 and micro % pp)):
+            return False
+    except KeyError:
+        return True
+    try:
+        dtype = get("dtype")
+        if dtype not in hw.peak_tflops:
+            return False
+    except KeyError:
+        pass
+    try:
+        if get("offload_optimizer") and get("zero_stage") == 0:
+            return False
+    except KeyError:
+        pass
+    return True
+
+
+__all__ = ["PARAM_NAMES", "TrainingSpace"]

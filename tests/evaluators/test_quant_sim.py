@@ -1,0 +1,141 @@
+"""quant-sim: memory against hand-computed sizes and published KV figures, roofline timing,
+the sensitivity proxy, speed, and bad input."""
+
+import random
+import time
+
+import pytest
+
+from evaluators._catalog import get_hardware
+from evaluators._quant_plan import MINILM, minilm_sensitivity, resolve_target, uniform_config
+from evaluators.quant_sim import QuantSimEvaluator
+from search_spaces.quantization import QuantSpace
+from tuner import BadInput, UnknownName
+
+LLAMA = {"model": "llama3.1-70b", "gpu": "h100_sxm", "batch_size": 1, "prompt_len": 1024,
+         "output_len": 256}
+SIM = QuantSimEvaluator()
+
+
+def _uniform(weight, act=16, kv=16, **ctx):
+    t = resolve_target(ctx.get("model", LLAMA["model"]))
+    return {**LLAMA, **ctx, **uniform_config(t, weight, act, kv)}
+
+
+def _llama70b_params():
+    h, f, v, layers = 8192, 28672, 128256, 80
+    per_layer = h * (64 + 2 * 8) * 128 + 64 * 128 * h + 3 * h * f
+    return layers * per_layer, 2 * v * h, layers * 2 * h + h  # linears, embed+head, norms
+
+
+def test_weight_memory_matches_hand_count():
+    linears, embed, norms = _llama70b_params()
+    res = SIM.evaluate(_uniform("int4-g128", gpus=1))
+    want = (linears * (4 + 32 / 128) + embed * (4 + 32 / 128) + norms * 16) / 8 / 2**30
+    assert res.metrics["model_size_gib"] == pytest.approx(want, rel=1e-3)
+    res = SIM.evaluate(_uniform("bf16", gpus=2))
+    assert res.metrics["model_size_gib"] == pytest.approx(
+        (linears + embed + norms) * 2 / 2**30, rel=1e-9)
+
+
+@pytest.mark.parametrize("model, tokens, gib", [
+    ("llama3.1-70b", 128000, 39.06), ("llama3.1-70b", 16000, 4.88),
+    ("llama3.1-8b", 128000, 15.62), ("llama3.1-8b", 1024, 0.125)])
+def test_kv_cache_matches_published_fp16_sizes(model, tokens, gib):
+    # Hugging Face, "Llama 3.1 - 405B, 70B & 8B with multilinguality and long context" (2024),
+    # table "KV cache size (FP16)" (values in GiB)
+    cfg = _uniform("int4-g128", model=model, prompt_len=tokens - 1, output_len=1, gpus=8,
+                   gpu="h200_sxm")
+    res = SIM.evaluate(cfg)
+    assert res.metrics["kv_cache_gib"] == pytest.approx(gib, abs=0.006)
+    res8 = SIM.evaluate({**cfg, "kv_bits": 8})
+    assert res8.metrics["kv_cache_gib"] == pytest.approx(res.metrics["kv_cache_gib"] / 2)
+
+
+def test_bf16_70b_does_not_fit_one_h100():
+    res = SIM.evaluate(_uniform("bf16"))
+    assert res.status.value == "infeasible"
+    assert "needs 131.9 GiB per GPU" in res.reason and "has 72.0 GiB (90% of 80 GiB h100_sxm)" \
+        in res.reason
+
+
+def test_decode_is_weight_streaming_at_batch_one():
+    hw = get_hardware("h100_sxm")
+    for weight in ("int8", "int4-g128"):
+        res = SIM.evaluate(_uniform(weight))
+        bytes_ = res.metrics["model_size_gib"] * 2**30
+        floor_ms = bytes_ / (hw.hbm_tb_s * 1e12) * 1e3
+        # above the peak-bandwidth floor, within what launch overheads and ~85% achieved
+        # bandwidth add
+        assert floor_ms < res.metrics["latency_ms"] < 1.35 * floor_ms
+
+
+def test_low_bits_decode_faster_and_w8a8_prefills_faster():
+    r = {w: SIM.evaluate(_uniform(w, gpus=2)).metrics for w in ("bf16", "int8", "int4-g128")}
+    assert r["int4-g128"]["latency_ms"] < r["int8"]["latency_ms"] < r["bf16"]["latency_ms"]
+    a16 = SIM.evaluate(_uniform("int8", batch_size=8)).metrics
+    a8 = SIM.evaluate(_uniform("int8", act=8, batch_size=8)).metrics
+    assert a8["prefill_ms"] < 0.75 * a16["prefill_ms"]  # int8 tensor cores: 2x bf16 peak
+    assert a8["latency_ms"] == pytest.approx(a16["latency_ms"], rel=0.05)  # decode: bytes
+
+
+def test_tensor_parallel_splits_memory_and_adds_all_reduce():
+    one = SIM.evaluate(_uniform("int8")).metrics
+    two = SIM.evaluate(_uniform("int8", gpus=2)).metrics
+    assert two["memory_gib"] == pytest.approx(one["memory_gib"] / 2, rel=0.01)
+    assert one["latency_ms"] / 2 < two["latency_ms"] < one["latency_ms"]
+
+
+def test_proxy_is_the_sum_of_measured_unit_drops_on_minilm():
+    sens = minilm_sensitivity()
+    base = sens[(-2, "base", "bf16")]
+    cfg = {"model": MINILM, "pin": {"layer2.mlp_down": "int4-g32", "embed": "int8"}}
+    got = SIM.evaluate(cfg).metrics["quality_drop"]
+    assert got == pytest.approx(base + sens[(2, "mlp_down", "int4-g32")]
+                                + sens[(-1, "embed", "int8")], rel=1e-9)
+    a8 = SIM.evaluate({**cfg, "act_bits": 8}).metrics["quality_drop"]
+    assert a8 - got == pytest.approx(sens[(2, "mlp_down", "int4-g128+a8")]
+                                     - sens[(2, "mlp_down", "int4-g128")], rel=1e-6)
+
+
+def test_proxy_orders_formats_and_transfers_to_llms():
+    q = {w: SIM.evaluate(_uniform(w, gpus=2)).metrics["quality_drop"]
+         for w in ("bf16", "int8", "int4-g32", "int4-g128")}
+    assert q["bf16"] < q["int8"] < q["int4-g32"] < q["int4-g128"]
+    mini = SIM.evaluate(uniform_config(resolve_target(MINILM), "int4-g128")).metrics
+    assert q["int4-g128"] == pytest.approx(mini["quality_drop"], rel=1e-6)
+
+
+def test_one_evaluation_takes_under_a_millisecond():
+    space = QuantSpace({"model": "llama3.1-70b", "batch_size": 8})
+    rng = random.Random(0)
+    cfgs = [space.sample(rng) for _ in range(300)]
+    for c in cfgs[:20]:
+        SIM.evaluate(c)
+    t0 = time.perf_counter()
+    for c in cfgs:
+        SIM.evaluate(c)
+    assert (time.perf_counter() - t0) / len(cfgs) < 1e-3
+
+
+def test_budgets_are_infeasible_not_errors():
+    res = SIM.evaluate({**_uniform("int8"), "max_size_gib": 40})
+    assert res.status.value == "infeasible"
+    assert "exceeds max_size_gib 40" in res.reason and res.metrics["model_size_gib"] > 40
+
+
+def test_bad_input_raises_with_allowed_values():
+    with pytest.raises(UnknownName, match="config: unknown 'qkv_bit' \\(did you mean "
+                                          "'qkv_bits'\\?\\)"):
+        SIM.evaluate({**LLAMA, "qkv_bit": 8})
+    with pytest.raises(BadInput, match="qkv_bits: unsupported weight bit width 2; "
+                                       "allowed: 16, 8, 4"):
+        SIM.evaluate({**LLAMA, "qkv_bits": 2})
+    with pytest.raises(BadInput, match="mlp_up_group: unsupported 4-bit group size 256"):
+        SIM.evaluate({**LLAMA, "mlp_up_bits": 4, "mlp_up_group": 256})
+    with pytest.raises(BadInput, match="kv_bits: unsupported value 2; allowed: 16, 8, 4"):
+        SIM.evaluate({**LLAMA, "kv_bits": 2})
+    with pytest.raises(UnknownName, match="model: unknown 'gpt-9'"):
+        SIM.evaluate({"model": "gpt-9"})
+    with pytest.raises(BadInput, match="unknown layer name 'layer80.qkv'"):
+        SIM.evaluate({**LLAMA, "pin": {"layer80.qkv": "int8"}})
