@@ -142,6 +142,6 @@ def load_study(url: str, name: str) -> StudyData | None:
 
 
 def bench_folders() -> list[str]:
-    """Where ``tuner bench`` results are looked for."""
+    """Where ``tuner bench`` results are looked for (its default ``--out`` is bench-results)."""
     folders = [os.environ[ENV_BENCH_DIR]] if os.environ.get(ENV_BENCH_DIR) else []
-    return folders + ["reports/bench", "reports"]
+    return folders + ["bench-results", "reports/bench", "reports"]

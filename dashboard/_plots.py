@@ -66,25 +66,33 @@ def pareto_figure(view: A.ParetoView, others: Sequence[tuple[TrialRow, Sequence[
     scatter: Any = go.Scatter3d if three else (go.Scattergl if n + len(others) > WEBGL_ABOVE
                                               else go.Scatter)
 
+    big = n + len(others) > WEBGL_ABOVE
+
     def trace(idx: Sequence[int], name: str, marker: dict, mode: str = "markers",
-              **extra: Any) -> None:
+              full_hover: bool = True, **extra: Any) -> None:
         xyz = {k: [float(view.coords[i][j]) for i in idx] for j, k in
                enumerate("xyz"[:len(axes)])}
-        fig.add_trace(scatter(
-            **xyz, mode=mode, name=name, marker=marker,
-            customdata=[view.rows[i].number for i in idx],
-            hovertext=[hover_text(view.rows[i], axes, view.coords[i]) for i in idx],
-            hoverinfo="text", **extra))
+        if full_hover or not big:
+            hover: dict[str, Any] = dict(
+                hovertext=[hover_text(view.rows[i], axes, view.coords[i]) for i in idx],
+                hoverinfo="text")
+        else:  # thousands of points: a short label keeps the page light (config: select it)
+            hover = dict(hovertemplate="trial %{customdata}<br>" + "<br>".join(
+                f"{a.metric} = %{{{k}:.5g}}" for a, k in zip(axes, "xyz")) + "<extra></extra>")
+        fig.add_trace(scatter(**xyz, mode=mode, name=name, marker=marker,
+                              customdata=[view.rows[i].number for i in idx], **hover, **extra))
 
     if others:
         xyz = {k: [float(c[j]) for _, c in others] for j, k in enumerate("xyz"[:len(axes)])}
+        hover = dict(hovertext=[hover_text(r, axes, c) for r, c in others],
+                     hoverinfo="text") if not big else dict(
+            hovertemplate="trial %{customdata} (not feasible)<extra></extra>")
         fig.add_trace(scatter(
             **xyz, mode="markers", name="not feasible",
             marker=dict(color=COLORS["infeasible"], size=5 if not three else 3, symbol="x"),
-            customdata=[r.number for r, _ in others],
-            hovertext=[hover_text(r, axes, c) for r, c in others], hoverinfo="text"))
+            customdata=[r.number for r, _ in others], **hover))
     trace(dominated, "dominated", dict(color=COLORS["feasible"], size=6 if not three else 3,
-                                       opacity=0.55))
+                                       opacity=0.55), full_hover=False)
     if front:
         if three:
             trace(front, "Pareto front", dict(color=FRONT, size=6, line=dict(width=1)))

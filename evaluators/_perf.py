@@ -127,7 +127,7 @@ def _peak(c: GpuConsts, dtype: str) -> float:
 def gemm_eff(c: GpuConsts, k: float, dtype: str) -> float:
     """Achieved fraction of peak of a large GEMM with inner dimension ``k``."""
     e = c.k_peak * k / (k + c.k_half)
-    cap = c.gemm_max.get(dtype, c.gemm_max["bf16"] if "bf16" in c.gemm_max else 0.8)
+    cap = c.gemm_max.get(dtype, 0.8)
     return e if e < cap else cap
 
 
@@ -136,8 +136,14 @@ def gemm_seconds(c: GpuConsts, m: float, n: float, k: float, dtype: str, batch: 
     """``gemm_time`` on pre-resolved constants (the hot-loop form)."""
     if m <= 0 or n <= 0 or k <= 0 or batch <= 0:
         return 0.0
-    flops = 2.0 * m * n * k * batch
-    compute = flops / (_peak(c, dtype) * gemm_eff(c, k, dtype))
+    peak = c.peak.get(dtype)
+    if peak is None:
+        peak = _peak(c, dtype)
+    e = c.k_peak * k / (k + c.k_half)
+    cap = c.gemm_max.get(dtype, 0.8)
+    if e > cap:
+        e = cap
+    compute = 2.0 * m * n * k * batch / (peak * e)
     memory = ((m * k + k * n) * in_bytes + m * n * 2.0) * batch / c.hbm_bw
     return (compute if compute > memory else memory) + c.gemm_t0
 

@@ -7,8 +7,10 @@ vLLM does:
 * chunked prefill on (vLLM V1, Sarathi-Serve): every step first gives each running decode one
   token, then continues partially prefilled prompts, then admits waiting requests, all within
   ``max_num_batched_tokens`` and at most ``prefill_chunk_size`` tokens per prompt per step;
-* chunked prefill off (vLLM V0 default scheduler): a step either prefills whole prompts of
-  newly admitted requests (prefill-only, decodes stall) or decodes every running request;
+* chunked prefill off: prompts are prefilled whole. With ``mixed_prefill`` (TensorRT-LLM's
+  in-flight batching, SGLang, vLLM V1) new prompts join the running decodes' step; without it
+  (vLLM V0's default scheduler) a step either prefills newly admitted prompts only (decodes
+  stall) or decodes every running request;
 * KV blocks of ``kv_block_size`` tokens are allocated as tokens are written; when none are
   free, the most recently admitted request (or the lowest-priority one under the ``priority``
   policy) is preempted: *recompute* frees its blocks and re-queues it to prefill prompt +
@@ -16,9 +18,8 @@ vLLM does:
   added to the step) and swaps them back in before new requests are admitted;
 * waiting requests are ordered FCFS, by shortest prompt, or by priority (lower value first).
 
-Disaggregated serving has prefill engines (prompt only, then the KV cache is sent to a decode
-engine: transfer time = per-GPU KV bytes / link bandwidth) and decode engines. A router sends
-each request to the engine with the fewest outstanding requests.
+How engines form a deployment (replicas, pipeline virtual engines, prefill/decode workers, the
+router, arrivals and the closed-loop client) is in ``_serving_cluster``.
 
 Speed: decoding requests are held as an aggregate (count, KV sum, block phases, a finish heap),
 so a step costs O(prefill chunks + finishing requests), not O(batch). Stretches of steps
@@ -34,9 +35,10 @@ import math
 from collections import deque
 from typing import Any, Callable
 
-from evaluators._perf import eff, p2p_time
 from evaluators._serving_latency import StepModel
-from evaluators._serving_plan import GIB, engine_memory
+
+
+WAITING, PREFILL, DECODE, SWAPPED, GONE = range(5)  # Seq.state
 
 
 class Seq:
@@ -54,19 +56,16 @@ class Seq:
         self.gen = 0  # tokens generated
         self.blocks = 0
         self.extra = 0  # sliding-window blocks
-        self.state = 0  # 0 waiting, 1 prefilling, 2 decoding, 3 swapped, 4 done/left
+        self.state = WAITING
         self.join_g = self.c_join = self.gen_join = self.fin_g = 0
         self.swapped_decoding = False
-
-
-WAITING, PREFILL, DECODE, SWAPPED, GONE = range(5)
 
 
 class Engine:
     """One scheduler + KV pool. ``sim`` receives finished / handed-off requests."""
 
     def __init__(self, idx: int, role: str, model: StepModel, blocks: int, extra_blocks: int,
-                 plan: Any, swap_blocks: int, swap_s_per_block: float, sim: "Simulator") -> None:
+                 plan: Any, swap_blocks: int, swap_s_per_block: float, sim: Any) -> None:
         self.idx, self.role, self.m, self.sim = idx, role, model, sim
         self.total = self.free = blocks
         self.extra_per_seq = extra_blocks
@@ -75,6 +74,7 @@ class Engine:
         self.budget = plan.max_num_batched_tokens
         self.chunk = plan.prefill_chunk_size if plan.chunked_prefill else 10**12
         self.chunked = plan.chunked_prefill
+        self.mixed = plan.mixed_prefill  # whole prompts share steps with decodes
         self.swap_mode = plan.preemption_mode == "swap"
         self.swap_free = swap_blocks
         self.swap_cost = swap_s_per_block
@@ -296,7 +296,7 @@ class Engine:
         chunks: list[tuple[Seq, int]] = []
         preempted = False
         prefill_only = False
-        if not self.chunked and self.role != "decode":
+        if not self.chunked and not self.mixed and self.role != "decode":
             prefill_only = self._can_admit() and not self.swapped
         dec_b = 0
         if not prefill_only and self.n_dec:
@@ -340,7 +340,8 @@ class Engine:
                 chunks.append((s, n))
                 budget -= n
         # admit waiting requests (not in a step that had to preempt: vLLM V1 does the same)
-        if not preempted and (self.chunked or prefill_only or self.role == "decode"):
+        if not preempted and (self.chunked or self.mixed or prefill_only
+                              or self.role == "decode"):
             first = True
             while self.waiting and len(self.order) < self.max_seqs:
                 s = self._peek_waiting()
@@ -362,9 +363,9 @@ class Engine:
                     break
                 n = min(left, self.chunk, budget)
                 if not self.chunked and n < left:
-                    if not first:
+                    if not first or (chunks and left > self.budget):
                         break
-                    n = left  # a whole prompt (or a recompute longer than the budget)
+                    n = left  # a whole prompt may overrun what the decodes left of the budget
                 need = self._admission_blocks(s, n)
                 if need > self.free:
                     break
@@ -498,180 +499,4 @@ def _steps_until(x: float, a: float, b: float) -> int:
     return k
 
 
-class Simulator:
-    """Event loop over engines, arrivals, KV transfers and the closed-loop client."""
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, int, Any, int]] = []
-        self.seq = 0
-        self.first: list[float] = []
-        self.finish: list[float] = []
-        self.on_done: Callable[[Seq, float], None] | None = None
-        self.on_handoff: Callable[[Seq, float], None] | None = None
-
-    def push(self, t: float, engine: Engine) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, 1, self.seq, engine, engine.version))
-
-    def push_arrival(self, t: float, s: Seq) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, 0, self.seq, s, 0))
-
-    def first_token(self, s: Seq, t: float) -> None:
-        if self.first[s.rid] < 0:
-            self.first[s.rid] = t
-
-    def done(self, s: Seq, t: float) -> None:
-        self.finish[s.rid] = t
-        if self.on_done:
-            self.on_done(s, t)
-
-    def handoff(self, s: Seq, t: float) -> None:
-        assert self.on_handoff is not None
-        self.on_handoff(s, t)
-
-
-
-
-# -- a whole deployment --------------------------------------------------------------------
-class SimResult:
-    """Per-request times (seconds) and engine counters of one simulation."""
-
-    def __init__(self, arrival: list[float], first: list[float], finish: list[float],
-                 out: list[int], engines: list[Engine], unfinished: int) -> None:
-        self.arrival, self.first, self.finish, self.out = arrival, first, finish, out
-        self.engines = engines
-        self.unfinished = unfinished
-
-    @property
-    def preemptions(self) -> int:
-        return sum(e.preemptions for e in self.engines)
-
-    @property
-    def steps(self) -> int:
-        return sum(e.steps for e in self.engines)
-
-
-def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
-    pools: dict[str, list[Engine]] = {}
-    bs = plan.kv_block_size
-    for role, count, tp, pp, ep in plan.engine_kinds():
-        model = StepModel(plan, tp, pp, ep)
-        mem = engine_memory(plan, tp, pp, ep)
-        block_bytes = mem.kv_bytes_per_token * bs
-        blocks = int(mem.kv // block_bytes) // pp  # vLLM splits the pool across pp engines
-        extra = math.ceil(mem.swa_bytes_per_seq / block_bytes) if mem.swa_bytes_per_seq else 0
-        swap_blocks = int(plan.swap_space_gib * GIB // block_bytes) // pp
-        link = eff(plan.hw, "host_link_gb_s") * 1e9  # achieved PCIe bandwidth per GPU
-        pool = pools.setdefault(role, [])
-        for _ in range(count * pp):
-            pool.append(Engine(len(pool), role, model, blocks, extra, plan, swap_blocks,
-                               block_bytes / link, sim))
-    return pools
-
-
-def kv_transfer_time(plan: Any, prompt_tokens: int) -> float:
-    """Seconds to send one prompt's KV cache from a prefill to a decode worker: every GPU of
-    the prefill worker sends its shard over its own link."""
-    mem = engine_memory(plan, plan.prefill_tp, 1, min(plan.ep, plan.prefill_tp))
-    nbytes = prompt_tokens * mem.kv_bytes_per_token + mem.swa_bytes_per_seq
-    if plan.kv_link_gbit_s:
-        return p2p_time(plan.hw, nbytes, True, plan.kv_link_gbit_s)
-    inter = plan.gpus_used > plan.hw.gpus_per_node
-    return p2p_time(plan.hw, nbytes, inter)
-
-
-def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
-    """Least outstanding requests; ties go round-robin."""
-    n = len(pool)
-    start = rr[0]
-    best, best_load = pool[start], pool[start].load
-    for i in range(1, n):
-        e = pool[(start + i) % n]
-        if e.load < best_load:
-            best, best_load = e, e.load
-    rr[0] = (best.idx + 1) % n
-    best.enqueue(s)
-    if not best.busy:
-        best.start(t)
-    elif best.window is not None:
-        best.interrupt(t)
-
-
-def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
-             fast_forward: bool = True) -> SimResult:
-    """Run ``workload`` through the deployment of ``plan``."""
-    sim = Simulator()
-    pools = build_engines(plan, sim)
-    for pool in pools.values():
-        for e in pool:
-            e.fast_forward = fast_forward
-    entry = pools.get("mixed") or pools["prefill"]
-    decode_pool = pools.get("decode")
-    n = len(workload)
-    arrival = list(workload.arrival_s)
-    sim.first = [-1.0] * n
-    sim.finish = [-1.0] * n
-    seqs = [Seq(i, arrival[i], workload.input_len[i], workload.output_len[i],
-                workload.priority[i]) for i in range(n)]
-    rr_in, rr_dec = [0], [0]
-    closed = workload.is_closed
-    released = [0]
-    done = [0]
-
-    def on_done(s: Seq, t: float) -> None:
-        done[0] += 1
-        if closed and released[0] < n:
-            nxt = seqs[released[0]]
-            released[0] += 1
-            nxt.arrival = arrival[nxt.rid] = t
-            sim.push_arrival(t + front, nxt)
-
-    def on_handoff(s: Seq, t: float) -> None:
-        s.target = s.computed = s.prompt
-        s.blocks = s.extra = 0
-        sim.push_arrival(t + kv_transfer_time(plan, s.prompt), s)
-
-    sim.on_done, sim.on_handoff = on_done, on_handoff
-    # the API server's work before the engine sees a request (HTTP, chat template, tokenize)
-    front = plan.api_overhead_ms / 1e3
-    if closed:
-        static: list[Seq] = []
-        first_batch = min(workload.concurrency, n)
-        released[0] = first_batch
-        for s in seqs[:first_batch]:
-            s.arrival = arrival[s.rid] = 0.0
-            sim.push_arrival(front, s)
-    else:
-        static = sorted(seqs, key=lambda s: (s.arrival, s.rid))
-    i_static = 0
-    heap = sim.heap
-    events = 0
-    inf = math.inf
-    while True:
-        t_static = static[i_static].arrival + front if i_static < len(static) else inf
-        if heap and heap[0][0] <= t_static and (heap[0][0] < t_static or heap[0][1] == 0):
-            t, kind, _, obj, version = heapq.heappop(heap)
-            if kind == 1:
-                if version == obj.version:
-                    obj.complete(t)
-            elif obj.state == GONE and decode_pool is not None and obj.gen >= 1:
-                obj.state = WAITING
-                _route(decode_pool, rr_dec, obj, t)
-            else:
-                _route(entry, rr_in, obj, t)
-        elif i_static < len(static):
-            s = static[i_static]
-            i_static += 1
-            _route(entry, rr_in, s, t_static)
-        else:
-            break
-        events += 1
-        if events > max_events:
-            break
-    engines = [e for pool in pools.values() for e in pool]
-    return SimResult(arrival, sim.first, sim.finish, list(workload.output_len), engines,
-                     n - done[0])
-
-
-__all__ = ["Engine", "Seq", "SimResult", "Simulator", "build_engines", "simulate"]
+__all__ = ["DECODE", "Engine", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]

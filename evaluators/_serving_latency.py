@@ -4,7 +4,7 @@ A step runs ``T`` new tokens through every layer: decode sequences contribute on
 prefill chunks contribute their chunk. Its time is the sum over layers of
 
 * the GEMMs (QKV/O or MLA projections, MLP or routed experts + shared experts) at ``T`` rows,
-  from ``_perf.gemm_time`` (compute-bound for prefill, weight-streaming for decode);
+  from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode);
 * attention: decode reads every sequence's KV cache, prefill is quadratic in the chunk
   (``_perf.attention_time``);
 * two tensor-parallel all-reduces of the hidden states (``_perf.collective_time``'s bandwidth
@@ -14,7 +14,7 @@ prefill chunks contribute their chunk. Its time is the sum over layers of
 plus the LM head and sampler over the sequences that emit a token, pipeline hand-offs, and a
 host-side overhead per step. Pipeline parallelism does not shorten a step: a request's token
 still passes every layer, so a ``pp``-stage engine runs ``pp`` micro-batches concurrently
-(modelled as ``pp`` virtual engines, see ``_serving_engine``).
+(modelled as ``pp`` virtual engines, see ``_serving_cluster``).
 
 MoE layers route ``T * top_k`` token-expert pairs uniformly: the expected number of distinct
 experts hit is ``E * (1 - (1 - k/E)^T)``; under expert parallelism the busiest rank sets the
@@ -52,6 +52,8 @@ class StepModel:
         self.launch = eff(hw, "kernel_launch_us") * US
         self.n_elem = constant(hw, "step", "elementwise_kernels_per_layer")
         self.n_moe_extra = constant(hw, "step", "moe_extra_kernels_per_layer")
+        if m.attention == "mla":
+            self.n_elem += constant(hw, "step", "mla_extra_kernels_per_layer")
         self.step_us = constant(hw, "step", "step_overhead_us") * US
         self.seq_us = constant(hw, "step", "per_seq_overhead_us") * US
         self.ar_lat = constant(hw, "comm", "allreduce_latency_us") * US
@@ -120,9 +122,11 @@ class StepModel:
         if g.dense_layers:
             total += g.dense_layers * (common + sum(self._gemm(t, n, k) for n, k in g.mlp_gemms))
         if g.moe_layers:
+            shared = sum(self._gemm(t, n, k) for n, k in g.shared_gemms)
+            if g.shared_gemms:
+                shared += self._elementwise(t, 1)  # the shared expert's activation
             moe = (common + gemm_seconds(self.c, t, m.num_experts, m.hidden_size, "bf16")
-                   + self._experts(t) + sum(self._gemm(t, n, k) for n, k in g.shared_gemms)
-                   + self._elementwise(t, self.n_moe_extra))
+                   + self._experts(t) + shared + self._elementwise(t, self.n_moe_extra))
             total += g.moe_layers * moe
         if self.pp > 1:
             act = t * m.hidden_size * BYTES["bf16"]

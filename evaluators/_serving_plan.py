@@ -37,8 +37,8 @@ CONFIG_KEYS = (
     "model", "gpu", "num_gpus", "tp", "pp", "ep", "replicas",
     "disaggregated", "prefill_workers", "prefill_tp", "decode_workers", "decode_tp",
     "weight_dtype", "kv_dtype", "max_num_seqs", "max_num_batched_tokens", "chunked_prefill",
-    "prefill_chunk_size", "kv_block_size", "gpu_memory_utilization", "preemption_mode",
-    "scheduling_policy", "swap_space_gib", "max_model_len", "kv_link_gbit_s",
+    "prefill_chunk_size", "mixed_prefill", "kv_block_size", "gpu_memory_utilization",
+    "preemption_mode", "scheduling_policy", "swap_space_gib", "max_model_len", "kv_link_gbit_s",
     "api_overhead_ms", "workload", "slo_ttft_ms", "slo_tpot_ms",
 )
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(Model) if f.name not in ("name",))
@@ -262,6 +262,7 @@ class Plan:
     max_num_batched_tokens: int
     chunked_prefill: bool
     prefill_chunk_size: int
+    mixed_prefill: bool
     kv_block_size: int
     gpu_memory_utilization: float
     preemption_mode: str
@@ -313,14 +314,15 @@ def parse(config: Mapping[str, Any]) -> Plan:
         model=model, hw=hw, num_gpus=_int(config, "num_gpus", None), tp=tp,
         pp=_int(config, "pp", 1), ep=_int(config, "ep", 1), replicas=_int(config, "replicas", 1),
         disaggregated=disagg, prefill_workers=_int(config, "prefill_workers", 1),
-        prefill_tp=_int(config, "prefill_tp", tp), decode_workers=_int(config, "decode_workers", 1),
-        decode_tp=_int(config, "decode_tp", tp),
+        prefill_tp=_int(config, "prefill_tp", tp),
+        decode_workers=_int(config, "decode_workers", 1), decode_tp=_int(config, "decode_tp", tp),
         weight_dtype=_choice(config, "weight_dtype", "bf16", WEIGHT_DTYPES),
         kv_dtype=_choice(config, "kv_dtype", "bf16", KV_DTYPES),
         max_num_seqs=_int(config, "max_num_seqs", 1024 if big else 256),
         max_num_batched_tokens=max_tokens,
         chunked_prefill=_bool(config, "chunked_prefill", True),
         prefill_chunk_size=min(chunk, max_tokens) if chunk else max_tokens,
+        mixed_prefill=_bool(config, "mixed_prefill", True),
         kv_block_size=block,
         gpu_memory_utilization=_float(config, "gpu_memory_utilization", 0.9, 0.0, 1.0),
         preemption_mode=_choice(config, "preemption_mode", "recompute", PREEMPTION_MODES),
@@ -401,9 +403,10 @@ def problems(plan: Plan) -> list[str]:
     for role, _, tp, pp, ep in plan.engine_kinds():
         who = "" if role == "mixed" else f"{role} workers: "
         mem = engine_memory(plan, tp, pp, ep)
-        # at least one longest request (and its sliding-window share) must fit in the cache
-        need_kv = min(longest, plan.max_model_len) * mem.kv_bytes_per_token + \
-            mem.swa_bytes_per_seq
+        # at least one longest request (and its sliding-window share) must fit in the cache of
+        # one (virtual) engine, which holds 1/pp of it
+        need_kv = (min(longest, plan.max_model_len) * mem.kv_bytes_per_token
+                   + mem.swa_bytes_per_seq) * pp
         need = mem.weights + mem.activation + mem.non_torch + need_kv
         if need > mem.usable:
             out.append(f"{who}needs {need / GIB:.1f} GiB per GPU (weights "

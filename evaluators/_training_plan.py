@@ -69,6 +69,9 @@ def resolve_hardware(name: Any) -> Hardware:
 def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
     """The model and a hashable key for it (catalog name or the inline dimensions)."""
     name = config.get("model")
+    if name is not None and any(k in config for k in INLINE_MODEL_KEYS):
+        raise BadInput("model", "give a catalog name or inline dimensions "
+                       f"({', '.join(INLINE_MODEL_KEYS)}), not both")
     if isinstance(name, str):
         m = _MODEL_CACHE.get(name)
         if m is None:

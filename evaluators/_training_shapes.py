@@ -12,13 +12,12 @@ matrix, as both papers count it); backward is twice the forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from evaluators._catalog import Model
 
 
-@dataclass(frozen=True)
-class Gemm:
+class Gemm(NamedTuple):
     """One linear layer on one GPU: ``N`` outputs from ``K`` inputs per token.
 
     ``kind``: ``col`` (input replicated across TP, output sharded: its backward all-reduces or
@@ -35,8 +34,7 @@ class Gemm:
     token_share: float = 1.0
 
 
-@dataclass(frozen=True)
-class LayerShapes:
+class LayerShapes(NamedTuple):
     attn_gemms: tuple[Gemm, ...]
     mlp_gemms: tuple[Gemm, ...]
     heads: int  # query heads per TP rank

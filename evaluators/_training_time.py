@@ -51,17 +51,39 @@ class LayerTime(NamedTuple):
     core_attn_flops_fwd: float  # model FLOPs of the attention core forward
 
 
+def _gemm3(c: GpuConsts, m: float, n: int, k: int, dtype: str, groups: int,
+           in_bytes: float) -> tuple[float, float, float]:
+    """Forward (m,n,k), input-gradient (m,k,n) and weight-gradient (k,n,m) GEMM seconds.
+
+    The same model as ``_perf.gemm_seconds``, evaluated three times with shared lookups.
+    """
+    peak = c.peak.get(dtype) or c.peak["bf16"]
+    cap = c.gemm_max.get(dtype, 0.8)
+    kp, kh, bw, t0 = c.k_peak, c.k_half, c.hbm_bw, c.gemm_t0
+    flops = 2.0 * m * n * k * groups
+    out = []
+    for rows, cols, inner in ((m, n, k), (m, k, n), (k, n, m)):
+        e = kp * inner / (inner + kh)
+        if e > cap:
+            e = cap
+        compute = flops / (peak * e)
+        memory = ((rows * inner + inner * cols) * in_bytes + rows * cols * 2.0) * groups / bw
+        out.append((compute if compute > memory else memory) + t0)
+    return out[0], out[1], out[2]
+
+
 def _gemms(c: GpuConsts, sh: LayerShapes, tokens: float, dtype: str, in_bytes: float,
            gemms: tuple) -> tuple[float, float, float, float, float]:
     """Forward, dgrad, wgrad seconds of a block; and column-parallel dgrad, wgrad seconds."""
     fwd = dgrad = wgrad = col_dgrad = col_wgrad = 0.0
     for g in gemms:
         m = tokens * g.token_share
-        dt = dtype if g.name != "router" else "bf16"
-        ib = in_bytes if g.name != "router" else 2.0
-        f = gemm_seconds(c, m, g.n, g.k, dt, g.groups, ib)
-        d = gemm_seconds(c, m, g.k, g.n, dt, g.groups, ib)
-        w = gemm_seconds(c, g.k, g.n, m, dt, g.groups, ib)
+        if m <= 0:
+            continue
+        if g.name == "router":  # kept in 16 bits
+            f, d, w = _gemm3(c, m, g.n, g.k, "bf16", g.groups, 2.0)
+        else:
+            f, d, w = _gemm3(c, m, g.n, g.k, dtype, g.groups, in_bytes)
         fwd += f
         dgrad += d
         wgrad += w

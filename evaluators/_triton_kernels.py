@@ -16,7 +16,6 @@ upcast.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import triton
@@ -24,21 +23,25 @@ import triton.language as tl
 
 
 @triton.jit
-def _gemm_kernel(a_ptr, b_ptr, c_ptr, M, N, K, k_per_split,
+def _gemm_kernel(a_ptr, b_ptr, c_ptr, M, N, K, k_per_split, group_m,
                  stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm, stride_cn,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                 GROUP_M: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """C[pid_k] = A[:, ks] @ B[ks, :] for the K slice ``ks`` of split ``pid_k``."""
+                 INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """C[pid_k] = A[:, ks] @ B[ks, :] for the K slice ``ks`` of split ``pid_k``.
+
+    ``group_m`` and the split (grid axis 1 with ``k_per_split``) are runtime values: configs
+    that differ only in them share one compiled binary, which makes sweeps much cheaper.
+    """
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     # GROUP_M swizzle (Triton matmul tutorial): GROUP_M rows of tiles run column by column, so
     # programs running at the same time share A rows and B columns in L2
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
+    num_pid_in_group = group_m * num_pid_n
     group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    first_pid_m = group_id * group_m
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, group_m)
     pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
     pid_n = (pid % num_pid_in_group) // group_size_m
 
@@ -209,9 +212,9 @@ def gemm(a: torch.Tensor, b: torch.Tensor, dtype: str, block_m: int, block_n: in
     stride_cs = target.stride(0) if split_k > 1 else 0
     stride_cm, stride_cn = target.stride(-2), target.stride(-1)
     _gemm_kernel[grid](
-        a, b, target, m, n, k, k_per_split, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-        stride_cs, stride_cm, stride_cn, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        GROUP_M=group_m, INPUT_PRECISION=_PRECISION.get(dtype, "tf32"), UPCAST=upcast,
+        a, b, target, m, n, k, k_per_split, group_m, a.stride(0), a.stride(1), b.stride(0),
+        b.stride(1), stride_cs, stride_cm, stride_cn, BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_K=block_k, INPUT_PRECISION=_PRECISION.get(dtype, "tf32"), UPCAST=upcast,
         num_warps=num_warps, num_stages=num_stages)
     if split_k > 1:
         block = 1024

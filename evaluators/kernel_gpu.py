@@ -26,18 +26,20 @@ injectable (option ``timer``: a callable ``fn -> list of milliseconds``).
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from evaluators._catalog import get_hardware
 from search_spaces.kernels import (
     attention_context,
     attention_reasons,
     gemm_context,
     gemm_reasons,
 )
-from evaluators._catalog import get_hardware
 from tuner._errors import BadInput, MissingExtra
 from tuner._evaluator import BaseEvaluator, EvalResult
 
@@ -59,6 +61,12 @@ def _imports() -> tuple[Any, Any]:
     except ImportError as exc:  # pragma: no cover - both are installed in the dev venv
         raise MissingExtra(exc.name or "torch/triton", "gpu") from None
     return torch, triton
+
+
+def kernels_digest() -> str:
+    """Hash of the kernels' source: a changed kernel invalidates cached and recorded times."""
+    src = (Path(__file__).parent / "_triton_kernels.py").read_bytes()
+    return hashlib.sha256(src).hexdigest()[:12]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -118,7 +126,7 @@ class KernelGpuEvaluator(BaseEvaluator):
         return None
 
     def environment(self) -> dict[str, str]:
-        env = {"python": platform.python_version()}
+        env = {"python": platform.python_version(), "kernels": kernels_digest()}
         try:
             torch, triton = _imports()
         except MissingExtra:

@@ -155,10 +155,11 @@ class ReplayTable:
 
     def set_baseline(self, kernel: str, shape: Mapping[str, Any], torch_time_us: float) -> None:
         key = shape_key(kernel, shape)
-        if key not in self._base:
-            self.baselines.append({"kernel": kernel,
-                                   "shape": {k: shape[k] for k in SHAPE_KEYS[kernel]},
-                                   "torch_time_us": torch_time_us})
+        self.baselines = [b for b in self.baselines
+                          if shape_key(b["kernel"], b["shape"]) != key]
+        self.baselines.append({"kernel": kernel,
+                               "shape": {k: shape[k] for k in SHAPE_KEYS[kernel]},
+                               "torch_time_us": torch_time_us})
         self._base[key] = torch_time_us
 
     def shapes(self) -> list[tuple]:

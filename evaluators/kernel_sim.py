@@ -13,19 +13,24 @@ The model, per kernel (every formula is per SM and per main-loop iteration, then
    * tensor-core time ``c * 2*bm*bn*bk / (peak_sm * u)``, where ``u = min(1, busy_warps / 4)``:
      an SM has four sub-partitions, each needs a warp issuing MMAs, and a warp needs at least one
      16x8 MMA tile of the block;
-   * shared-memory operand reads ``c * (bm*bk + bk*bn) * bytes / (128 B/clk)``;
+   * shared-memory traffic (operands copied in and read out)
+     ``c * 2 * (bm*bk + bk*bn) * bytes / (128 B/clk)``;
    * load latency not hidden by the software pipeline: ``latency / (stages - 1)`` (``stages``
      buffers keep ``stages - 1`` loads in flight, Little's law); with one stage nothing is in
      flight, so ``latency + compute``;
-   * for attention, the softmax (exp on the 16/clk/SM special-function unit plus ~5 fp32 ALU
-     ops per score) runs serially with the MMAs inside a program but overlaps across programs.
+   * per-iteration work between MMAs runs serially with them (no warp specialization): the
+     loop's barrier and, for attention, the online softmax (exp2 on the 16/clk/SM
+     special-function unit plus ~5 fp32 ALU ops per score), which is what holds
+     FlashAttention-2 near 45% of peak on H100.
 3. **Scheduling (wave quantization).** The busiest SM runs ``ceil(programs / SMs)`` programs,
    ``occ`` at a time; each program adds a prologue (pipeline fill) and epilogue (store) of one
    memory latency each.
 4. **Memory roofline.** HBM bytes (compulsory traffic, plus re-reads of A and B panels that the
    programs running at the same time do not share: the GROUP_M swizzle makes a wave cover
    ``group_m`` rows of tiles instead of one) and L2->SM bytes (every program reads its panels)
-   bound the kernel from below; the time is ``max(SM time, HBM time, L2 time)``.
+   bound the kernel from below; the time is ``max(SM time, HBM time, L2 time)``. HBM traffic
+   also loads the memory latency (queueing, :func:`_loaded`), so a latency-bound kernel pays
+   latency and transfer time one after the other.
 5. **Split-K** writes fp32 partials (``split_k * M * N * 4`` bytes) and adds a reduction kernel
    (one launch, partials read from L2 when they fit).
 6. One kernel launch overhead (``kernel_launch_us`` shared with ``evaluators/_perf.py``).
@@ -206,22 +211,17 @@ def _sm_time(programs: int, occ: int, sms: int, iters: float, flops_it: float, p
     return t
 
 
-def _loaded(t0: float, t_mem: float, t_hbm: float, lat0: float,
-            sm_time: Any) -> float:
+def _loaded(t0: float, t_hbm: float, lat0: float, slope: float) -> float:
     """SM time with the memory latency loaded by HBM traffic (queueing).
 
     At HBM utilization ``rho = t_hbm / T`` a request waits ``lat0 / (1 - rho)`` (M/M/1). With
-    the SM time linearised in the latency, ``T = t0 + s * (lat - lat0)`` (slope ``s`` from one
+    the SM time linear in the latency, ``T = t0 + slope * (lat - lat0)`` (``slope`` from one
     more evaluation at ``2 * lat0``), the self-consistent kernel time solves
-    ``(T - t0) (T - t_hbm) = s * lat0 * t_hbm``. A purely latency-bound kernel then takes
-    ``t_hbm + t0``: latency and transfer time add up instead of overlapping.
+    ``(T - t0) (T - t_hbm) = slope * lat0 * t_hbm``. A purely latency-bound kernel then takes
+    ``t0 + t_hbm``: latency and transfer time add up instead of overlapping. Callers skip this
+    below 10% utilization, where it changes little.
     """
-    rho = t_hbm / (t0 if t0 > t_mem else t_mem)
-    if rho <= 0.1:  # lightly loaded: queueing changes little
-        return t0
-    s = (sm_time(2.0 * lat0) - t0) / lat0
-    b = t0 + t_hbm
-    return 0.5 * (b + math.sqrt((t0 - t_hbm) ** 2 + 4.0 * s * lat0 * t_hbm))
+    return 0.5 * (t0 + t_hbm + math.sqrt((t0 - t_hbm) ** 2 + 4.0 * slope * lat0 * t_hbm))
 
 
 class KernelSimEvaluator(BaseEvaluator):
@@ -266,25 +266,25 @@ class KernelSimEvaluator(BaseEvaluator):
             shape = self._shapes.get(key)
         except TypeError:  # unhashable value: let the checks below name it
             shape = None
-        if shape is None or not all(type(v) is int for v in key[1:4]):
+        if shape is None or type(key[1]) is not int or type(key[2]) is not int or \
+                type(key[3]) is not int:  # True == 1 shares a hash with 1: re-check types
             ctx = gemm_context({k: config[k] for k in ("m", "n", "k", "dtype", "gpu")
                                 if k in config})
             h = _hwc(ctx["gpu"], ctx["dtype"])
             m, n, k = ctx["m"], ctx["n"], ctx["k"]
             shape = (m, n, k, ctx["dtype"], h, problem_block_limit(m), problem_block_limit(n),
-                     problem_block_limit(k))
+                     problem_block_limit(k), DTYPE_BYTES[ctx["dtype"]], OUT_BYTES[ctx["dtype"]])
             self._shapes[key] = shape
         return shape
 
     def _gemm(self, config: Mapping[str, Any]) -> EvalResult:
-        m, n, k, dtype, h, lim_m, lim_n, lim_k = self._gemm_shape(config)
+        m, n, k, dtype, h, lim_m, lim_n, lim_k, b, ob = self._gemm_shape(config)
         try:
             bm, bn, bk = config["block_m"], config["block_n"], config["block_k"]
             g, warps = config["group_m"], config["num_warps"]
             stages, sk = config["num_stages"], config["split_k"]
         except KeyError as exc:
             return EvalResult.infeasible(f"missing tile parameter {exc.args[0]!r}")
-        b = DTYPE_BYTES[dtype]
         try:  # a list or dict where a number belongs is a bad config, not a crash
             threads = 32 * warps if warps in _WARPS else 0
             ok = bool(bm in _BLOCKS and bn in _BLOCKS and bk in _BLOCKS and sk in _SPLITS
@@ -313,7 +313,6 @@ class KernelSimEvaluator(BaseEvaluator):
         sms = h.sms
 
         # memory: L2->SM traffic (every program reads its panels) and HBM traffic
-        ob = OUT_BYTES[dtype]
         c_bytes = m * n * ob if sk == 1 else sk * m * n * 4
         l2_traffic = programs * (bm + bn) * k_split * b + c_bytes
         ab = (m * k + k * n) * b
@@ -327,13 +326,19 @@ class KernelSimEvaluator(BaseEvaluator):
                 live = sms * occ
             gm = g if g < tiles_m else tiles_m
             if live <= gm * tiles_n:
-                rows = min(gm, live)
+                rows = gm if gm < live else live
                 cols = -(-live // gm)
             else:
-                rows = min(tiles_m, gm * -(-live // (gm * tiles_n)))
+                rows = gm * -(-live // (gm * tiles_n))
+                rows = rows if rows < tiles_m else tiles_m
                 cols = tiles_n
-            wave_bytes = (min(rows * bm, m) + min(cols * bn, n)) * k_split * b
-            hbm = max(ab, min(programs / live * wave_bytes, l2_traffic))
+            a_rows = rows * bm
+            b_cols = cols * bn
+            wave_bytes = ((a_rows if a_rows < m else m) + (b_cols if b_cols < n else n)) \
+                * k_split * b
+            hbm = programs / live * wave_bytes
+            hbm = hbm if hbm < l2_traffic else l2_traffic
+            hbm = hbm if hbm > ab else ab
         hbm += c_bytes
         t_hbm = hbm / h.hbm_bw
         t_l2 = l2_traffic / h.l2_bw
@@ -350,10 +355,13 @@ class KernelSimEvaluator(BaseEvaluator):
         t_lat = lat / (stages - 1) if stages > 1 else lat + flops_it / (h.peak_sm * u1)
         t_sm = _sm_time(programs, occ, sms, iters, flops_it, h.peak_sm, busy, h.t_iter, t_smem1,
                         t_lat, 2.0 * lat)
-        t_sm = _loaded(t_sm, t_mem, t_hbm, lat, lambda lat2: _sm_time(
-            programs, occ, sms, iters, flops_it, h.peak_sm, busy, h.t_iter, t_smem1,
-            lat2 / (stages - 1) if stages > 1 else lat2 + flops_it / (h.peak_sm * u1),
-            2.0 * lat2))
+        rho = t_hbm / (t_sm if t_sm > t_mem else t_mem)
+        if rho > 0.1:  # latency loaded by HBM queueing (see _loaded)
+            lat2 = 2.0 * lat
+            t_sm2 = _sm_time(programs, occ, sms, iters, flops_it, h.peak_sm, busy, h.t_iter,
+                             t_smem1, lat2 / (stages - 1) if stages > 1
+                             else lat2 + flops_it / (h.peak_sm * u1), 2.0 * lat2)
+            t_sm = _loaded(t_sm, t_hbm, lat, (t_sm2 - t_sm) / lat)
 
         t = (t_sm if t_sm > t_mem else t_mem) + h.launch
         if sk > 1:  # reduction kernel: read the fp32 partials, write C
@@ -442,7 +450,9 @@ class KernelSimEvaluator(BaseEvaluator):
                                         t_lat) + 2.0 * lat
             return t if t > t_long else t_long
 
-        t_sm = _loaded(sm_time(h.lat), t_mem, t_hbm, h.lat, sm_time)
+        t_sm = sm_time(h.lat)
+        if t_hbm > 0.1 * (t_sm if t_sm > t_mem else t_mem):
+            t_sm = _loaded(t_sm, t_hbm, h.lat, (sm_time(2.0 * h.lat) - t_sm) / h.lat)
 
         t = max(t_sm, t_mem) + h.launch
         return _ok(t, 4.0 * bh * d * pairs, h.peak)

@@ -15,8 +15,10 @@ Config keys (all optional but ``workload``; defaults are vLLM's on the chosen GP
 ``kv_dtype``                bf16 | fp8
 ``max_num_seqs``            running-request cap (1024 on H100-class GPUs, 256 on A100)
 ``max_num_batched_tokens``  token budget per step (8192 on H100-class GPUs, 2048 on A100)
-``chunked_prefill``         true (vLLM V1) | false (prefill-only steps, vLLM V0)
+``chunked_prefill``         true (vLLM V1, Sarathi) | false (whole prompts per step)
 ``prefill_chunk_size``      max prompt tokens of one request per step (default: the budget)
+``mixed_prefill``           without chunking: whole prompts join the decodes' step (true,
+                            TensorRT-LLM/SGLang) or get prefill-only steps (false, vLLM V0)
 ``kv_block_size``           tokens per KV block (16)
 ``gpu_memory_utilization``  fraction of GPU memory for weights + activations + KV cache (0.9)
 ``preemption_mode``         recompute | swap (``swap_space_gib`` of host memory per GPU, 4)
@@ -44,13 +46,17 @@ import platform
 from typing import Any, Mapping
 
 from evaluators._catalog import CATALOG_DIR
-from evaluators._serving_engine import simulate
+from evaluators._serving_cluster import simulate
 from evaluators._serving_plan import ENGINE_DATA, GIB, engine_memory, parse, plan_workload, \
     problems
 from tuner._evaluator import BaseEvaluator, EvalResult
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
-           "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok")
+           "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok",
+           # beyond the shared names: per-GPU goodput (the usual objective under SLOs), means
+           # as NIM/AIPerf report them, total (input + output) token rate, SLO attainment
+           "goodput_req_s_per_gpu", "ttft_ms_mean", "tpot_ms_mean", "total_tok_s",
+           "request_throughput_req_s", "slo_attainment", "preemptions")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -97,7 +103,6 @@ def serving_metrics(plan: Any, res: Any, workload: Any) -> dict[str, float]:
         "goodput_req_s": good / duration,
         "goodput_req_s_per_gpu": good / duration / gpus,
         "cost_usd_per_mtok": usd_per_s / tok_s * 1e6,
-        # extras (not in METRICS: present whenever the status is ok)
         "ttft_ms_mean": 1e3 * sum(ttft) / len(ttft),
         "tpot_ms_mean": 1e3 * sum(tpot) / len(tpot) if tpot else 0.0,
         "request_throughput_req_s": len(e2e) / duration,
@@ -115,6 +120,7 @@ class ServingSimEvaluator(BaseEvaluator):
     name = "serving-sim"
     version = "1"
     metrics = METRICS
+    domains = ("serving",)
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         plan = parse(config)  # unusable input raises BadInput (the CLI exits 2)
@@ -137,9 +143,12 @@ class ServingSimEvaluator(BaseEvaluator):
                                                  "workload": workload.description})
 
     def environment(self) -> dict[str, str]:
+        # constants, GPU and model catalogs and the workload catalog (named workloads and the
+        # bundled traces): a change to any of them changes what a config simulates to
         digest = hashlib.sha256(ENGINE_DATA.read_bytes())
-        for path in sorted((CATALOG_DIR / "hardware").glob("*.toml")):
-            digest.update(path.read_bytes())
+        for sub in ("hardware", "models", "workloads"):
+            for path in sorted((CATALOG_DIR / sub).glob("*")):
+                digest.update(path.name.encode() + path.read_bytes())
         return {"python": platform.python_version(),
                 "serving_constants": digest.hexdigest()[:12]}
 

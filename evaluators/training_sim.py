@@ -296,6 +296,7 @@ class TrainingSimEvaluator(BaseEvaluator):
     version = "1"
     metrics = ("step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_memory_gib",
                "cost_usd_per_mtok")
+    domains = ("training",)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -2,9 +2,10 @@
 
 Quantitative rows come from ``data/validation/serving/measurements.toml`` (each case a config
 reproducing a published benchmark run and the figures its source prints, tagged
-``calibration`` when it was used to fit a constant of ``data/serving/engine.toml`` and
-``validation`` otherwise). Qualitative rows come from ``effects.toml``: each effect the
-literature reports is simulated as two configs and becomes a row with metric
+``calibration`` when it was used to fit a constant of ``data/serving/engine.toml`` (only the
+metrics listed in its ``fit``, if given) and ``validation`` otherwise). Qualitative rows come
+from ``effects.toml``: each effect the literature reports is simulated as two configs and
+becomes a row with metric
 ``qualitative_effect`` (predicted 1 if the effect holds, reference 1).
 
 ``python -m evaluators.validate_serving --fit`` re-fits the calibration constants by a small
@@ -62,8 +63,15 @@ def measurement_rows(ev: ServingSimEvaluator | None = None) -> Iterator[Validati
     for case in cases():
         metrics = _evaluate(ev, case["config"])
         for metric, ref in case["reference"].items():
-            yield ValidationRow(f"{case['id']} [{case['split']}]", metric, metrics[metric],
-                                float(ref), case["source"])
+            yield ValidationRow(f"{case['id']} [{split_of(case, metric)}]", metric,
+                                metrics[metric], float(ref), case["source"])
+
+
+def split_of(case: Mapping[str, Any], metric: str) -> str:
+    """"calibration" when this metric of this case was used to fit constants."""
+    if case["split"] == "calibration" and metric in case.get("fit", case["reference"]):
+        return "calibration"
+    return "validation"
 
 
 def check_effect(effect: Mapping[str, Any], ev: ServingSimEvaluator | None = None

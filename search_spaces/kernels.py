@@ -1,4 +1,4 @@
-"""Kernel tile sizes: a Triton GEMM (with GROUP_M swizzle and split-K) and a FlashAttention forward.
+"""Kernel tile sizes: a Triton GEMM (GROUP_M swizzle, split-K) and a FlashAttention forward.
 
 Two spaces share one set of resource rules:
 

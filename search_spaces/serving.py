@@ -7,8 +7,9 @@ and optionally any other ``serving-sim`` config key to pin it (``max_model_len``
 
 Parameters: the plan (aggregated ``tp`` x ``pp`` x ``replicas``, or disaggregated prefill and
 decode workers with their own ``tp``; ``ep`` for MoE models), precisions, and the scheduler
-(``max_num_seqs``, ``max_num_batched_tokens``, chunked prefill and its chunk size, KV block size,
-``gpu_memory_utilization``, preemption mode, scheduling policy). Every parameter is categorical
+(``max_num_seqs``, ``max_num_batched_tokens``, chunked prefill and its chunk size or, without
+it, whether whole prompts share steps with decodes; KV block size, ``gpu_memory_utilization``,
+preemption mode, scheduling policy). Every parameter is categorical
 so studies can enumerate their space for ground truth; narrow it in the study file.
 
 Constraints (with their numbers) come from ``evaluators._serving_plan.problems``: heads
@@ -22,15 +23,18 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from evaluators._catalog import get_hardware, model_from_config
-from evaluators._serving_plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES, PREEMPTION_MODES,
-                                      WEIGHT_DTYPES, engine_memory, parse, plan_workload,
-                                      problems)
+from evaluators._serving_plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES,
+                                      PREEMPTION_MODES, WEIGHT_DTYPES, engine_memory, parse,
+                                      plan_workload, problems)
 from tuner._errors import BadInput
 from tuner._space import BaseSpace, Categorical, Param
 
 AGG = {"disaggregated": (False,)}
 DISAGG = {"disaggregated": (True,)}
 CHUNKED = {"chunked_prefill": (True,)}
+WHOLE = {"chunked_prefill": (False,)}
+_SMALL_WORKLOAD = {"mode": "poisson", "rate": 4.0, "num_requests": 60, "seed": 0,
+                   "input_len": {"dist": "uniform", "low": 64, "high": 512}, "output_len": 64}
 
 
 class ServingSpace(BaseSpace):
@@ -39,6 +43,12 @@ class ServingSpace(BaseSpace):
     name = "serving"
     default_evaluator = "serving-sim"
     default_objectives = (("goodput_req_s_per_gpu", "maximize"), ("cost_usd_per_mtok", "minimize"))
+    example_contexts = (
+        {"model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 2, "workload": _SMALL_WORKLOAD,
+         "slo_ttft_ms": 500.0, "slo_tpot_ms": 50.0},
+        {"model": "mixtral-8x7b", "gpu": ["h100_sxm", "h200_sxm"], "num_gpus": 4,
+         "workload": _SMALL_WORKLOAD},
+    )
 
     def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
         ctx = dict(context)
@@ -88,6 +98,7 @@ class ServingSpace(BaseSpace):
         p["max_num_batched_tokens"] = Categorical((2048, 4096, 8192, 16384))
         p["chunked_prefill"] = Categorical((True, False))
         p["prefill_chunk_size"] = Categorical((512, 2048, 8192, 16384), when=CHUNKED)
+        p["mixed_prefill"] = Categorical((True, False), when=WHOLE)
         p["kv_block_size"] = Categorical((16, 32, 64))
         p["gpu_memory_utilization"] = Categorical((0.85, 0.9, 0.95))
         p["preemption_mode"] = Categorical(PREEMPTION_MODES)

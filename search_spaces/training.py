@@ -63,6 +63,12 @@ class TrainingSpace(BaseSpace):
     name = "training"
     default_evaluator = "training-sim"
     default_objectives = (("tokens_per_s", "maximize"), ("peak_memory_gib", "minimize"))
+    example_contexts = (
+        {"model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 8, "seq_len": 4096,
+         "global_batch": 32},
+        {"model": "mixtral-8x7b", "gpu": "a100_sxm_80gb", "num_gpus": 16, "seq_len": 4096,
+         "global_batch": 32},
+    )
 
     # -- context ----------------------------------------------------------------------
     def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:

@@ -94,8 +94,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
                 for v in best["values"]):
         raise BadInput("--baseline", f"{path}: 'best' must hold 'params' and one finite "
                        "number per objective in 'values'")
-    if not isinstance(data.get("pareto", []), list):
-        raise BadInput("--baseline", f"{path}: 'pareto' must be a list")
+    for key in ("pareto", "top"):
+        if not isinstance(data.get(key, []), list):
+            raise BadInput("--baseline", f"{path}: {key!r} must be a list")
     return data
 
 
@@ -230,7 +231,8 @@ def _warm_start_points(source: dict[str, Any] | None, space: Any, k: int
                        ) -> list[dict[str, Any]]:
     if not source or k <= 0:
         return []
-    points = [source.get("best")] + list(source.get("pareto") or [])
+    points = ([source.get("best")] + list(source.get("pareto") or [])
+              + list(source.get("top") or []))
     out: list[dict[str, Any]] = []
     for p in points:
         params = p.get("params") if isinstance(p, dict) else None
@@ -241,13 +243,24 @@ def _warm_start_points(source: dict[str, Any] | None, space: Any, k: int
     return out
 
 
-def _best_and_front(res: StudyResults) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _best_front_top(res: StudyResults, top: int = 20
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The best trial on the first objective, the Pareto front, and the ``top`` best distinct
+    feasible configs on the first objective (the next run's warm start)."""
     front = res.pareto()
     if not front:
-        return None, []
-    d0 = res.directions[0]
-    best = max(front, key=lambda t: t.values[0] if d0 == "maximize" else -t.values[0])
-    return _point(best), [_point(t) for t in front]
+        return None, [], []
+    sign = 1.0 if res.directions[0] == "maximize" else -1.0
+    best = max(front, key=lambda t: sign * t.values[0])
+    ranked, seen = [], set()
+    for t in sorted(res.feasible(), key=lambda t: -sign * t.values[0]):
+        key = json.dumps(t.params, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            ranked.append(_point(t))
+        if len(ranked) >= top:
+            break
+    return _point(best), [_point(t) for t in front], ranked
 
 
 def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
@@ -304,7 +317,7 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     runner = _WarmStartRunner(run_spec, storage, warm_start=warm, **runner_kwargs)
     summary = runner.run()
     res = StudyResults.from_study(load_study(run_name, storage))
-    best, front = _best_and_front(res)
+    best, front, top = _best_front_top(res)
     verdict, numbers = judge(objectives, baseline, best, recheck, args.max_regression)
     if summary.interrupted:
         verdict.passed = False
@@ -320,6 +333,7 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "trials": res.counts(), "trials_total": len(res.trials),
         "elapsed_s": round(time.monotonic() - t0, 3), "stop_reason": summary.stop_reason,
         "max_regression_pct": args.max_regression, "best": best, "pareto": front,
+        "top": top,
         "hypervolume": res.hypervolume() if len(objectives) > 1 else None,
         "baseline": None if baseline is None else {
             "file": str(baseline_path), "run": baseline.get("run"),
@@ -335,7 +349,7 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if args.update_baseline and best is not None:
         new = {"schema": BASELINE_SCHEMA, **{k: report[k] for k in (
             "study", "run", "created", "domain", "evaluator", "fingerprint", "objectives",
-            "constraints", "best", "pareto")}}
+            "constraints", "best", "pareto", "top")}}
         baseline_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = baseline_path.with_suffix(baseline_path.suffix + ".tmp")
         tmp.write_text(json.dumps(new, indent=1, default=str) + "\n", encoding="utf-8")

@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # piped output (CI logs, files) gets wide tables instead of rich's 80-column default
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 # -- run / worker ----------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def _print_result(out: dict[str, Any]) -> None:
 # -- show / pareto / export ------------------------------------------------------------------
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
     return str(v)
 
 
@@ -146,7 +147,11 @@ def _print_pareto(study: Any, console: Any, limit: int = 20) -> None:
         return
     if len(res.objectives) == 1:
         front = front[:1]
-    params = list(front[0].params)
+    params = list(dict.fromkeys(p for t in front for p in t.params))
+    if len(front) > 1:  # columns that differ along the front; the rest in one line
+        same = {p for p in params if len({repr(t.params.get(p)) for t in front}) == 1}
+        common = ", ".join(f"{p}={_fmt(front[0].params[p])}" for p in params if p in same)
+        params = [p for p in params if p not in same]
     table = Table(title=f"{title} ({len(front)} configs)" if len(res.objectives) > 1 else title)
     table.add_column("trial", justify="right")
     for o in res.objectives:
@@ -158,6 +163,8 @@ def _print_pareto(study: Any, console: Any, limit: int = 20) -> None:
         table.add_row(str(t.number), *[_fmt(v) for v in t.values],
                       *[_fmt(t.params.get(p, "-")) for p in params])
     console.print(table)
+    if len(front) > 1 and common:
+        console.print(f"same on the whole front: {common}", highlight=False)
     if len(front) > limit:
         console.print(f"... {len(front) - limit} more (tuner pareto {res.name})")
     if len(res.objectives) > 1:
@@ -426,7 +433,13 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] in ("bench", "ci"):
+        # these parse their own options; argparse's REMAINDER cannot start with an option
+        args = argparse.Namespace(func=cmd_bench if argv[0] == "bench" else cmd_ci,
+                                  rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except BadInput as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tuner._errors import BadInput, MissingExtra
 
@@ -57,7 +59,21 @@ def launch(storage_url: str | None, port: int, host: str = "127.0.0.1") -> int:
               file=sys.stderr)
     print(f"tuner dashboard: http://{host}:{port}  (storage {store.label}, read-only; "
           "Ctrl-C to stop)", file=sys.stderr)
+    proc = subprocess.Popen(command(port, host), env=environment(url))
+
+    def _stop(signum: int, _frame: Any) -> None:  # a killed launcher must not orphan the server
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        return subprocess.call(command(port, host), env=environment(url))
-    except KeyboardInterrupt:
-        return 0
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server too (same process group)
+        try:
+            return proc.wait(timeout=10) and 0
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()

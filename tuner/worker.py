@@ -55,6 +55,9 @@ from tuner.storage import open_rdb, redact
 
 T = TypeVar("T")
 
+# heartbeats are recorded by the worker's own thread, not by Study.optimize: expected here
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
 #: a re-queued trial that goes stale again is retried at most this many times
 MAX_RETRIES = 3
 #: grace period = this many heartbeat intervals (Optuna's default is 2; 3 tolerates a busy host)
@@ -645,8 +648,6 @@ class Worker(Runner):
         interrupted = False
         stop_reason = "budget reached"
         previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-        # heartbeats are recorded by this worker, not by Study.optimize: expected here
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         try:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:

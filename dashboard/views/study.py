@@ -31,9 +31,10 @@ rows = sd.rows
 summary = next((s for s in D.summaries(url) if s.info.name == name), None)
 state = A.study_state(summary) if summary else "-"
 st.title(name)
-st.caption(" · ".join(str(x) for x in (
+st.caption(" · ".join((
     W.STATE_BADGE.get(state, state), f"domain **{sd.info.attr('domain', '-')}**",
-    f"evaluator **{sd.info.attr('evaluator', '-')}**", f"sampler **{sd.info.attr('sampler', '-')}**",
+    f"evaluator **{sd.info.attr('evaluator', '-')}**",
+    f"sampler **{sd.info.attr('sampler', '-')}**",
     "objectives " + ", ".join(W.objective_label(o) for o in objs))))
 front_view: A.ParetoView = sd.memo("front", A.pareto_view, tuple(objs), tuple(objs))
 conv: A.Convergence = sd.memo("conv", A.convergence, tuple(objs))

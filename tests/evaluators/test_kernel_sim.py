@@ -107,7 +107,9 @@ def test_wave_quantization(ev):
 
 def test_group_m_cuts_hbm_rereads_on_wide_gemms(ev):
     cfg = {**GEMM, "m": 4096, "n": 14336, "k": 4096, **TILE}
-    assert t_us(ev, {**cfg, "group_m": 8}) < 0.8 * t_us(ev, {**cfg, "group_m": 1})
+    times = [t_us(ev, {**cfg, "group_m": g}) for g in (1, 4, 8, 16)]
+    assert times == sorted(times, reverse=True)
+    assert times[2] < 0.95 * times[0]
     # where A and B fit in L2 the raster order does not matter
     small = {**GEMM, "m": 1024, "n": 1024, "k": 1024, **TILE}
     assert t_us(ev, {**small, "group_m": 1}) == t_us(ev, {**small, "group_m": 8})
@@ -122,7 +124,7 @@ def test_pipelining_hides_latency(ev):
 def test_split_k_helps_skinny_long_k(ev):
     cfg = {**GEMM, "m": 64, "n": 1024, "k": 16384, **TILE, "block_m": 64, "block_n": 64,
            "num_warps": 4}
-    assert t_us(ev, {**cfg, "split_k": 8}) < 0.5 * t_us(ev, {**cfg, "split_k": 1})
+    assert t_us(ev, {**cfg, "split_k": 8}) < 0.6 * t_us(ev, {**cfg, "split_k": 1})
     # and costs a reduction where there is parallelism already
     assert t_us(ev, {**GEMM, **TILE, "split_k": 4}) > t_us(ev, {**GEMM, **TILE})
 

@@ -6,14 +6,14 @@ the same split (compute ``_get_*_info`` first, draw second).
 """
 
 from tuner.analysis._bench import BenchView, find_bench_files, load_bench, parse_bench
-from tuner.analysis._common import (OUTCOMES, Objective, guess_direction, metric_matrix, metric_ranges,
-                                    metric_names, metric_value, outcome, outcome_counts,
-                                    param_names,
-                                    reason_pattern, study_objectives)
+from tuner.analysis._common import (OUTCOMES, Objective, guess_direction, metric_matrix,
+                                    metric_names, metric_ranges, metric_value, outcome,
+                                    outcome_counts, param_names, reason_pattern,
+                                    study_objectives)
 from tuner.analysis._compare import Comparison, StudyRun, compare, shared_metrics
 from tuner.analysis._convergence import Convergence, convergence, default_reference
-from tuner.analysis._feasibility import (Cell, FeasibilityGrid, FeasibilityMap, feasibility_grid,
-                                         feasibility_map)
+from tuner.analysis._feasibility import (Cell, FeasibilityGrid, FeasibilityMap,
+                                         feasibility_grid, feasibility_map)
 from tuner.analysis._fidelity import (FidelityReport, MetricFidelity, fidelity_between,
                                       fidelity_within, has_predictions)
 from tuner.analysis._front import Limit, ParetoView, knee_index, pareto_view, pick_best
@@ -25,14 +25,15 @@ from tuner.analysis._trials import (TrialDetail, TrialQuery, export_records, que
                                     trial_detail, trial_records)
 
 __all__ = [
-    "Axis", "BenchView", "Cell", "Comparison", "Convergence", "FeasibilityGrid", "FeasibilityMap",
-    "FidelityReport", "Importances", "MetricFidelity", "Limit", "OUTCOMES", "Objective", "ParetoView",
-    "StudyRun", "TrialDetail", "TrialQuery", "compare", "convergence", "default_reference",
-    "export_records", "feasibility_grid", "feasibility_map", "fidelity_between",
-    "fidelity_within", "find_bench_files", "guess_direction", "has_predictions",
-    "knee_index", "load_bench", "metric_matrix", "metric_names", "metric_ranges", "metric_value", "outcome", "outcome_counts",
-    "overview_rows", "parallel_axes", "param_importances", "param_names", "parse_bench", "pareto_view",
-    "pick_best", "query_records", "reason_pattern", "reproduce_command", "shared_metrics",
-    "study_objectives", "study_state", "to_csv", "to_json", "to_jsonl_configs",
-    "trial_detail", "trial_records",
+    "Axis", "BenchView", "Cell", "Comparison", "Convergence", "FeasibilityGrid",
+    "FeasibilityMap", "FidelityReport", "Importances", "Limit", "MetricFidelity", "OUTCOMES",
+    "Objective", "ParetoView", "StudyRun", "TrialDetail", "TrialQuery", "compare",
+    "convergence", "default_reference", "export_records", "feasibility_grid",
+    "feasibility_map", "fidelity_between", "fidelity_within", "find_bench_files",
+    "guess_direction", "has_predictions", "knee_index", "load_bench", "metric_matrix",
+    "metric_names", "metric_ranges", "metric_value", "outcome", "outcome_counts",
+    "overview_rows", "parallel_axes", "param_importances", "param_names", "parse_bench",
+    "pareto_view", "pick_best", "query_records", "reason_pattern", "reproduce_command",
+    "shared_metrics", "study_objectives", "study_state", "to_csv", "to_json",
+    "to_jsonl_configs", "trial_detail", "trial_records",
 ]

@@ -9,7 +9,8 @@ Expected shape (extra keys are ignored)::
                "curve": [0.41, 0.22, ...]}]}                      # value after trial 1, 2, ...
 
 ``curve`` may also be ``{"trial": [...], "value": [...]}``; a run may carry ``final`` (a dict
-of summary numbers shown as columns). Several files may be loaded at once.
+of summary numbers, ``"inf"`` for a target never reached, shown as median columns).
+``tuner bench --out DIR`` writes one such file per problem under ``DIR/curves/``.
 """
 
 from __future__ import annotations
@@ -120,9 +121,11 @@ def _summarize(problem: str, metric: str, direction: str, truth: dict[str, Any],
                                if finals else None}
         keys = dict.fromkeys(k for r in mine for k in r.final)
         for k in keys:
-            vals = [r.final[k] for r in mine if isinstance(r.final.get(k), (int, float))]
+            # "inf" marks a target never reached (JSON has no infinity)
+            vals = [math.inf if r.final.get(k) == "inf" else r.final[k] for r in mine
+                    if isinstance(r.final.get(k), (int, float)) or r.final.get(k) == "inf"]
             if vals:
-                row[k] = float(np.median(vals))
+                row[f"{k} (median)"] = float(np.median(vals))
         summary.append(row)
     return BenchView(problem, metric, direction, truth, runs, curves, summary)
 

@@ -238,5 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["DEFAULT_SAMPLERS", "build_parser", "default_samplers", "main", "run_bench",
-           "run_from_args"]
+#: what ``tuner bench ...`` calls with the arguments after ``bench``
+cli_main = main
+
+__all__ = ["DEFAULT_SAMPLERS", "build_parser", "cli_main", "default_samplers", "main",
+           "run_bench", "run_from_args"]

@@ -76,13 +76,12 @@ class Problem:
         return space_class(self.domain)(dict(self.context), dict(self.params))
 
     def digest(self, fingerprint: str) -> str:
-        raw = json.dumps({"p": _jsonable(self.__dict__), "fp": fingerprint}, sort_keys=True,
-                         default=str)
+        """Identity of the scored grid (space + evaluator): problems that differ only in
+        objectives or constraints share one table."""
+        raw = json.dumps({"domain": self.domain, "context": self.context, "params": self.params,
+                          "evaluator": self.evaluator, "options": self.evaluator_options,
+                          "fp": fingerprint}, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (list(map(str, v)) if k == "constraints" else v) for k, v in d.items()}
 
 
 def problem_from_dict(d: Mapping[str, Any]) -> Problem:
@@ -211,7 +210,7 @@ def cache_dir() -> Path:
 
 
 def build_table(problem: Problem, use_cache: bool = True) -> Table:
-    """Score every grid point of ``problem`` (or load the cached table)."""
+    """Score every grid point of ``problem`` (or load the cached scores)."""
     from tuner.registry import make_evaluator
 
     space = problem.space()
@@ -219,64 +218,75 @@ def build_table(problem: Problem, use_cache: bool = True) -> Table:
         raise BadInput(f"problem {problem.name!r}", "space has continuous parameters; "
                        "benchmark problems need finite spaces (give a step)")
     evaluator = make_evaluator(problem.evaluator, dict(problem.evaluator_options))
-    path = cache_dir() / f"{problem.name}-{problem.digest(evaluator.fingerprint())}.json"
-    if use_cache and path.exists():
-        try:
-            data = json.loads(path.read_text())
-            outcomes = {config_key(row[0]): Outcome(row[1], tuple(row[2]) if row[2] else None,
-                                                    row[3], tuple(row[4]), row[5])
-                        for row in data["rows"]}
-            return Table(problem, outcomes, data["n_grid"], data["seconds"])
-        except (OSError, ValueError, KeyError, IndexError, TypeError):
-            pass  # a damaged cache is rebuilt
+    slug = f"{problem.domain}-{problem.evaluator}".replace(":", "_").replace("/", "_")
+    path = cache_dir() / f"{slug}-{problem.digest(evaluator.fingerprint())}.json"
+    scored = _load_scores(path) if use_cache else None
     t0 = time.perf_counter()
+    if scored is None:
+        scored = _score_grid(space, evaluator)
+        if use_cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"seconds": time.perf_counter() - t0,
+                                           "rows": scored}))
+                tmp.replace(path)
+            except OSError:
+                pass
+    outcomes = {config_key(r[0]): _outcome(problem, r[1], r[2], r[3]) for r in scored}
+    return Table(problem, outcomes, len(scored), time.perf_counter() - t0)
+
+
+def _load_scores(path: Path) -> list[list[Any]] | None:
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        return rows if isinstance(rows, list) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or damaged: rescored
+
+
+def _score_grid(space: Any, evaluator: Any) -> list[list[Any]]:
+    """[values, status, metrics, reason] for every grid point ("rejected": by the space)."""
+    rows: list[list[Any]] = []
     evaluator.setup()
-    rows = []
     try:
         for cfg in space.enumerate(valid_only=False):
             values = space.param_values(cfg)
             reasons = space.constraints(cfg)
             if reasons:
-                rows.append([values, "rejected", None, False, [1.0], "; ".join(reasons)[:300]])
+                rows.append([values, "rejected", {}, "; ".join(reasons)[:300]])
                 continue
             try:
                 res = evaluator.evaluate(cfg)
             except Exception as exc:  # an evaluator bug is a failed trial, as in the runner
-                rows.append([values, "failed", None, False, [], f"{type(exc).__name__}: {exc}"])
+                rows.append([values, "failed", {}, f"{type(exc).__name__}: {exc}"[:300]])
                 continue
-            rows.append(_row(problem, values, res))
+            status = getattr(res.status, "value", res.status)
+            metrics = {k: float(v) for k, v in res.metrics.items()
+                       if isinstance(v, (int, float)) and math.isfinite(v)}
+            rows.append([values, status, metrics, res.reason])
     finally:
         evaluator.teardown()
-    seconds = time.perf_counter() - t0
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"n_grid": len(rows), "seconds": seconds, "rows": rows}))
-            tmp.replace(path)
-        except OSError:
-            pass
-    outcomes = {config_key(r[0]): Outcome(r[1], tuple(r[2]) if r[2] else None, r[3],
-                                          tuple(r[4]), r[5]) for r in rows}
-    return Table(problem, outcomes, len(rows), seconds)
+    return rows
 
 
-def _row(problem: Problem, values: dict[str, Any], res: Any) -> list[Any]:
+def _outcome(problem: Problem, status: str, metrics: Mapping[str, float],
+             reason: str | None) -> Outcome:
     """The runner's reading of one result (see ``tuner.runner.Runner._tell``)."""
-    status = getattr(res.status, "value", res.status)
-    metrics = dict(res.metrics)
+    if status == "rejected":
+        return Outcome("rejected", None, False, (1.0,), reason)
     if status == "failed":
-        return [values, "failed", None, False, [], res.reason]
+        return Outcome("failed", None, False, (), reason)
     if status != "ok":
-        return [values, "infeasible", None, False, [1.0], res.reason]
+        return Outcome("infeasible", None, False, (1.0,), reason)
     vals = [metrics.get(m) for m in problem.metrics]
-    if not all(v is not None and math.isfinite(v) for v in vals):
-        return [values, "failed", None, False, [], "objective metric missing"]
-    viol = [c.violation(metrics) for c in problem.constraints]
+    if not all(v is not None for v in vals):
+        return Outcome("failed", None, False, (), "objective metric missing")
+    viol = tuple(c.violation(metrics) for c in problem.constraints)
     feasible = all(v <= 0 for v in viol)
-    reason = None if feasible else "violates " + ", ".join(
+    why = None if feasible else "violates " + ", ".join(
         str(c) for c, v in zip(problem.constraints, viol) if v > 0)
-    return [values, "ok", [float(v) for v in vals], feasible, viol or [0.0], reason]
+    return Outcome("ok", tuple(float(v) for v in vals), feasible, viol or (0.0,), why)
 
 
 def select_problems(names: Sequence[str] | None) -> list[Problem]:

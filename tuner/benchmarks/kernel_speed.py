@@ -4,8 +4,10 @@
 
 Evaluates every config (valid and invalid: the runner and samplers send both) of three spaces,
 GEMM prefill, GEMM decode and attention, with ``KernelSimEvaluator.evaluate`` in one process,
-and reports the best of ``--repeat`` passes (the least disturbed by other load on the machine).
-Exit code 1 when the rate is below ``--min-rate``.
+and reports the best of ``--repeat`` passes (the least disturbed by other load on the machine),
+both per wall-clock second and per CPU second of this process (``time.process_time``: on a
+shared machine the wall-clock rate counts other processes' time slices too). Exit code 1 when
+the CPU-time rate is below ``--min-rate``.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ def measure(repeat: int = 3, seed: int = 0) -> dict[str, float]:
         configs += list(registry.space_class(domain)(ctx).enumerate(valid_only=False))
     random.Random(seed).shuffle(configs)  # no shape-after-shape cache luck
     ev = KernelSimEvaluator()
-    rates = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for cfg in configs:
             ev.evaluate(cfg)
-        rates.append(len(configs) / (time.perf_counter() - t0))
-    return {"configs": len(configs), "best_configs_per_s": max(rates),
-            "median_configs_per_s": sorted(rates)[len(rates) // 2],
-            "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count() or 0}
+        wall.append(len(configs) / (time.perf_counter() - t0))
+        cpu.append(len(configs) / (time.process_time() - c0))
+    return {"configs": len(configs), "best_configs_per_wall_s": max(wall),
+            "best_configs_per_cpu_s": max(cpu), "median_configs_per_cpu_s": sorted(cpu)[
+                len(cpu) // 2], "load_average_1min": os.getloadavg()[0],
+            "cpus": os.cpu_count() or 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = measure(args.repeat)
     print(json.dumps(res, indent=1))
-    return 0 if res["best_configs_per_s"] >= args.min_rate else 1
+    return 0 if res["best_configs_per_cpu_s"] >= args.min_rate else 1
 
 
 if __name__ == "__main__":

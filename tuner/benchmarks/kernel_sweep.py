@@ -106,7 +106,7 @@ def case_label(domain: str, ctx: dict[str, Any]) -> str:
 
 
 def _software(env: dict[str, str]) -> dict[str, str]:
-    return {k: env[k] for k in ("python", "torch", "triton", "cuda") if k in env}
+    return {k: env[k] for k in ("python", "torch", "triton", "cuda", "kernels") if k in env}
 
 
 def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str],

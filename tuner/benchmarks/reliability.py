@@ -185,19 +185,21 @@ def _lost_and_reasons(trials: list[Any], target: int) -> tuple[int, int, int, in
 
 
 def evaluator_faults(workdir: Path, mode: str, trials: int) -> Figures:
-    """``tuner run`` on the toy space with a FaultyEvaluator firing on x == 3 (half the space)."""
+    """``tuner run`` on the toy space with a FaultyEvaluator firing on x == 3 (half the trials)."""
     from tuner.runner import Runner
     from tuner.spec import parse_spec
 
     import tomllib
 
     url = f"sqlite:///{workdir / f'faults-{mode}.db'}"
-    toml = toy_study_toml(f"faults-{mode}", trials=trials, sampler="random",
+    # a grid over x in {3, 4} and trials/2 values of y: exactly half the trials are faulty
+    params = (f"[space.params.x]\nchoices = [3, 4]\n[space.params.y]\nchoices = "
+              f"{list(range(trials // 2))}\n[space.params.mode]\nfixed = \"b\"")
+    toml = toy_study_toml(f"faults-{mode}", trials=trials, sampler="grid",
                           evaluator="tuner.testing.toys:FaultyEvaluator",
                           options={"mode": mode, "trigger_x": 3},
                           timeout_s=1.0 if mode == "hang" else 30,
-                          memory_mib=1024 if mode == "alloc" else None,
-                          params="[space.params.x]\nchoices = [3, 4]")
+                          memory_mib=1024 if mode == "alloc" else None, params=params)
     t0 = time.monotonic()
     Runner(parse_spec(tomllib.loads(toml)), url, progress=False).run()
     trials_ = stored_trials(url, f"faults-{mode}")

@@ -153,18 +153,19 @@ def write_study(url: str, name: str, n_trials: int = 200, seed: int = 0,
                            for m, d in objectives],
             "constraints": [{"metric": "ttft_ms_p99", "op": "<=", "value": TTFT_LIMIT_MS}],
             "sampler": {"name": sampler, "options": {}}, "budget": {"trials": n_trials}}
+    writer = TrialWriter(rdb.engine, sid)
+    given = list(params_list) if params_list is not None else None
+    count = len(given) if given is not None else n_trials
+    spec["budget"] = {"trials": writer.next_number + count}
     attrs = {"tuner.spec": spec, "tuner.domain": "serving", "tuner.evaluator": evaluator,
              "tuner.sampler": sampler, "tuner.fingerprint": f"{evaluator}-{seed:04d}",
              "tuner.objectives": spec["objectives"], "tuner.constraints": spec["constraints"],
              "tuner.state": "running", "tuner.updated_at": time.time(),
-             "tuner.trials_target": n_trials}
+             "tuner.trials_target": writer.next_number + count}
     for k, v in attrs.items():
         rdb.set_study_user_attr(sid, k, v)
-    writer = TrialWriter(rdb.engine, sid)
     penalty = [-1e12 if d == "maximize" else 1e12 for d in directions]
-    given = list(params_list) if params_list is not None else None
     good: list[tuple[float, dict[str, Any]]] = []
-    count = len(given) if given is not None else n_trials
     for i in range(count):
         if given is not None:
             params = dict(given[i])
