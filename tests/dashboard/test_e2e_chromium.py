@@ -158,6 +158,7 @@ def test_study_page_draws_the_pareto_front(server, browser, shots, storage):
     assert storage.digest() == before
 
 
+@pytest.mark.slow
 def test_other_pages_render_without_errors(server, browser, shots):
     from selenium.webdriver.common.by import By
 

@@ -19,7 +19,7 @@ TWO_OBJECTIVES = (("score", "maximize"), ("cost", "minimize"))
 
 def _study(tmp_path: Path, penalty: float = 0.0, name: str = "nightly", **kw) -> Path:
     path = tmp_path / f"{name}-{penalty:g}.toml"
-    path.write_text(toy_study_toml(name, trials=20, objectives=kw.pop("objectives",
+    path.write_text(toy_study_toml(name, trials=12, objectives=kw.pop("objectives",
                                                                        TWO_OBJECTIVES),
                                    options={"penalty": penalty}, **kw))
     return path
@@ -30,27 +30,37 @@ def _ci(study: Path, baseline: Path, report: Path, *extra: str) -> int:
                  "--quiet", *extra])
 
 
-@pytest.fixture
-def recorded(tmp_path):
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
     """A baseline recorded by a first run (through the real command line)."""
-    baseline = tmp_path / "baselines" / "nightly.json"
-    proc = subprocess.run(tuner_cmd("ci", str(_study(tmp_path)), "--baseline", str(baseline),
-                                    "--update-baseline", "--report", str(tmp_path / "r0"),
+    tmp = tmp_path_factory.mktemp("ci-first-run")
+    baseline = tmp / "baselines" / "nightly.json"
+    proc = subprocess.run(tuner_cmd("ci", str(_study(tmp)), "--baseline", str(baseline),
+                                    "--update-baseline", "--report", str(tmp / "r0"),
                                     "--quiet"), capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+                          cwd=tmp)
     assert proc.returncode == 0, proc.stderr
+    return tmp
+
+
+@pytest.fixture
+def recorded(first_run, tmp_path):
+    """This test's own copy of the recorded baseline."""
+    baseline = tmp_path / "nightly.json"
+    baseline.write_bytes((first_run / "baselines" / "nightly.json").read_bytes())
     return baseline
 
 
-def test_first_run_records_the_baseline_and_writes_the_report(tmp_path, recorded):
-    data = json.loads(recorded.read_text())
+def test_first_run_records_the_baseline_and_writes_the_report(first_run):
+    tmp_path = first_run
+    data = json.loads((first_run / "baselines" / "nightly.json").read_text())
     assert data["schema"] == "tuner-ci-baseline/1"
     assert [o["metric"] for o in data["objectives"]] == ["score", "cost"]
     assert len(data["best"]["values"]) == 2 and data["pareto"] and data["top"]
     assert data["fingerprint"]
     report = json.loads((tmp_path / "r0" / "report.json").read_text())
     assert report["passed"] and report["baseline"] is None and report["baseline_updated"]
-    assert report["trials_total"] == 20
+    assert report["trials_total"] == 12
     summary = (tmp_path / "r0" / "summary.md").read_text()
     assert "first run" in summary and "## Pareto front" in summary
     png = (tmp_path / "r0" / "plot.png").read_bytes()
@@ -134,8 +144,9 @@ def test_single_objective_report_plots_best_so_far(tmp_path):
     (["--trials", "0"], "--trials"),
     (["--timeout", "-5"], "--timeout"),
 ])
-def test_bad_arguments_exit_2_with_one_line(tmp_path, recorded, capsys, args, field):
-    assert _ci(_study(tmp_path), recorded, tmp_path / "rx", *args) == 2
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, field):
+    # arguments are checked before anything runs (the baseline does not even exist)
+    assert _ci(_study(tmp_path), tmp_path / "b.json", tmp_path / "rx", *args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {field}") and len(err.splitlines()) == 1
 
