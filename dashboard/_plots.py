@@ -175,7 +175,7 @@ def parallel_figure(axes: Sequence[A.Axis], color_by: A.Axis | None) -> go.Figur
                     colorbar=dict(title=color_by.label))
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
     _layout(fig, 560, title="Parallel coordinates")
-    fig.update_layout(margin=dict(l=70, r=40, t=110, b=30))  # room for axis labels
+    fig.update_layout(margin=dict(l=70, r=130, t=110, b=30))  # room for labels, colour bar
     return fig
 
 

@@ -24,17 +24,17 @@ def overview() -> None:
     c[2].metric("trials", sum(r["trials"] for r in rows))
     c[3].metric("feasible trials", sum(r["feasible"] for r in rows))
     for r in rows:
-        r["open"] = f"study?study={r['study']}"
-    columns = ["study", "open", "state", "domain", "evaluator", "sampler", "trials", "target",
-               "feasible", "infeasible", "failed", "running", "best", "updated"]
+        r["link"] = f"study?study={r['study']}"  # names are [A-Za-z0-9._-]: URL-safe
+    columns = ["link", "state", "best", "trials", "feasible", "infeasible", "failed", "running",
+               "target", "domain", "evaluator", "sampler", "updated"]
     st.dataframe(
         [{k: r[k] for k in columns} for r in rows], hide_index=True, width="stretch",
         column_config={
-            "open": st.column_config.LinkColumn("open", display_text="open ›"),
+            "link": st.column_config.LinkColumn("study", display_text=r"study\?study=(.*)"),
             "trials": st.column_config.ProgressColumn(
                 "trials", format="%d", min_value=0,
                 max_value=max(max(r["trials"] for r in rows), 1)),
-            "best": st.column_config.TextColumn("best feasible", width="large"),
+            "best": st.column_config.TextColumn("best feasible", width="medium"),
             "updated": st.column_config.DatetimeColumn("updated (UTC)",
                                                        format="YYYY-MM-DD HH:mm:ss"),
         })

@@ -44,6 +44,11 @@ def nsga2(space: Any, directions: Sequence[str], seed: int | None = None,
 
 def gp(space: Any, directions: Sequence[str], seed: int | None = None,
        **options: Any) -> optuna.samplers.BaseSampler:
+    try:
+        import torch  # noqa: F401  (Optuna's GP sampler is written in torch)
+    except ImportError:
+        raise BadInput("sampler.name", "gp needs torch: pip install torch==2.13.0; or use "
+                       "tpe, nsga2, cmaes, cost-model or random") from None
     return _build(optuna.samplers.GPSampler, "gp", seed, options)
 
 

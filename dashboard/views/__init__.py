@@ -1,0 +1,1 @@
+"""Dashboard pages (loaded by path through ``st.navigation`` in ``dashboard/app.py``)."""
