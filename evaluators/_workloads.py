@@ -121,7 +121,7 @@ def _length_sampler(spec: Any, field: str) -> Any:
     if not isinstance(spec, Mapping):
         raise BadInput(field, f"{spec!r} must be a positive integer or a distribution table")
     dist = spec.get("dist")
-    if dist not in _DISTS:
+    if not isinstance(dist, str) or dist not in _DISTS:
         raise UnknownName(f"{field}.dist", dist, list(_DISTS))
     allowed = {"dist", *_DISTS[dist], *_DIST_OPTIONAL}
     unknown = set(spec) - allowed

@@ -237,7 +237,7 @@ class KernelReplayEvaluator(BaseEvaluator):
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         kernel = config.get("kernel") or ("attention" if "head_dim" in config else "gemm")
-        if kernel not in SHAPE_KEYS:
+        if not isinstance(kernel, str) or kernel not in SHAPE_KEYS:
             raise BadInput("kernel", f"{kernel!r} is not a kernel; allowed: attention, gemm")
         keys = SHAPE_KEYS[kernel] + ("gpu",)
         ctx = (gemm_context if kernel == "gemm" else attention_context)(

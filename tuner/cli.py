@@ -319,11 +319,9 @@ def _simple_table(console: Any, title: str, table: dict[str, str]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    try:
-        from tuner.bench import cli_main
-    except ImportError:
-        raise TunerError("tuner bench is not available in this installation") from None
-    return cli_main(args.rest)
+    from tuner.bench import main as bench_main
+
+    return bench_main(args.rest)
 
 
 def cmd_ci(args: argparse.Namespace) -> int:
@@ -431,6 +429,11 @@ def _version() -> str:
     return f"tuner {__version__}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message as one printable line: input values may carry newlines or escape codes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -443,20 +446,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except TunerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INTERNAL
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # keep tracebacks for debugging, one line for users
         if os.environ.get("TUNER_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set TUNER_DEBUG=1 for the "
+        print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (set TUNER_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -55,8 +55,10 @@ def test_kv_cache_matches_published_fp16_sizes(model, tokens, gib):
 def test_bf16_70b_does_not_fit_one_h100():
     res = SIM.evaluate(_uniform("bf16"))
     assert res.status.value == "infeasible"
-    assert "needs 131.9 GiB per GPU" in res.reason and "has 72.0 GiB (90% of 80 GiB h100_sxm)" \
-        in res.reason
+    weights = sum(_llama70b_params()) * 2 / 2**30
+    kv = 1280 * 80 * 2 * 8 * 128 * 2 / 2**30  # prompt + output tokens, fp16 K and V
+    assert f"needs {weights + kv:.1f} GiB per GPU ({weights:.1f} weights + {kv:.1f} KV), " \
+        "has 72.0 GiB (90% of 80 GiB h100_sxm)" == res.reason
 
 
 def test_decode_is_weight_streaming_at_batch_one():
@@ -65,9 +67,9 @@ def test_decode_is_weight_streaming_at_batch_one():
         res = SIM.evaluate(_uniform(weight))
         bytes_ = res.metrics["model_size_gib"] * 2**30
         floor_ms = bytes_ / (hw.hbm_tb_s * 1e12) * 1e3
-        # above the peak-bandwidth floor, within what launch overheads and ~85% achieved
-        # bandwidth add
-        assert floor_ms < res.metrics["latency_ms"] < 1.35 * floor_ms
+        # above the peak-bandwidth floor; at most ~85% achieved bandwidth plus <= 10 us of
+        # fixed cost for each of the 5 kernels (4 GEMMs + attention) of the 80 layers
+        assert floor_ms < res.metrics["latency_ms"] < floor_ms / 0.85 + 80 * 5 * 0.010
 
 
 def test_low_bits_decode_faster_and_w8a8_prefills_faster():

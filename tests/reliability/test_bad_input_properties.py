@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
@@ -217,6 +217,7 @@ def test_mutated_study_files_run_or_fail_with_one_line(tmp_path, capsys, inline_
     url = f"sqlite:///{tmp_path / 'props.db'}"  # shared: later examples resume earlier ones
     code = main(["run", str(path), "--storage", url, "--quiet"])
     captured = capsys.readouterr()
+    event(f"exit {code}")
     assert_clean_outcome(code, captured.out, captured.err)
     assert_storage_intact(url)
 
@@ -250,6 +251,7 @@ def test_evaluate_configs_give_a_result_or_one_line(evaluator, capsys):
         assume(isinstance(cfg, dict))
         code = main(["evaluate", evaluator, "--config", json.dumps(cfg), "--json"])
         captured = capsys.readouterr()
+        event(f"exit {code}" + (f" {json.loads(captured.out)['status']}" if code == 0 else ""))
         assert_clean_outcome(code, captured.out, captured.err)
         if code == 0:
             lines = captured.out.strip().splitlines()

@@ -111,7 +111,7 @@ def test_bad_inputs_name_field_value_and_allowed():
                                        r"allowed: 16, 8, 4"):
         QuantSpace({"model": MINILM}, {"qkv_bits": {"choices": [8, 3]}})
     with pytest.raises(BadInput, match=r"pin.layer9.qkv: unknown layer name 'layer9.qkv' "
-                                       r"\(did you mean 'layer0.qkv'\?\)"):
+                                       r"\(did you mean 'layer5.qkv'\?\); valid: layer0..layer5"):
         QuantSpace({"model": MINILM, "pin": {"layer9.qkv": "int8"}})
     with pytest.raises(BadInput, match=r"pin.embed: unsupported format 'int3'; allowed: bf16"):
         QuantSpace({"model": MINILM, "pin": {"embed": "int3"}})
