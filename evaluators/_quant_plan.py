@@ -117,6 +117,10 @@ class Target:
     sliding_window: int  # KV length of the other (sliding-window) layers
     model: Any = None  # the catalog Model, when there is one
 
+    @functools.cached_property
+    def uniform_layers(self) -> bool:
+        return all(layer == self.layers[0] for layer in self.layers)
+
     @property
     def has_kv_cache(self) -> bool:
         return self.kind == "catalog" and self.kv_values_per_token_layer > 0
@@ -127,6 +131,7 @@ class Target:
         return names + ["embed"]
 
 
+@functools.cache
 def _minilm_target() -> Target:
     # dims from the packaged model's config.json (BERT encoder, 6 layers, hidden 384)
     h, ffn, layers, vocab = 384, 1536, 6, 30522
@@ -252,17 +257,45 @@ def sensitivity_order(target: Target) -> list[int]:
 
 @dataclass(frozen=True)
 class Plan:
-    """The fully expanded mix: one weight format (and activation width) per unit."""
+    """The fully expanded mix: one weight format and activation width per unit."""
 
     target: Target
-    weights: dict[str, str]  # unit name ("layer3.mlp_down", "embed") -> weight format
-    acts: dict[str, int]  # unit name -> activation bits of that linear's input
+    embed: str  # weight format of the embedding table (and LM head)
+    grid: tuple[Mapping[str, tuple[str, int]], ...]  # per layer: role -> (format, act bits)
     kv: dict[int, int]  # layer -> KV bits
     protected: tuple[int, ...]
 
     def unit(self, layer: int, role: str) -> tuple[str, int]:
-        name = f"layer{layer}.{role}"
-        return self.weights[name], self.acts[name]
+        return self.grid[layer][role]
+
+    @functools.cached_property
+    def groups(self) -> dict[tuple[int, str, str, int], int]:
+        """(layer shape key, role, format, act bits) -> number of layers: identical units
+        collapse so that an 80-layer model costs a handful of roofline calls. The shape key
+        is -1 for models whose layers all have the same shapes."""
+        t = self.target
+        uniform = t.uniform_layers
+        out: dict[tuple[int, str, str, int], int] = {}
+        for i, row in enumerate(self.grid):
+            key_layer = -1 if uniform else i
+            for r, (fmt, act) in row.items():
+                k = (key_layer, r, fmt, act)
+                out[k] = out.get(k, 0) + 1
+        return out
+
+    @functools.cached_property
+    def bits(self) -> float:
+        """Total stored bits of every parameter under the plan."""
+        t = self.target
+        total = 16.0 * t.other_params + bits_per_weight(self.embed, t.hidden) * t.embed_params
+        for (layer, r, fmt, _), n in self.groups.items():
+            total += n * _role_bits(t.layers[max(layer, 0)][r], fmt)
+        return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _role_bits(mats: tuple[Matrix, ...], fmt: str) -> float:
+    return sum(bits_per_weight(fmt, m.cols) * m.params for m in mats)
 
 
 def band_of(layer: int, num_layers: int, bands: int) -> int:
@@ -325,9 +358,6 @@ def build_plan(config: Mapping[str, Any], target: Target | None = None) -> Plan:
     embed_bits = _choice(config, "embed_bits", EMBED_BITS, 16)
     n_protect = 0 if protect == 0 else max(1, round(protect * target.num_layers))
     protected = tuple(sorted(sensitivity_order(target)[:n_protect])) if n_protect else ()
-    weights: dict[str, str] = {"embed": EMBED_FORMAT[embed_bits]}
-    acts: dict[str, int] = {"embed": 16}
-    kv: dict[int, int] = {}
     band_fmt = {}
     for b in range(bands):
         for r in ROLES:
@@ -335,27 +365,32 @@ def build_plan(config: Mapping[str, Any], target: Target | None = None) -> Plan:
             band_fmt[(b, r)] = weight_format(
                 config.get(key, 16), config.get(param_name(f"{r}_format", b, bands), "int"),
                 config.get(param_name(f"{r}_group", b, bands), 128), field=key)
+    band_kv = [_choice(config, param_name("kv_bits", b, bands), KV_BITS, 16)
+               for b in range(bands)]
+    rows: list[dict[str, tuple[str, int]]] = []
+    kv: dict[int, int] = {}
+    prot = set(protected)
     for i in range(target.num_layers):
         b = band_of(i, target.num_layers, bands)
+        row = {}
         for r in ROLES:
             fmt = band_fmt[(b, r)]
-            name = f"layer{i}.{r}"
-            if i in protected:
-                fmt = PROMOTE[fmt]
-            weights[name] = fmt
-            # activations follow act_bits only where the weights are quantized, and protected
-            # layers keep 16-bit activations
-            acts[name] = 16 if fmt == "bf16" or i in protected else act_bits
-        kv_b = _choice(config, param_name("kv_bits", b, bands), KV_BITS, 16)
-        kv[i] = 16 if i in protected else kv_b
+            if i in prot:  # one step up the ladder, activations at 16 bits
+                row[r] = (PROMOTE[fmt], 16)
+            else:  # activations follow act_bits only where the weights are quantized
+                row[r] = (fmt, 16 if fmt == "bf16" else act_bits)
+        rows.append(row)
+        kv[i] = 16 if i in prot else band_kv[b]
+    embed = EMBED_FORMAT[embed_bits]
     for unit, fmt in parse_pins(target, config.get("pin")).items():
-        if unit.endswith(".kv"):
+        if unit == "embed":
+            embed = fmt
+        elif unit.endswith(".kv"):
             kv[int(unit[5:].split(".")[0])] = int(fmt[2:])
         else:
-            weights[unit] = fmt
-            if unit != "embed":
-                acts[unit] = 16 if fmt == "bf16" else act_bits
-    return Plan(target, weights, acts, kv, protected)
+            layer, role = unit[5:].split(".")
+            rows[int(layer)][role] = (fmt, 16 if fmt == "bf16" else act_bits)
+    return Plan(target, embed, tuple(rows), kv, protected)
 
 
 #: context keys either quantization evaluator accepts (so one config works with both)
@@ -390,28 +425,27 @@ def check_keys(config: Mapping[str, Any], target: Target, context_keys: set[str]
 
 def weight_bits(plan: Plan) -> float:
     """Total stored bits of every parameter under the plan."""
-    t = plan.target
-    total = 16.0 * t.other_params + bits_per_weight(plan.weights["embed"], t.hidden) \
-        * t.embed_params
-    for i, layer in enumerate(t.layers):
-        for r, mats in layer.items():
-            fmt = plan.weights[f"layer{i}.{r}"]
-            total += sum(bits_per_weight(fmt, m.cols) * m.params for m in mats)
-    return total
+    return plan.bits
 
 
-def total_params(target: Target) -> int:
+@functools.cache
+def _total_params(name: str) -> int:
+    target = resolve_target(name)
     return target.other_params + target.embed_params + sum(
         m.params for layer in target.layers for mats in layer.values() for m in mats)
 
 
+def total_params(target: Target) -> int:
+    return _total_params(target.name)
+
+
 def size_gib(plan: Plan) -> float:
-    return weight_bits(plan) / 8 / 2**30
+    return plan.bits / 8 / 2**30
 
 
 def avg_bits(plan: Plan) -> float:
     """Stored bits per parameter over the whole model (scales included)."""
-    return weight_bits(plan) / total_params(plan.target)
+    return plan.bits / total_params(plan.target)
 
 
 def uniform_config(target: Target, weight: str, act_bits: int = 16, kv_bits: int = 16,

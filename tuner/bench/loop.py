@@ -1,9 +1,10 @@
 """One sampler on one problem: an in-memory ask/tell loop over the precomputed table.
 
 Trials are recorded exactly as ``tuner.runner.Runner`` records them (user attrs ``status``,
-``feasible``, ``reason``, ``metrics``, ``config``; Optuna's ``constraints`` system attr; penalty
-values for infeasible trials = the worst feasible value seen so far), so every sampler sees the
-history it would see in a real study, but an evaluation is a dictionary lookup.
+``feasible``, ``reason``, ``metrics``, ``config``; Optuna constraint values via
+``trial.set_constraint``; penalty values for infeasible trials = the worst feasible value seen
+so far), so every sampler sees the history it would see in a real study, but an evaluation is a
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.bench.problems import Table
-from tuner.samplers._constraints import CONSTRAINTS_KEY
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -70,8 +70,10 @@ def run_one(table: Table, sampler: Any, sampler_name: str, seed: int, budget: in
         trace.new_eval.append(outcome is not None and outcome.status != "rejected"
                               and key not in seen)
         seen.add(key)
+        names = [str(c) for c in problem.constraints] if status == "ok" else []
         _tell(study, trial, config, problem.metrics, problem.directions, status, vals,
-              feasible, viol, reason, penalty)
+              feasible, dict(zip(names, viol)) if names else (
+                  {"feasible": 1.0} if status == "infeasible" else {}), reason, penalty)
         trace.status.append(status)
         trace.values.append(tuple(vals) if feasible and vals is not None else None)
     trace.seconds = time.perf_counter() - t0
@@ -91,7 +93,7 @@ def _plain(x: Any) -> Any:
 
 def _tell(study: optuna.Study, trial: optuna.Trial, config: dict[str, Any],
           metrics: list[str], directions: list[str], status: str,
-          vals: tuple[float, ...] | None, feasible: bool, viol: tuple[float, ...],
+          vals: tuple[float, ...] | None, feasible: bool, viol: dict[str, float],
           reason: str | None, penalty: list[float | None]) -> None:
     trial.set_user_attr("config", config)
     trial.set_user_attr("status", status)
@@ -111,8 +113,8 @@ def _tell(study: optuna.Study, trial: optuna.Trial, config: dict[str, Any],
                 p = penalty[i]
                 if p is None or (v > p if d == "minimize" else v < p):
                     penalty[i] = v
-    study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY,
-                                         list(viol) or [0.0])
+    for name, v in (viol or {"feasible": 0.0}).items():
+        trial.set_constraint(name, v)
     study.tell(trial, told)
 
 

@@ -228,6 +228,8 @@ def runner_sigkill(workdir: Path, trials: int, kill_after: int) -> Figures:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t.number: (t.params, t.values) for t in stored_trials(url, "runner-kill")}
+    time.sleep(1.0)  # the killed runner's evaluation processes exit on their own
+    n_log = len(read_log(log))
     subprocess.run(tuner_cmd("run", str(study), "--storage", url, "--quiet"), check=True,
                    capture_output=True, timeout=300)
     after = stored_trials(url, "runner-kill")
@@ -236,9 +238,12 @@ def runner_sigkill(workdir: Path, trials: int, kill_after: int) -> Figures:
     numbers = [t.number for t in after]
     dup_numbers = len(numbers) - len(set(numbers))
     lost = (len(before) - kept) + short + without + dup_numbers
+    stored_configs = {(p.get("x"), p.get("y"), p.get("mode")) for p, v in before.values() if v}
+    redone = sum(config_of(r) in stored_configs for r in read_log(log)[n_log:])
     return Figures("runner SIGKILL + resume", trials, finished, 1, with_reason, lost,
                    time.monotonic() - t0, [f"{len(before)} trials stored before the kill, "
-                                           f"{kept} of them unchanged after resume"])
+                                           f"{kept} of them unchanged after resume",
+                                           f"{redone} stored results measured again"])
 
 
 def _safe_count(url: str, name: str) -> int:
@@ -272,29 +277,35 @@ def workers_sigkill(workdir: Path, pg: Any, trials: int, workers: int = 4) -> Fi
 
 
 def _kill_mid_trial(url: str, name: str, victim: subprocess.Popen, after: int) -> int:
-    """Wait for ``after`` finished trials and a running trial of ``victim``; SIGKILL it."""
+    """Once ``after`` trials are complete, SIGKILL ``victim`` (and its evaluation process)
+    while it runs a trial; returns that trial's number.
+
+    The victim is frozen (SIGSTOP) before its trials are read, so "it is running trial N"
+    is still true when the SIGKILL lands; if it is between trials it is thawed and retried.
+    """
     from optuna.trial import TrialState
 
     tag = f":{victim.pid}"
-    found: list[int] = []
 
-    def ready() -> bool:
+    def complete() -> int:
         try:
-            ts = stored_trials(url, name)
+            return sum(t.state == TrialState.COMPLETE for t in stored_trials(url, name))
         except Exception:
-            return False
-        done = sum(t.state == TrialState.COMPLETE for t in ts)
-        mine = [t.number for t in ts if t.state == TrialState.RUNNING
-                and str(t.user_attrs.get("worker", "")).endswith(tag)]
-        if done >= after and mine:
-            found[:] = mine
-            return True
-        return False
+            return 0
 
-    wait_until(ready, 180, "the victim worker to be mid-trial", poll=0.02)
-    kill_group(victim)
-    victim.wait()
-    return found[0]
+    wait_until(lambda: complete() >= after, 180, f"{after} complete trials", poll=0.05)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        kill_group(victim, signal.SIGSTOP)
+        running = [t.number for t in stored_trials(url, name) if t.state == TrialState.RUNNING
+                   and str(t.user_attrs.get("worker", "")).endswith(tag)]
+        if running:
+            kill_group(victim, signal.SIGKILL)
+            victim.wait()
+            return running[0]
+        kill_group(victim, signal.SIGCONT)
+        time.sleep(0.03)
+    raise TimeoutError("the victim worker was never caught running a trial")
 
 
 def duplicate_evaluations(trials: list[Any], log: list[dict[str, Any]]) -> int:

@@ -184,6 +184,8 @@ class ChatClient:
                 detail = exc.read(300).decode("utf-8", "replace").replace("\n", " ")
             except Exception:
                 pass
+            if key:  # a proxy or server may echo the request headers back
+                detail = detail.replace(key, "***")
             raise LLMCallError(kind, f"HTTP {exc.code} from {redact_url(self.base_url)}"
                                + (f": {detail[:200]}" if detail else "")) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:

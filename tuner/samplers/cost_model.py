@@ -61,7 +61,7 @@ class Observation:
 
 
 def observation_from_trial(t: FrozenTrial, params: Sequence[str]) -> Observation | None:
-    """Read the runner's conventions (status/feasible user attrs, constraints system attr);
+    """Read the runner's conventions (status/feasible user attrs, Optuna constraint values);
     plain Optuna trials work too (COMPLETE = measured, constraints <= 0 = feasible)."""
     values = {k: v for k, v in t.params.items() if k in params}
     if t.state == TrialState.FAIL:
@@ -71,8 +71,8 @@ def observation_from_trial(t: FrozenTrial, params: Sequence[str]) -> Observation
     status = t.user_attrs.get("status", "ok")
     if "feasible" in t.user_attrs:
         ok = bool(t.user_attrs["feasible"])
-    else:
-        ok = status == "ok" and all(c <= 0 for c in t.system_attrs.get("constraints", ()))
+    else:  # Optuna's constraint values (trial.set_constraint), <= 0 when satisfied
+        ok = status == "ok" and all(c <= 0 for c in t.constraints.values())
     y = tuple(float(v) for v in t.values) if status == "ok" else None
     if y is not None and not all(math.isfinite(v) for v in y):
         y = None
@@ -138,6 +138,8 @@ class CostModelSampler(BaseSampler):
         n_models: bootstrap members per objective ensemble (the uncertainty estimate).
         epsilon: probability of proposing a random valid candidate instead.
         kappa: optimism (standard deviations) of the multi-objective prediction.
+        scalarize: share of multi-objective proposals made on a random Chebyshev
+            scalarization (ParEGO) instead of hypervolume improvement.
         batch: proposals made per model fit; the rest are queued for the next asks.
         max_enumerate: enumerate every valid config when the grid has at most this many points.
         prior: outcomes from a prior study or simulator (see ``PriorData``), or a callable
@@ -146,8 +148,8 @@ class CostModelSampler(BaseSampler):
 
     def __init__(self, space: Any, directions: Sequence[str], seed: int | None = None, *,
                  n_startup: int = 8, n_candidates: int = 2000, n_models: int = 4,
-                 epsilon: float = 0.05, kappa: float = 1.0, batch: int = 1,
-                 max_enumerate: int = 50_000, prior: Any = None) -> None:
+                 epsilon: float = 0.05, kappa: float = 1.0, scalarize: float = 0.25,
+                 batch: int = 1, max_enumerate: int = 50_000, prior: Any = None) -> None:
         self.space = space
         self.directions = [d.lower() for d in directions]
         self.n_obj = len(self.directions)
@@ -156,6 +158,7 @@ class CostModelSampler(BaseSampler):
         self.n_models = max(1, int(n_models))
         self.epsilon = float(epsilon)
         self.kappa = float(kappa)
+        self.scalarize = float(scalarize)
         self.batch = max(1, int(batch))
         self.max_enumerate = int(max_enumerate)
         self._prior_source = prior
@@ -169,6 +172,8 @@ class CostModelSampler(BaseSampler):
         self._queue: list[tuple[dict[str, Any], str]] = []
         self._startup: list[tuple[dict[str, Any], str]] | None = None
         self._u: _Universe | None = None
+        #: configs the space's constraints rejected (never checked twice)
+        self._invalid: set[Hashable] = set()
         self._feat: Featurizer | None = None
         self._enumerated = False
         self._prior: PriorData | None = None
@@ -269,16 +274,29 @@ class CostModelSampler(BaseSampler):
                             in_pool=np.zeros(max(64, len(pool)), dtype=bool))
         self._add(pool, valid=True, in_pool=True)
 
-    def _grid_bound(self) -> float:
+    def _grid_size(self) -> float:
+        """Points of the unconstrained grid, or ``math.inf`` above 20 x ``max_enumerate``
+        (conditional parameters make the plain product an overestimate, so count them)."""
         try:
-            return math.prod(len(p.values()) for p in self.space.params.values())
+            bound = math.prod(len(p.values()) for p in self.space.params.values())
         except ValueError:  # continuous parameter
             return math.inf
+        if bound <= self.max_enumerate:
+            return bound
+        if bound > 20 * self.max_enumerate and not any(p.when for p in
+                                                       self.space.params.values()):
+            return math.inf
+        n = 0
+        for _ in self.space.enumerate(valid_only=False):
+            n += 1
+            if n > self.max_enumerate:
+                return math.inf
+        return n
 
     def _initial_pool(self) -> list[dict[str, Any]]:
-        if self._grid_bound() <= self.max_enumerate:
+        if self._grid_size() <= self.max_enumerate:
             self._enumerated = True
-            return [self.space.param_values(c) for c in self.space.enumerate(valid_only=True)]
+            return valid_grid(self.space)
         return self._random_valid(self.n_candidates)
 
     def _random_valid(self, n: int) -> list[dict[str, Any]]:
@@ -288,10 +306,12 @@ class CostModelSampler(BaseSampler):
             cfg = self.space.sample(self._rng)
             values = self.space.param_values(cfg)
             key = config_key(values)
-            if key in seen:
+            if key in seen or key in self._invalid:
                 continue
             seen.add(key)
-            if not self.space.constraints(cfg):
+            if self.space.constraints(cfg):
+                self._invalid.add(key)
+            else:
                 out.append(values)
                 if len(out) >= n:
                     break
@@ -357,8 +377,12 @@ class CostModelSampler(BaseSampler):
             seen.add(key)
             if key in u.index:
                 rows.append(u.index[key])
-            elif not self._enumerated and not self.space.constraints(self.space.config(m)):
-                fresh.append(m)  # enumerated spaces hold every valid config already
+            elif not self._enumerated and key not in self._invalid:
+                # enumerated spaces hold every valid config already
+                if self.space.constraints(self.space.config(m)):
+                    self._invalid.add(key)
+                else:
+                    fresh.append(m)
         rows += self._add(fresh, valid=True, in_pool=False)
         return rows
 
@@ -453,11 +477,15 @@ class CostModelSampler(BaseSampler):
 
         # candidates: the valid pool (subsampled) plus local moves around the best
         anchors = self._anchors(rows_obs, ys, ok, measured)
-        local = self._local_rows(anchors, n_mutations=60 if self._enumerated else 120)
-        if not self._enumerated:
-            self._add(self._random_valid(100), valid=True, in_pool=True)
+        per_anchor = (200 if self._enumerated else 400) // max(1, len(anchors))
+        local = self._local_rows(anchors, n_mutations=per_anchor)
         if len(taken) < u.n:
             taken = np.concatenate([taken, np.zeros(u.n - len(taken), dtype=bool)])
+        if not self._enumerated:  # keep the random pool topped up as it gets used
+            if int(np.sum(u.in_pool[:u.n] & ~taken)) < self.n_candidates // 2:
+                self._add(self._random_valid(self.n_candidates // 4), valid=True,
+                          in_pool=True)
+                taken = np.concatenate([taken, np.zeros(u.n - len(taken), dtype=bool)])
         free = u.valid[:u.n] & ~taken[:u.n]
         base = np.flatnonzero(free & u.in_pool[:u.n])
         if len(base) > self.n_candidates:
@@ -499,9 +527,12 @@ class CostModelSampler(BaseSampler):
                     best = float(np.min(np.concatenate([best_pool, mu_pending[:, 0]])))
                     sigma = np.sqrt(sd[:, 0] ** 2 + 0.05 ** 2)
                     score = expected_improvement(mu[:, 0], sigma, best) * pf
+                elif self._rng.random() < self.scalarize:
+                    score = self._scalarized_score(mu, sd, pf, ys[measured])
                 else:
                     score = self._mo_score(mu, sd, pf, ys[good] if good.any() else
-                                           ys[measured], mu_pending, transforms)
+                                           ys[measured], ys[measured], mu_pending,
+                                           transforms)
                 score[chosen] = -np.inf
                 i = int(np.argmax(score + 1e-12 * self._nprng.random(len(score))))
                 source = "model"
@@ -511,16 +542,19 @@ class CostModelSampler(BaseSampler):
         return picks
 
     def _mo_score(self, mu: np.ndarray, sd: np.ndarray, pf: np.ndarray, ys_good: np.ndarray,
-                  mu_pending: np.ndarray, transforms: list[_Transform]) -> np.ndarray:
+                  ys_measured: np.ndarray, mu_pending: np.ndarray,
+                  transforms: list[_Transform]) -> np.ndarray:
         """Hypervolume improvement of the optimistic prediction, in raw objective units."""
 
         def raw(m: np.ndarray) -> np.ndarray:
             return np.column_stack([t.to_raw_min(m[:, j]) for j, t in enumerate(transforms)])
 
         front = raw(np.vstack([ys_good, mu_pending]))
-        hi, lo = front.max(axis=0), front.min(axis=0)
+        # the reference lies beyond everything measured, so the front's extremes earn volume
+        seen = np.vstack([front, raw(ys_measured)])
+        hi, lo = seen.max(axis=0), front.min(axis=0)
         span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-        ref = hi + 0.1 * span
+        ref = hi + 0.2 * span
         # objectives scaled by their span: hypervolume ranks are scale-free, numerics are not
         front_n = (pareto_front(front) - lo) / span
         opt_n = (raw(mu - self.kappa * sd) - lo) / span
@@ -529,6 +563,18 @@ class CostModelSampler(BaseSampler):
         # dominated predictions: rank by how far they are from the front (epsilon indicator)
         gap = np.min(np.max(opt_n[:, None, :] - front_n[None, :, :], axis=2), axis=1)
         return np.where(hvi > 0, hvi * pf, -1.0 - np.maximum(gap, 0.0) / (1.0 + pf))
+
+    def _scalarized_score(self, mu: np.ndarray, sd: np.ndarray, pf: np.ndarray,
+                          ys_measured: np.ndarray) -> np.ndarray:
+        """ParEGO's augmented Chebyshev scalarization with random weights (Knowles 2006,
+        eq. 2): reaches the front's extremes, where hypervolume improvement is timid."""
+        lo, hi = ys_measured.min(axis=0), ys_measured.max(axis=0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        w = self._nprng.dirichlet(np.ones(self.n_obj))
+        f = (mu - self.kappa * sd - lo) / span
+        cheb = np.max(w * f, axis=1) + 0.05 * np.sum(w * f, axis=1)
+        # lower is better; shift so that P(feasible) scales a positive score
+        return (np.max(cheb) - cheb + 1e-9) * pf
 
     # -- warm start -----------------------------------------------------------------------
     def _load_prior(self, pool: list[dict[str, Any]]) -> None:
@@ -580,6 +626,29 @@ class CostModelSampler(BaseSampler):
         # every ranked config must be a universe row (the startup design indexes by key)
         self._add(out, valid=True, in_pool=False)
         return out
+
+
+#: valid grids already enumerated, by space identity (a benchmark builds many samplers)
+_GRID_CACHE: dict[str, list[dict[str, Any]]] = {}
+
+
+def valid_grid(space: Any) -> list[dict[str, Any]]:
+    """Searched values of every valid config of a finite space (memoized per space)."""
+    import json
+
+    try:
+        key = json.dumps([type(space).__module__, type(space).__qualname__, space.context,
+                          space.fixed, space.schema()], sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        key = ""
+    if key and key in _GRID_CACHE:
+        return [dict(v) for v in _GRID_CACHE[key]]
+    grid = [space.param_values(c) for c in space.enumerate(valid_only=True)]
+    if key:
+        if len(_GRID_CACHE) >= 8:
+            _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
+        _GRID_CACHE[key] = grid
+    return [dict(v) for v in grid]
 
 
 # -- prior sources --------------------------------------------------------------------------
@@ -641,7 +710,7 @@ def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str
     return load
 
 
-_OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "batch",
+_OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
             "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
             "prior_evaluator_options", "prior_metrics", "prior_samples"}
 
@@ -685,7 +754,7 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
         if k in options and (isinstance(options[k], bool) or not isinstance(options[k], int)
                              or options[k] < 1):
             raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be an integer >= 1")
-    for k in ("epsilon", "kappa"):
+    for k in ("epsilon", "kappa", "scalarize"):
         if k in options and (isinstance(options[k], bool) or
                              not isinstance(options[k], (int, float)) or options[k] < 0):
             raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be a number >= 0")
