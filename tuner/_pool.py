@@ -7,10 +7,12 @@ its own trial. An address-space limit turns unbounded allocation into a ``Memory
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 import multiprocessing.connection as mpc
-import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from tuner._evaluator import EvalResult
 def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
                  memory_limit_mib: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    _die_with_parent()
     if memory_limit_mib:
         import resource
 
@@ -40,7 +43,7 @@ def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             break
         if msg is None:
             break
@@ -60,6 +63,8 @@ def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
         secs = time.perf_counter() - t0
         try:
             conn.send((task_id, result.to_json(artifacts=True), secs))
+        except (BrokenPipeError, ConnectionResetError):
+            break
         except Exception as exc:  # e.g. unpicklable artifacts
             conn.send((task_id, EvalResult.failed(f"result not serializable: {exc}").to_json(),
                        secs))
@@ -69,9 +74,20 @@ def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
         pass
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker if the runner dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class _Worker:
-    proc: Any
+    proc: subprocess.Popen
     conn: Any
     task: Any = None
     started: float = 0.0
@@ -85,21 +101,20 @@ class EvalPool:
                  timeout_s: float, memory_limit_mib: int | None = None) -> None:
         self.evaluator_name, self.options = evaluator_name, dict(options)
         self.timeout_s, self.memory_limit_mib = timeout_s, memory_limit_mib
-        self._ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-        if os.name == "posix":
-            self._ctx.set_forkserver_preload(["tuner.registry", "tuner._evaluator"])
         self._workers = [self._spawn() for _ in range(workers)]
         self._finished: list[tuple[Any, EvalResult, float]] = []
         self._startup_deaths = 0
 
     def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, daemon=True,
-                                 args=(child, self.evaluator_name, self.options,
-                                       self.memory_limit_mib))
-        proc.start()
+        # a fresh interpreter per worker (not fork/forkserver): nothing of the caller's
+        # __main__, threads or open connections leaks into evaluations
+        parent, child = socket.socketpair()
+        args = json.dumps([self.evaluator_name, self.options, self.memory_limit_mib])
+        proc = subprocess.Popen([sys.executable, "-m", "tuner._pool", str(child.fileno()), args],
+                                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, start_new_session=True)
         child.close()
-        return _Worker(proc, parent)
+        return _Worker(proc, mpc.Connection(parent.detach()))
 
     def idle(self) -> int:
         return sum(w.task is None for w in self._workers)
@@ -116,8 +131,10 @@ class EvalPool:
             self._replace(w, EvalResult.failed(self._death_reason(w)))
 
     def _death_reason(self, w: _Worker) -> str:
-        w.proc.join(timeout=1)
-        code = w.proc.exitcode
+        try:
+            code = w.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             hint = " (likely out of memory)" if sig == "SIGKILL" else ""
@@ -131,9 +148,9 @@ class EvalPool:
                 raise TunerError(f"evaluation workers cannot start ({result.reason})")
         elapsed = time.monotonic() - w.started
         self._finished.append((w.task, result, elapsed))
-        if w.proc.is_alive():
+        if w.proc.poll() is None:
             w.proc.kill()
-        w.proc.join(timeout=5)
+        w.proc.wait(timeout=5)
         w.conn.close()
         self._workers[self._workers.index(w)] = self._spawn()
 
@@ -141,7 +158,8 @@ class EvalPool:
         busy = [w for w in self._workers if w.task is not None]
         if busy and not self._finished:
             deadline = min(w.started for w in busy) + self.timeout_s
-            mpc.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+            # a dead worker's socket reads EOF, so waiting on the sockets also sees deaths
+            mpc.wait([w.conn for w in busy],
                      timeout=max(0.0, min(wait_s, deadline - time.monotonic())))
         now = time.monotonic()
         for w in busy:
@@ -162,7 +180,7 @@ class EvalPool:
                 task_id, payload, secs = msg
                 self._finished.append((task_id, EvalResult.from_json(payload), secs))
                 w.task = None
-            elif not w.proc.is_alive():
+            elif w.proc.poll() is not None:
                 self._replace(w, EvalResult.failed(self._death_reason(w)))
             elif now - w.started > self.timeout_s:
                 self._replace(w, EvalResult.failed(
@@ -179,8 +197,14 @@ class EvalPool:
                 pass
         deadline = time.monotonic() + 2
         for w in self._workers:
-            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
-            if w.proc.is_alive():
+            try:
+                w.proc.wait(timeout=max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 w.proc.kill()
-                w.proc.join(timeout=2)
+                w.proc.wait(timeout=2)
             w.conn.close()
+
+
+if __name__ == "__main__":  # a worker: python -m tuner._pool FD '[evaluator, options, mib]'
+    _name, _options, _mib = json.loads(sys.argv[2])
+    _worker_main(mpc.Connection(int(sys.argv[1])), _name, _options, _mib)

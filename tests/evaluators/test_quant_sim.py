@@ -144,3 +144,17 @@ def test_bad_input_raises_with_allowed_values():
         SIM.evaluate({"model": "gpt-9"})
     with pytest.raises(BadInput, match="unknown layer name 'layer80.qkv'"):
         SIM.evaluate({**LLAMA, "pin": {"layer80.qkv": "int8"}})
+
+
+def test_hawq_greedy_meets_the_budget_and_beats_uniform_on_the_proxy():
+    from evaluators._quant_plan import build_plan, size_gib
+    from tuner.benchmarks.quant_results import hawq_greedy
+
+    target = resolve_target(MINILM)
+    uniform = uniform_config(target, "int4-g128")
+    budget = size_gib(build_plan(uniform, target))
+    mix = hawq_greedy(target, budget, {"model": MINILM})
+    res = SIM.evaluate(mix).metrics
+    assert res["model_size_gib"] <= budget
+    assert res["quality_drop"] < SIM.evaluate(uniform).metrics["quality_drop"]
+    assert {"int4-ch", "int4-g128"} <= set(mix["pin"].values())  # a real mix, not uniform

@@ -299,3 +299,20 @@ def test_sampled_mode_for_large_spaces():
     keys = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(keys)) == len(keys)
     assert study.best_value < optimum(space, tile_time) * 1.10
+
+
+def test_runner_with_parallel_workers_gets_no_repeats():
+    """Through the real runner (process pool, 2 workers): pending trials are never re-proposed,
+    so no trial is a cache hit of another."""
+    from conftest import toy_study
+    from tuner.runner import Runner
+    from tuner.spec import parse_spec
+    from tuner.storage import load_study
+
+    spec = toy_study(name="cm-workers", trials=24, sampler={"name": "cost-model"}, workers=2)
+    summary = Runner(parse_spec(spec), progress=False).run()
+    assert summary.trials_total == 24 and summary.cached == 0, summary
+    trials = load_study("cm-workers").trials
+    keys = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(keys)) == len(keys)
+    assert sum(t.system_attrs.get(SOURCE_ATTR) == "model" for t in trials) >= 10

@@ -28,8 +28,12 @@ from tuner.bench.problems import (Problem, Table, available_problems, build_tabl
                                   load_problems, select_problems)
 
 #: compared by default; "llm" joins when an endpoint is configured (``TUNER_LLM_BASE_URL``)
-DEFAULT_SAMPLERS = ("random", "grid", "tpe", "gp", "nsga2", "cmaes", "cost-model")
+DEFAULT_SAMPLERS = ("random", "grid", "tpe", "gp", "nsga2", "cmaes", "cost-model",
+                    "cost-model-warm")
 LLM_ENV = "TUNER_LLM_BASE_URL"
+#: benchmark-only variants: the cost model warm-started as the problem's ``warm_start`` says
+#: (problems without one skip it)
+VARIANTS = {"cost-model-warm": "cost-model"}
 
 
 def default_samplers() -> list[str]:
@@ -79,8 +83,8 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
     from tuner.registry import SAMPLERS
 
     for s in samplers:
-        if s not in SAMPLERS and ":" not in s:
-            raise UnknownName("--samplers", s, list(SAMPLERS))
+        if s not in SAMPLERS and s not in VARIANTS and ":" not in s:
+            raise UnknownName("--samplers", s, list(SAMPLERS) + list(VARIANTS))
     options = {k: dict(v) for k, v in (sampler_options or {}).items()}
     if "llm" in samplers and "llm" not in options:
         if not os.environ.get(LLM_ENV):
@@ -117,11 +121,16 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
     for table in tables:
         p = table.problem
         for s in samplers:
+            if s in VARIANTS and not p.warm_start:
+                continue  # this problem defines no prior source
             t0 = time.perf_counter()
+            opts = dict(options.get(s) or {})
+            if s in VARIANTS:
+                opts.update({k: v for k, v in p.warm_start.items() if k != "description"})
             for seed in range(seeds):
                 space = p.space()
                 try:
-                    sampler = make_sampler(s, space, p.directions, seed, options.get(s))
+                    sampler = make_sampler(VARIANTS.get(s, s), space, p.directions, seed, opts)
                 except TunerError as exc:
                     runs.append({"problem": p.name, "sampler": s, "seed": seed,
                                  "error": str(exc)})
@@ -181,7 +190,8 @@ def _problem_record(t: Table) -> dict[str, Any]:
             "n_grid": t.n_grid, "n_valid": t.n_valid, "n_feasible": t.n_feasible,
             "within_1pct": t.within(0.01), "front_size": len(t.front),
             "optimum": None if len(p.objectives) > 1 else t.optimum,
-            "table_seconds": t.seconds}
+            "table_seconds": t.seconds,
+            "warm_start": p.warm_start.get("description", "yes") if p.warm_start else None}
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:

@@ -61,6 +61,8 @@ class Problem:
     description: str = ""
     #: "analytical" (a simulator) or "replay" (recorded GPU measurements)
     kind: str = "analytical"
+    #: cost-model options of the "cost-model-warm" variant (a prior from another source)
+    warm_start: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def directions(self) -> list[str]:
@@ -96,7 +98,7 @@ def problem_from_dict(d: Mapping[str, Any]) -> Problem:
                        params=d.get("params", {}),
                        evaluator_options=d.get("evaluator_options", {}),
                        constraints=constraints, description=d.get("description", ""),
-                       kind=d.get("kind", "analytical"))
+                       kind=d.get("kind", "analytical"), warm_start=d.get("warm_start", {}))
     except KeyError as exc:
         raise BadInput(where, f"missing key {exc.args[0]!r}") from None
 

@@ -103,6 +103,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {p['name']} | {p['domain']} | {objs} | {p['n_grid']} | "
                      f"{p['n_valid']} | {p['n_feasible']} | {p['within_1pct']} | "
                      f"{p['evaluator']} ({p['kind']}) |")
+    warm = [f"{p['name']}: {p['warm_start']}" for p in result["problems"] if p.get("warm_start")]
+    if warm and "cost-model-warm" in samplers:
+        lines += ["", "`cost-model-warm` is the cost model started from a prior (its evaluations "
+                  "are not counted): " + "; ".join(warm) + "."]
     budgets = [str(b) for b in (25, 50, 100, 200) if b <= budget]
     lines += ["", "## Samplers (all problems and seeds)", "",
               "| sampler | median evals to 1% | runs reaching it | "

@@ -264,7 +264,7 @@ class CostModelSampler(BaseSampler):
         if self._u is not None:
             return
         pool = self._initial_pool()
-        self._feat = Featurizer(self.space, pool[:200] or [self.space.param_values(
+        self._feat = shared_featurizer(self.space, pool[:200] or [self.space.param_values(
             self.space.sample(self._rng))])
         if self._prior_source is not None:
             self._load_prior(pool)
@@ -628,19 +628,38 @@ class CostModelSampler(BaseSampler):
         return out
 
 
-#: valid grids already enumerated, by space identity (a benchmark builds many samplers)
+#: valid grids and featurizers already built, by space identity (a benchmark, or a study
+#: resumed in the same process, builds many samplers over one space)
 _GRID_CACHE: dict[str, list[dict[str, Any]]] = {}
+_FEATURIZERS: dict[str, Featurizer] = {}
+
+
+def _space_key(space: Any) -> str:
+    import json
+
+    try:
+        return json.dumps([type(space).__module__, type(space).__qualname__, space.context,
+                           space.fixed, space.schema()], sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return ""
+
+
+def shared_featurizer(space: Any, sample_values: list[dict[str, Any]]) -> Featurizer:
+    """A ``Featurizer`` for ``space``, shared (with its row cache) by samplers of one space."""
+    key = _space_key(space)
+    if key and key in _FEATURIZERS:
+        return _FEATURIZERS[key]
+    feat = Featurizer(space, sample_values)
+    if key:
+        if len(_FEATURIZERS) >= 8:
+            _FEATURIZERS.pop(next(iter(_FEATURIZERS)))
+        _FEATURIZERS[key] = feat
+    return feat
 
 
 def valid_grid(space: Any) -> list[dict[str, Any]]:
     """Searched values of every valid config of a finite space (memoized per space)."""
-    import json
-
-    try:
-        key = json.dumps([type(space).__module__, type(space).__qualname__, space.context,
-                          space.fixed, space.schema()], sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        key = ""
+    key = _space_key(space)
     if key and key in _GRID_CACHE:
         return [dict(v) for v in _GRID_CACHE[key]]
     grid = [space.param_values(c) for c in space.enumerate(valid_only=True)]
@@ -680,8 +699,13 @@ def prior_from_study(study_name: str, storage: str | None = None) -> Any:
 
 
 def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str, Any] | None
-                         = None, samples: int = 1000, seed: int = 0) -> Any:
-    """A prior made by scoring up to ``samples`` valid configs with an (analytical) evaluator."""
+                         = None, samples: int = 1000, seed: int = 0,
+                         context: Mapping[str, Any] | None = None) -> Any:
+    """A prior made by scoring up to ``samples`` valid configs with an (analytical) evaluator.
+
+    ``context`` overrides context keys for the prior only: another GPU, a shorter workload (a
+    cheaper, lower-fidelity simulation), a smaller model.
+    """
 
     def load(space: Any, pool: list[dict[str, Any]]) -> PriorData:
         from tuner.registry import make_evaluator
@@ -693,7 +717,7 @@ def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str
         try:
             for values in chosen:
                 try:
-                    res = evaluator.evaluate(space.config(values))
+                    res = evaluator.evaluate({**space.config(values), **dict(context or {})})
                 except Exception:  # a broken prior point is missing data, not a failed study
                     ys.append((math.nan,) * len(metrics))
                     oks.append(False)
@@ -712,14 +736,14 @@ def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str
 
 _OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
             "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
-            "prior_evaluator_options", "prior_metrics", "prior_samples"}
+            "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context"}
 
 
 def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
                **options: Any) -> CostModelSampler:
     """Registry factory. Options: see ``CostModelSampler``; warm start with
     ``warm_start_study`` (+ ``warm_start_storage``) or ``prior_evaluator`` (+
-    ``prior_evaluator_options``, ``prior_metrics``, ``prior_samples``)."""
+    ``prior_evaluator_options``, ``prior_metrics``, ``prior_samples``, ``prior_context``)."""
     unknown = set(options) - _OPTIONS
     if unknown:
         raise BadInput(f"sampler.options.{sorted(unknown)[0]}", "unknown option for "
@@ -731,6 +755,10 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
     ev_options = options.pop("prior_evaluator_options", None) or {}
     metrics = options.pop("prior_metrics", None)
     samples = options.pop("prior_samples", 1000)
+    prior_context = options.pop("prior_context", None) or {}
+    if not isinstance(prior_context, Mapping):
+        raise BadInput("sampler.options.prior_context", f"{prior_context!r} must be a table "
+                       "of context keys, e.g. {gpu = \"a100_sxm_80gb\"}")
     if study_name and ev:
         raise BadInput("sampler.options", "give warm_start_study or prior_evaluator, not both")
     if study_name:
@@ -749,7 +777,7 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
 
         evaluator_class(str(ev))  # unknown names fail now, listing the valid ones
         prior = prior_from_evaluator(str(ev), list(metrics), ev_options, int(samples),
-                                     seed or 0)
+                                     seed or 0, prior_context)
     for k in ("n_startup", "n_candidates", "n_models", "batch", "max_enumerate"):
         if k in options and (isinstance(options[k], bool) or not isinstance(options[k], int)
                              or options[k] < 1):
