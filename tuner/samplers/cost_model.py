@@ -58,6 +58,12 @@ class Observation:
     y: tuple[float, ...] | None
     #: ran and met every constraint
     ok: bool
+    #: metric-constraint values of a measured config (> 0: violated by that much)
+    cons: dict[str, float] = field(default_factory=dict)
+
+
+#: the runner's marker constraint: 1 for configs that could not run, 0 otherwise
+_MARKER = "feasible"
 
 
 def observation_from_trial(t: FrozenTrial, params: Sequence[str]) -> Observation | None:
@@ -69,14 +75,17 @@ def observation_from_trial(t: FrozenTrial, params: Sequence[str]) -> Observation
     if t.state != TrialState.COMPLETE or t.values is None:
         return None
     status = t.user_attrs.get("status", "ok")
+    constraints = t.constraints  # Optuna's values (trial.set_constraint), <= 0 when satisfied
     if "feasible" in t.user_attrs:
         ok = bool(t.user_attrs["feasible"])
-    else:  # Optuna's constraint values (trial.set_constraint), <= 0 when satisfied
-        ok = status == "ok" and all(c <= 0 for c in t.constraints.values())
+    else:
+        ok = status == "ok" and all(c <= 0 for c in constraints.values())
     y = tuple(float(v) for v in t.values) if status == "ok" else None
     if y is not None and not all(math.isfinite(v) for v in y):
         y = None
-    return Observation(values, y, ok)
+    cons = {k: float(v) for k, v in constraints.items()
+            if k != _MARKER and math.isfinite(v)} if y is not None else {}
+    return Observation(values, y, ok, cons)
 
 
 class _Transform:
@@ -142,6 +151,10 @@ class CostModelSampler(BaseSampler):
             scalarization (ParEGO) instead of hypervolume improvement.
         batch: proposals made per model fit; the rest are queued for the next asks.
         max_enumerate: enumerate every valid config when the grid has at most this many points.
+        min_p_feasible: once feasible configs are known, propose only candidates at least this
+            likely to be feasible (0: no threshold, expected improvement x P(feasible) only).
+        constraint_values: model each metric constraint's value (True) rather than only the
+            feasible/infeasible label.
         prior: outcomes from a prior study or simulator (see ``PriorData``), or a callable
             ``(space, candidate_values) -> PriorData`` run once on first use.
     """
@@ -149,7 +162,8 @@ class CostModelSampler(BaseSampler):
     def __init__(self, space: Any, directions: Sequence[str], seed: int | None = None, *,
                  n_startup: int = 8, n_candidates: int = 2000, n_models: int = 4,
                  epsilon: float = 0.05, kappa: float = 1.0, scalarize: float = 0.25,
-                 batch: int = 1, max_enumerate: int = 50_000, prior: Any = None) -> None:
+                 batch: int = 1, max_enumerate: int = 50_000, min_p_feasible: float = 0.5,
+                 constraint_values: bool = True, prior: Any = None) -> None:
         self.space = space
         self.directions = [d.lower() for d in directions]
         self.n_obj = len(self.directions)
@@ -159,6 +173,8 @@ class CostModelSampler(BaseSampler):
         self.epsilon = float(epsilon)
         self.kappa = float(kappa)
         self.scalarize = float(scalarize)
+        self.min_p_feasible = float(min_p_feasible)
+        self.constraint_values = bool(constraint_values)
         self.batch = max(1, int(batch))
         self.max_enumerate = int(max_enumerate)
         self._prior_source = prior
@@ -499,8 +515,7 @@ class CostModelSampler(BaseSampler):
         seed = self._rng.randrange(2**31)
         models = [TreeEnsemble(self.n_models, seed + j).fit(X_obs[measured], ys[measured, j])
                   for j in range(self.n_obj)]
-        feas = FeasibilityModel(seed).fit(X_obs, ok)
-        pf = feas.predict(Xc)
+        pf = self._p_feasible(obs, X_obs, Xc, ok, measured, seed)
         preds = [m.predict(Xc) for m in models]
         mu = np.column_stack([p[0] for p in preds])
         sd = np.column_stack([p[1] for p in preds])
@@ -510,6 +525,7 @@ class CostModelSampler(BaseSampler):
             believed else np.empty((0, self.n_obj))
 
         good = measured & ok
+        likely = pf >= self.min_p_feasible
         picks: list[tuple[dict[str, Any], str]] = []
         chosen = np.zeros(len(cand), dtype=bool)
         for _ in range(self.batch):
@@ -534,12 +550,43 @@ class CostModelSampler(BaseSampler):
                                            ys[measured], ys[measured], mu_pending,
                                            transforms)
                 score[chosen] = -np.inf
+                if self.min_p_feasible > 0 and good.any() and np.any(likely & ~chosen):
+                    # once feasible configs are known, propose only likely-feasible ones: a
+                    # huge predicted gain must not buy a probably-infeasible trial
+                    score[~likely] = -np.inf
                 i = int(np.argmax(score + 1e-12 * self._nprng.random(len(score))))
                 source = "model"
             chosen[i] = True
             picks.append((dict(u.values[int(cand[i])]), source))
             mu_pending = np.vstack([mu_pending, mu[i]])
         return picks
+
+    def _p_feasible(self, obs: list[Observation], X_obs: np.ndarray, Xc: np.ndarray,
+                    ok: np.ndarray, measured: np.ndarray, seed: int) -> np.ndarray:
+        """P(runs) from a classifier times P(c <= 0) per metric constraint from a regression
+        of its value (Gardner et al. 2014): near a constraint's boundary the value says by how
+        much, where a feasible/infeasible label only says which side."""
+        names = sorted({k for o in obs for k in o.cons}) if self.constraint_values else []
+        # with metric constraints modeled by value, the classifier learns only "it runs"
+        label = measured if names else ok
+        pf = FeasibilityModel(seed).fit(X_obs, label).predict(Xc)
+        if not names:
+            return pf
+        from scipy.stats import norm
+
+        for k, name in enumerate(names):
+            rows = [i for i, o in enumerate(obs) if name in o.cons]
+            v = np.array([obs[i].cons[name] for i in rows])
+            if len(v) < 3:
+                continue
+            # signed log: resolution near the boundary (0), outliers compressed; the zero
+            # crossing, all that P(c <= 0) needs, is kept
+            m = float(np.median(np.abs(v))) or float(np.mean(np.abs(v))) or 1.0
+            g = np.sign(v) * np.log1p(np.abs(v) / m)
+            mu, sd = TreeEnsemble(self.n_models, seed + 101 + k).fit(X_obs[rows],
+                                                                      g).predict(Xc)
+            pf = pf * norm.cdf(-mu / np.sqrt(sd ** 2 + 0.1 ** 2))
+        return pf
 
     def _mo_score(self, mu: np.ndarray, sd: np.ndarray, pf: np.ndarray, ys_good: np.ndarray,
                   ys_measured: np.ndarray, mu_pending: np.ndarray,
@@ -735,6 +782,7 @@ def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str
 
 
 _OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
+            "min_p_feasible", "constraint_values",
             "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
             "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context"}
 
@@ -782,7 +830,7 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
         if k in options and (isinstance(options[k], bool) or not isinstance(options[k], int)
                              or options[k] < 1):
             raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be an integer >= 1")
-    for k in ("epsilon", "kappa", "scalarize"):
+    for k in ("epsilon", "kappa", "scalarize", "min_p_feasible"):
         if k in options and (isinstance(options[k], bool) or
                              not isinstance(options[k], (int, float)) or options[k] < 0):
             raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be a number >= 0")
