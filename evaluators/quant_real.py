@@ -17,7 +17,7 @@ Metrics:
 - ``latency_ms``: CPU time of one forward pass over a batch of ``latency_batch`` corpus
   sentences (padded to the longest), on ``latency_threads`` threads (default 1: on a shared
   machine two OpenMP threads that wait on each other measure the neighbours, not the kernel;
-  the quality pass uses ``threads``). By default (``latency="kernels"``)
+  the quality pass uses ``threads``, also 1 by default). By default (``latency="kernels"``)
   it is the sum of each linear layer's kernel time, measured on that layer's real input shape
   (best of ``latency_repeats`` runs, once per process per shape, format and activation width),
   plus the measured time of everything else (embedding, attention, norms, GELU: the bf16
@@ -158,7 +158,10 @@ class QuantRealEvaluator(BaseEvaluator):
     domains = ("quantization",)
     metrics = ("quality_drop", "neighbor_agreement", "model_size_gib", "avg_bits",
                "latency_ms")
-    _OPTIONS = {"sentences": 128, "latency_batch": 8, "latency_repeats": 15, "threads": 2,
+    # one thread by default: with two OpenMP threads on a loaded 2-core machine an evaluation
+    # measured 5.3 s instead of 0.7 s (threads spin-waiting on each other); run two workers
+    # to use two cores
+    _OPTIONS = {"sentences": 128, "latency_batch": 8, "latency_repeats": 15, "threads": 1,
                 "latency_threads": 1,
                 "latency": "kernels", "measure_latency": True}
 

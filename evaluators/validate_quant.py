@@ -86,6 +86,6 @@ def run(quality_mixes: int = 24, seed: int = 0) -> ValidationReport:
         "quantization", rows,
         targets={"weights_gb": (2.0, 5.0), "kv_cache_gib": (0.5, 1.0),
                  "spearman_rho": (10.0, 10.0)},
-        notes=notes + [("decode / prefill latency is the shared _perf roofline, validated with "
-                        "the training and kernel simulators; no published quantized-decode "
-                        "latency was available to compare against here")])
+        notes=notes + [("decode / prefill latency comes from the shared _perf roofline (its "
+                        "GEMM model is fitted to measured H100 bf16 GEMMs, see _perf); no "
+                        "published quantized-decode latency is compared here")])

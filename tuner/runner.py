@@ -105,29 +105,15 @@ class Runner:
         spec = self.spec
         try:
             sid = self.rdb.get_study_id_from_name(spec.name)
-            stored_dirs = [d.name.lower() for d in self.rdb.get_study_directions(sid)]
-            if stored_dirs != spec.directions:
-                raise BadInput("objectives", f"study {spec.name!r} already exists with "
-                               f"directions {stored_dirs}; use another name to change them")
-            attrs = self.rdb.get_study_user_attrs(sid)
-            if attrs.get("tuner.domain") not in (None, spec.space.domain):
-                raise BadInput("space.domain", f"study {spec.name!r} already exists for "
-                               f"domain {attrs['tuner.domain']!r}; use another name")
+            self._check_compatible(sid)
             previous = self.rdb.get_all_trials(sid, deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
         except KeyError:
             sid = self.rdb.create_new_study(
                 [optuna.study.StudyDirection[d.upper()] for d in spec.directions], spec.name)
             previous = []
-        attrs = {
-            "tuner.spec": redact_secrets(spec.model_dump(mode="json", exclude={"storage"})),
-            "tuner.domain": spec.space.domain, "tuner.evaluator": self.evaluator_name,
-            "tuner.sampler": self.sampler_name, "tuner.fingerprint": self.fingerprint,
-            "tuner.objectives": [o.model_dump() for o in spec.objectives],
-            "tuner.constraints": [c.model_dump() for c in spec.constraints],
-            "tuner.state": "running", "tuner.updated_at": time.time(),
-            "tuner.trials_target": self.trials_target,
-        }
+        attrs = {**self._study_attrs(), "tuner.state": "running",
+                 "tuner.updated_at": time.time()}
         for k, v in attrs.items():
             self.rdb.set_study_user_attr(sid, k, v)
         mem = optuna.create_study(directions=spec.directions, sampler=self.sampler,
@@ -138,6 +124,30 @@ class Runner:
                 if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible"):
                     self._update_penalty(t.values)
         return mem, sid, previous
+
+    def _check_compatible(self, sid: int) -> None:
+        """Refuse to continue a stored study under other objectives or another domain."""
+        spec = self.spec
+        stored_dirs = [d.name.lower() for d in self.rdb.get_study_directions(sid)]
+        if stored_dirs != spec.directions:
+            raise BadInput("objectives", f"study {spec.name!r} already exists with "
+                           f"directions {stored_dirs}; use another name to change them")
+        attrs = self.rdb.get_study_user_attrs(sid)
+        if attrs.get("tuner.domain") not in (None, spec.space.domain):
+            raise BadInput("space.domain", f"study {spec.name!r} already exists for "
+                           f"domain {attrs['tuner.domain']!r}; use another name")
+
+    def _study_attrs(self) -> dict[str, Any]:
+        """What the study records about itself (secrets in options masked)."""
+        spec = self.spec
+        return {
+            "tuner.spec": redact_secrets(spec.model_dump(mode="json", exclude={"storage"})),
+            "tuner.domain": spec.space.domain, "tuner.evaluator": self.evaluator_name,
+            "tuner.sampler": self.sampler_name, "tuner.fingerprint": self.fingerprint,
+            "tuner.objectives": [o.model_dump() for o in spec.objectives],
+            "tuner.constraints": [c.model_dump() for c in spec.constraints],
+            "tuner.trials_target": self.trials_target,
+        }
 
     def _set_state(self, sid: int, state: str) -> None:
         self.rdb.set_study_user_attr(sid, "tuner.state", state)

@@ -362,27 +362,11 @@ class Worker(Runner):
         except KeyError:
             sid = None
         if sid is not None:
-            stored = [d.name.lower() for d in self.rdb.get_study_directions(sid)]
-            if stored != spec.directions:
-                raise BadInput("objectives", f"study {spec.name!r} already exists with "
-                               f"directions {stored}; use another name to change them")
-            attrs = self.rdb.get_study_user_attrs(sid)
-            if attrs.get("tuner.domain") not in (None, spec.space.domain):
-                raise BadInput("space.domain", f"study {spec.name!r} already exists for "
-                               f"domain {attrs['tuner.domain']!r}; use another name")
+            self._check_compatible(sid)
         study = optuna.create_study(storage=self.rdb, sampler=self.sampler,
                                     study_name=spec.name, directions=spec.directions,
                                     load_if_exists=True)
-        from tuner.storage import redact_secrets
-
-        attrs = {
-            "tuner.spec": redact_secrets(spec.model_dump(mode="json", exclude={"storage"})),
-            "tuner.domain": spec.space.domain, "tuner.evaluator": self.evaluator_name,
-            "tuner.sampler": self.sampler_name, "tuner.fingerprint": self.fingerprint,
-            "tuner.objectives": [o.model_dump() for o in spec.objectives],
-            "tuner.constraints": [c.model_dump() for c in spec.constraints],
-            "tuner.trials_target": self.trials_target, "tuner.mode": "shared",
-        }
+        attrs = {**self._study_attrs(), "tuner.mode": "shared"}
         current = study.user_attrs
         for k, v in attrs.items():
             if current.get(k) != v:

@@ -6,6 +6,8 @@ import uuid
 
 import optuna
 import pytest
+
+from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 
 import tuner.analysis as A
@@ -15,16 +17,7 @@ from tuner.benchmarks.synthetic_study import OBJECTIVES_3, write_study
 pytestmark = [pytest.mark.postgres]
 
 
-@pytest.fixture(scope="module")
-def pg():
-    from tuner.testing.postgres import PgServer, PgUnavailable
-
-    try:
-        server = PgServer()
-    except PgUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    with server:
-        yield server
+pg = pg_server_fixture()
 
 
 def test_postgres_reads_match_optuna_and_sessions_are_read_only(pg):

@@ -18,6 +18,8 @@ from collections import Counter
 
 import optuna
 import pytest
+
+from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
@@ -32,16 +34,7 @@ pytestmark = [pytest.mark.postgres,
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")]
 
 
-@pytest.fixture(scope="module")
-def pg():
-    from tuner.testing.postgres import PgServer, PgUnavailable
-
-    try:
-        server = PgServer()
-    except PgUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    with server:
-        yield server
+pg = pg_server_fixture()
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 
 from tuner.benchmarks.reliability import toy_study_toml, tuner_cmd
@@ -54,16 +56,7 @@ def files_text(folder: Path) -> str:
                      if p.is_file() and p.suffix in (".md", ".json", ".txt", ".csv", ".out"))
 
 
-@pytest.fixture(scope="module")
-def pg():
-    from tuner.testing.postgres import PgServer, PgUnavailable
-
-    try:
-        server = PgServer()
-    except PgUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    with server:
-        yield server
+pg = pg_server_fixture()
 
 
 @pytest.mark.postgres

@@ -180,3 +180,19 @@ class PgServer:
 
 
 __all__ = ["PgServer", "PgUnavailable", "find_bindir", "free_port"]
+
+
+def pg_server_fixture():
+    """A module-scoped pytest fixture: ``pg = pg_server_fixture()`` in a test module."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def pg():
+        try:
+            server = PgServer()
+        except PgUnavailable as exc:
+            pytest.skip(f"no PostgreSQL server: {exc}")
+        with server:
+            yield server
+
+    return pg
