@@ -1,7 +1,6 @@
 """quant-real on the packaged all-MiniLM-L6-v2: fidelity of the plain-torch model, kernels vs
 emulation, measured quality ordering, sizes, speed and bad input."""
 
-import time
 
 import pytest
 
