@@ -12,8 +12,7 @@ from tuner import registry
 from tuner.bench import main, run_bench
 from tuner.bench.loop import curves, run_one
 from tuner.bench.metrics import censored_median, run_scores
-from tuner.bench.problems import (Problem, Table, build_table, load_problems,
-                                  normalized_hypervolume)
+from tuner.bench.problems import Problem, build_table, load_problems, normalized_hypervolume
 from tuner.samplers import make_sampler
 
 TOY = Problem(name="toy-score", domain="tuner.testing.toys:ToySpace",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 import pytest
@@ -12,8 +13,13 @@ import pytest
 from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Float, Int
 from tuner.samplers import make_sampler
-from tuner.samplers.cost_model import (POINT_ATTR, SOURCE_ATTR, CostModelSampler, PriorData,
-                                       cost_model)
+from tuner.samplers.cost_model import (
+    POINT_ATTR,
+    SOURCE_ATTR,
+    CostModelSampler,
+    PriorData,
+    cost_model,
+)
 from tuner.testing import check_sampler
 from tuner.testing.toys import ToySpace
 
@@ -305,6 +311,7 @@ def test_runner_with_parallel_workers_gets_no_repeats():
     """Through the real runner (process pool, 2 workers): pending trials are never re-proposed,
     so no trial is a cache hit of another."""
     from conftest import toy_study
+
     from tuner.runner import Runner
     from tuner.spec import parse_spec
     from tuner.storage import load_study
@@ -316,3 +323,41 @@ def test_runner_with_parallel_workers_gets_no_repeats():
     keys = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(keys)) == len(keys)
     assert sum(t.system_attrs.get(SOURCE_ATTR) == "model" for t in trials) >= 10
+
+
+def test_metric_constraint_values_are_modeled():
+    """A constraint on a measured metric (here the tile area) is learned from its values: the
+    sampler proposes few violators and finds the best config within the limit."""
+    space = TileSpace()
+    limit = 64 * 64
+    study = optuna.create_study(sampler=cost_model(space, ["minimize"], 0))
+    for _ in range(50):
+        trial = study.ask()
+        cfg = space.suggest(trial)
+        t = None if space.constraints(cfg) else tile_time(cfg)
+        if t is None:
+            trial.set_user_attr("status", "infeasible")
+            trial.set_user_attr("feasible", False)
+            trial.set_constraint("feasible", 1.0)
+            study.tell(trial, 1e3)
+            continue
+        violation = float(cfg["bm"] * cfg["bn"] - limit)
+        trial.set_user_attr("status", "ok")
+        trial.set_user_attr("feasible", violation <= 0)
+        trial.set_constraint(f"area <= {limit}", violation)
+        study.tell(trial, t)
+    sampler = study.sampler
+    sampler._sync(study)
+    assert any(o.cons for o in sampler._obs.values()), "constraint values are read"
+    late = study.trials[25:]
+    assert sum(not t.user_attrs["feasible"] for t in late) <= 8
+    best = min(t.values[0] for t in study.trials if t.user_attrs["feasible"])
+    truth = min(v for c in space.enumerate() if c["bm"] * c["bn"] <= limit
+                and (v := tile_time(c)) is not None)
+    assert best <= truth * 1.02, (best, truth)
+
+
+def test_prior_context_must_be_a_table():
+    with pytest.raises(BadInput, match="prior_context"):
+        cost_model(ToySpace(), ["maximize"], 0, prior_evaluator="tuner.testing.toys:ToyEvaluator",
+                   prior_context="gpu=a100")

@@ -18,9 +18,10 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import optuna
 import pytest

@@ -18,14 +18,21 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tuner._errors import BadInput, TunerError, UnknownName
 from tuner.bench.loop import Trace, curves, run_one
 from tuner.bench.metrics import BUDGETS, run_scores, summarize
-from tuner.bench.problems import (Problem, Table, available_problems, build_table,
-                                  load_problems, select_problems)
+from tuner.bench.problems import (
+    Problem,
+    Table,
+    available_problems,
+    build_table,
+    load_problems,
+    select_problems,
+)
 
 #: compared by default; "llm" joins when an endpoint is configured (``TUNER_LLM_BASE_URL``)
 DEFAULT_SAMPLERS = ("random", "grid", "tpe", "gp", "nsga2", "cmaes", "cost-model",
@@ -127,6 +134,8 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
             opts = dict(options.get(s) or {})
             if s in VARIANTS:
                 opts.update({k: v for k, v in p.warm_start.items() if k != "description"})
+                if "prior_evaluator" in opts:
+                    opts.setdefault("prior_metrics", p.metrics)
             for seed in range(seeds):
                 space = p.space()
                 try:
@@ -151,7 +160,7 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
     result = {
         "meta": {"command": command or "run_bench(...)", "budget": budget, "seeds": seeds,
                  "samplers": samplers, "budgets": [b for b in BUDGETS if b <= budget],
-                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                  "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
                             f"{platform.python_version()}",
                  "elapsed_s": time.perf_counter() - t_start, "notes": notes},

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from tuner._space import Categorical, Float, Int, Param, is_active, is_finite
+from tuner._space import Categorical, Float, Param, is_active, is_finite
 
 
 def config_key(values: Mapping[str, Any]) -> Hashable:
@@ -194,7 +195,7 @@ class Neighborhood:
             i = vals.index(value)
         except ValueError:
             return rng.choice(vals)
-        span = max(1, int(round(scale * len(vals))))
+        span = max(1, round(scale * len(vals)))
         j = i
         while j == i:
             j = min(len(vals) - 1, max(0, i + rng.randint(-span, span)))

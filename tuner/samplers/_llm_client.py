@@ -198,5 +198,11 @@ class ChatClient:
         return body
 
 
-__all__ = ["ChatClient", "ChatReply", "DEFAULT_KEY_ENV", "LLMCallError", "check_base_url",
-           "redact_url"]
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "ChatClient",
+    "ChatReply",
+    "LLMCallError",
+    "check_base_url",
+    "redact_url",
+]

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 from tuner._space import Categorical, Float, Int, is_active
 from tuner.samplers._features import config_key
@@ -124,7 +125,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _strip_fences(text: str) -> str:
-    m = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, flags=re.S)
+    m = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, flags=re.DOTALL)
     return m.group(1) if m else text
 
 

@@ -42,7 +42,7 @@ class TreeEnsemble:
         self._boosters: list[Any] = []
         self._const: float | None = None
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "TreeEnsemble":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> TreeEnsemble:
         xgb = _xgb()
         n = len(y)
         self._boosters = []
@@ -78,7 +78,7 @@ class FeasibilityModel:
         self._booster: Any = None
         self._const = 1.0
 
-    def fit(self, X: np.ndarray, ok: np.ndarray) -> "FeasibilityModel":
+    def fit(self, X: np.ndarray, ok: np.ndarray) -> FeasibilityModel:
         self._booster = None
         n_ok, n_bad = int(ok.sum()), int((~ok).sum())
         if n_bad == 0 or n_ok == 0 or len(ok) < 4:

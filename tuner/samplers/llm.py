@@ -17,7 +17,8 @@ The API key is read from the environment variable ``api_key_env`` and never stor
 from __future__ import annotations
 
 import os
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
@@ -27,8 +28,13 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner._errors import BadInput
 from tuner.samplers._features import config_key
 from tuner.samplers._llm_client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
-from tuner.samplers._llm_prompt import (PromptContext, build_messages, history_context,
-                                        parse_reply, reply_schema)
+from tuner.samplers._llm_prompt import (
+    PromptContext,
+    build_messages,
+    history_context,
+    parse_reply,
+    reply_schema,
+)
 
 LEDGER_ATTR = "tuner.llm_ledger"
 POINT_ATTR = "llm:point"
@@ -197,19 +203,15 @@ class LLMSampler(BaseSampler):
         best, fails, recent = history_context(trials, self.space, self.directions,
                                               self.objectives)
         n = len(trials)
-        budget = self.budget_trials
-        try:
-            budget = budget or study.user_attrs.get("tuner.trials_target")
-        except Exception:
-            pass
+        # the runner's study attributes, when the study is the stored one
+        attrs = study.user_attrs
+        budget = self.budget_trials or attrs.get("tuner.trials_target")
         objectives = list(zip(self.objectives, self.directions))
         constraints = self.constraints
-        try:
-            stored = study.user_attrs.get("tuner.constraints")
-            if not constraints and stored:
-                constraints = [f"{c['metric']} {c['op']} {c['value']:g}" for c in stored]
-        except Exception:
-            pass
+        stored = attrs.get("tuner.constraints")
+        if not constraints and isinstance(stored, list):
+            constraints = [f"{c['metric']} {c['op']} {c['value']:g}" for c in stored
+                           if isinstance(c, dict) and {"metric", "op", "value"} <= set(c)]
         return PromptContext(
             domain=getattr(self.space, "name", "") or type(self.space).__name__,
             objectives=objectives, constraints=list(constraints), best=best, failures=fails,
@@ -304,7 +306,7 @@ def llm(space: Any, directions: Sequence[str], seed: int | None = None,
     constraints, budget_trials, response_format (auto|json_schema|json_object|none)."""
     unknown = set(options) - _OPTIONS
     if unknown:
-        raise BadInput(f"sampler.options.{sorted(unknown)[0]}", "unknown option for llm; "
+        raise BadInput(f"sampler.options.{min(unknown)}", "unknown option for llm; "
                        "allowed: " + ", ".join(sorted(_OPTIONS)))
     if "api_key" in options:  # never accept the key itself in a study file
         raise BadInput("sampler.options.api_key", "give api_key_env (the variable's name)")
