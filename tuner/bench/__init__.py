@@ -241,8 +241,10 @@ def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -
                        args.out, use_cache=not args.no_cache, log=log, command=cmd)
     t = result["summary"].get("targets") or {}
     if log and t:
+        bound = "<= " if t.get("ratio_is_upper_bound") else ""
         log(f"cost-model vs tpe: median evals {t['median_evals_candidate']} vs "
-            f"{t['median_evals_reference']} (ratio {t['ratio']}); results in {args.out}/")
+            f"{t['median_evals_reference']} (ratio {bound}{t['ratio']}); results in "
+            f"{args.out}/")
     return 0
 
 

@@ -111,16 +111,20 @@ def _targets(runs: list[dict[str, Any]], problems: Sequence[str], reference: str
         if ks:
             a = censored_median(cand[k]["evals_to_target"] for k in ks)
             b = censored_median(ref[k]["evals_to_target"] for k in ks)
-            per_problem[p] = {"candidate": a, "reference": b,
-                              "ratio": _ratio(a, b)}
+            r, bound = _ratio(a, b, budget)
+            per_problem[p] = {"candidate": a, "reference": b, "ratio": r,
+                              "ratio_is_upper_bound": bound}
     mo = [cand[k] for k in pairs if cand[k]["kind"] == "hv_ratio"]
     hv = [r["final"] for r in mo]
     wins = sum(1 for v in per_problem.values() if v["ratio"] is not None and v["ratio"] <= 0.5)
+    ties = sum(1 for v in per_problem.values() if v["ratio"] is None)
+    ratio, bound = _ratio(m_cand, m_ref, budget)
     return {
         "reference": reference, "candidate": candidate, "pairs": len(pairs),
         "median_evals_candidate": m_cand, "median_evals_reference": m_ref,
-        "ratio": _ratio(m_cand, m_ref),
-        "evals_target_met": _ratio(m_cand, m_ref) is not None and _ratio(m_cand, m_ref) <= 0.5,
+        "ratio": ratio, "ratio_is_upper_bound": bound,
+        "evals_target_met": ratio is not None and ratio <= 0.5,
+        "problems_neither_reaches": ties,
         "problems_at_half_or_better": wins,
         "per_problem": per_problem,
         "hv_ratio_at_budget_median": median_or_none(hv),
@@ -130,14 +134,19 @@ def _targets(runs: list[dict[str, Any]], problems: Sequence[str], reference: str
     }
 
 
-def _ratio(a: float, b: float) -> float | None:
+def _ratio(a: float, b: float, budget: int) -> tuple[float | None, bool]:
+    """(candidate / reference evaluations, whether that is an upper bound).
+
+    A reference that never got within 1% needed more than ``budget`` trials, so the ratio is
+    at most ``a / budget``; when neither got there the ratio is unknown (None).
+    """
     if math.isinf(a) and math.isinf(b):
-        return None
-    if math.isinf(b):
-        return 0.0
+        return None, False
     if math.isinf(a):
-        return math.inf
-    return a / b if b > 0 else None
+        return math.inf, False
+    if math.isinf(b):
+        return a / budget, True
+    return (a / b if b > 0 else None), False
 
 
 __all__ = ["BUDGETS", "TOLERANCE", "censored_median", "run_scores", "summarize"]

@@ -81,14 +81,16 @@ def markdown(result: dict[str, Any]) -> str:
     t = summary.get("targets") or {}
     if t:
         ratio = t["ratio"]
+        shown = "–" if ratio is None else ("<= " if t.get("ratio_is_upper_bound") else "") + \
+            f"{ratio:.2f}"
         lines += ["## Targets", "",
                   f"* evaluations to within 1% (median over {t['pairs']} problem x seed "
                   f"pairs): {t['candidate']} {_fmt_evals(t['median_evals_candidate'], budget)}, "
                   f"{t['reference']} {_fmt_evals(t['median_evals_reference'], budget)}; ratio "
-                  f"{'–' if ratio is None else f'{ratio:.2f}'} (target <= 0.50: "
-                  f"{'met' if t['evals_target_met'] else 'NOT met'}); "
+                  f"{shown} (target <= 0.50: {'met' if t['evals_target_met'] else 'NOT met'}); "
                   f"{t['problems_at_half_or_better']} of {len(t['per_problem'])} problems at "
-                  "half or better.",
+                  f"half or better, {t.get('problems_neither_reaches', 0)} where neither gets "
+                  f"within 1% in {budget} trials.",
                   (f"* hypervolume ratio after {budget} trials ({t['candidate']}, "
                    f"multi-objective problems): median {_fmt(t['hv_ratio_at_budget_median'], 4)}"
                    f", worst {_fmt(t['hv_ratio_at_budget_min'], 4)} (target median >= 0.98: "
