@@ -75,7 +75,8 @@ def markdown(result: dict[str, Any]) -> str:
     meta, summary = result["meta"], result["summary"]
     budget = meta["budget"]
     samplers = [s for s in meta["samplers"] if s in summary["per_sampler"]]
-    lines = [f"# Sampler benchmark ({meta['seeds']} seeds, {budget} trials per run)", "",
+    seeds = f"{meta['seeds']} seed" + ("s" if meta["seeds"] != 1 else "")
+    lines = [f"# Sampler benchmark ({seeds}, {budget} trials per run)", "",
              f"Command: `{meta['command']}`  ", f"Measured {meta['date']} on "
              f"{meta['machine']}; {meta['elapsed_s']:.0f} s in all.", ""]
     t = summary.get("targets") or {}
