@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -265,3 +265,15 @@ def maximin_subset(points: np.ndarray, k: int, rng: np.random.Generator,
 
 
 __all__ = ["Featurizer", "Neighborhood", "config_key", "maximin_subset", "unit_position"]
+
+
+def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when a proposed point holds a value ``dist`` accepts for ``name``."""
+    if point is not None and name in point:
+        value = point[name]
+        try:
+            if dist._contains(dist.to_internal_repr(value)):
+                return True, value
+        except (ValueError, TypeError):
+            pass
+    return False, None

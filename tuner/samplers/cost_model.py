@@ -39,7 +39,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput
-from tuner.samplers._features import Featurizer, Neighborhood, config_key, maximin_subset
+from tuner.samplers._features import (Featurizer, Neighborhood, config_key, maximin_subset,
+                                      point_value)
 from tuner.samplers._surrogate import (
     FeasibilityModel,
     TreeEnsemble,
@@ -237,13 +238,9 @@ class CostModelSampler(BaseSampler):
         point = self._points.get(trial._trial_id)
         if point is None:
             point = trial.system_attrs.get(POINT_ATTR)
-        if point is not None and param_name in point:
-            value = point[param_name]
-            try:
-                if param_distribution._contains(param_distribution.to_internal_repr(value)):
-                    return value
-            except (ValueError, TypeError):
-                pass
+        ok, value = point_value(point, param_name, param_distribution)
+        if ok:
+            return value
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,

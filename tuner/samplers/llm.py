@@ -26,7 +26,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput
-from tuner.samplers._features import config_key
+from tuner.samplers._features import config_key, point_value
 from tuner.samplers._llm_client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
 from tuner.samplers._llm_prompt import (
     PromptContext,
@@ -124,14 +124,10 @@ class LLMSampler(BaseSampler):
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        point = self._points.get(trial._trial_id)
-        if point is not None and param_name in point:
-            value = point[param_name]
-            try:
-                if param_distribution._contains(param_distribution.to_internal_repr(value)):
-                    return value
-            except (ValueError, TypeError):
-                pass
+        ok, value = point_value(self._points.get(trial._trial_id), param_name,
+                                param_distribution)
+        if ok:
+            return value
         return self.fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
