@@ -302,6 +302,16 @@ class AttentionTileSpace(_TileSpace):
 
 
 # -- rules, shared with the evaluators (which must not trust that a config came from a space) ---
+def _launch_reasons(warps: int, stages: int) -> list[str]:
+    """num_warps / num_stages outside the values Triton kernels are compiled with."""
+    out = []
+    if warps not in NUM_WARPS:
+        out.append(f"num_warps {warps!r} is not one of {list(NUM_WARPS)}")
+    if stages not in NUM_STAGES:
+        out.append(f"num_stages {stages!r} is not one of {list(NUM_STAGES)}")
+    return out
+
+
 def gemm_reasons(hw: Hardware, m: int, n: int, k: int, dtype: str, bm: int, bn: int, bk: int,
                  warps: int, stages: int, split_k: int) -> list[str]:
     out = []
@@ -311,10 +321,7 @@ def gemm_reasons(hw: Hardware, m: int, n: int, k: int, dtype: str, bm: int, bn: 
         elif v > problem_block_limit(size):
             out.append(f"{name} {v} is larger than the problem ({size} padded to "
                        f"{problem_block_limit(size)}): tile larger than the problem")
-    if warps not in NUM_WARPS:
-        out.append(f"num_warps {warps!r} is not one of {list(NUM_WARPS)}")
-    if stages not in NUM_STAGES:
-        out.append(f"num_stages {stages!r} is not one of {list(NUM_STAGES)}")
+    out.extend(_launch_reasons(warps, stages))
     if split_k not in SPLIT_K:
         out.append(f"split_k {split_k!r} is not one of {list(SPLIT_K)}")
     if out:
@@ -340,10 +347,7 @@ def attention_reasons(hw: Hardware, seq_len: int, head_dim: int, dtype: str, cau
         elif v > lim:
             out.append(f"{name} {v} is larger than the problem (seq_len {seq_len} padded to "
                        f"{lim}): tile larger than the problem")
-    if warps not in NUM_WARPS:
-        out.append(f"num_warps {warps!r} is not one of {list(NUM_WARPS)}")
-    if stages not in NUM_STAGES:
-        out.append(f"num_stages {stages!r} is not one of {list(NUM_STAGES)}")
+    out.extend(_launch_reasons(warps, stages))
     if out:
         return out
     if causal and bm % bn:
