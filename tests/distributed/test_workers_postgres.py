@@ -114,7 +114,11 @@ def test_four_workers_200_trials_exact_budget_no_duplicates_and_sigkill_loses_no
         assert conn.execute(sa.select(sa.func.count()).select_from(CLAIMS)).scalar() == 0
         cached = conn.execute(sa.text("select count(*) from tuner_eval_cache")).scalar()
     engine.dispose()
-    assert cached == len(measured), "every measurement went to the shared cache"
+    # the killed worker may have stored its result just before dying: its retry then reads it
+    stored = set(measured)
+    if retries[0].user_attrs["cached"]:
+        stored.add(tuple(sorted(retries[0].params.items())))
+    assert cached == len(stored), "every measurement went to the shared cache"
     storage = optuna.storages.RDBStorage(pg_url)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name("fleet"))
     storage.engine.dispose()
