@@ -294,14 +294,28 @@ def test_a_worker_waiting_on_a_dead_workers_claim_takes_it_over(tmp_path):
     mine = study.ask()
     w.rdb.record_heartbeat(mine._trial_id)
     assert not w._claim(key, study._study_id, mine._trial_id), "held by the other trial"
+    import threading
     import time
 
     time.sleep(2.5)  # the dead trial's heartbeat goes stale
+    alive = threading.Event()
+
+    def beat() -> None:  # our own trial stays alive, as the worker's heartbeat thread keeps it
+        while not alive.wait(0.2):
+            w.rdb.record_heartbeat(mine._trial_id)
+
     w.rdb.record_heartbeat(mine._trial_id)
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
     t0 = time.monotonic()
-    assert w._wait_for_holder(study, _BudgetLock(w.rdb.engine, study._study_id), key,
-                              mine._trial_id) is None, "we hold the claim now"
+    try:
+        assert w._wait_for_holder(study, _BudgetLock(w.rdb.engine, study._study_id), key,
+                                  mine._trial_id) is None, "we hold the claim now"
+    finally:
+        alive.set()
+        beating.join()
     assert time.monotonic() - t0 < 10
+    assert w.rdb.get_trial(mine._trial_id).state == TrialState.RUNNING
     assert w.rdb.get_trial(dead._trial_id).state == TrialState.FAIL
     assert w.counts["requeued"] == 1
     w.rdb.engine.dispose()
