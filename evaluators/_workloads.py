@@ -22,12 +22,17 @@ Lengths (``input_len``, ``output_len``): an integer, or a table
 ``{"dist": "uniform", "low": 100, "high": 900}``,
 ``{"dist": "lognormal", "mean": 220, "cv": 1.2, "min": 4, "max": 1024}`` or
 ``{"dist": "normal", "mean": 512, "std": 64, "min": 1, "max": 2048}``.
+``warmup_requests`` (any mode): the first N requests issued are simulated but left out of
+the metrics, as a benchmark client's warm-up or steady-state measurement window does
+(``genai-perf``/``perf_analyzer`` measure stable windows, not the ramp-up of a closed loop).
+
 Everything is deterministic given ``seed``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import math
 import random
@@ -44,7 +49,7 @@ MODES = ("closed", "poisson", "gamma", "burst", "trace")
 _KEYS = {
     "name", "description", "source", "mode", "rate", "burstiness", "concurrency",
     "num_requests", "duration_s", "input_len", "output_len", "seed", "priority_levels",
-    "trace", "speedup", "max_requests", "start_s", "model_filter",
+    "trace", "speedup", "max_requests", "start_s", "model_filter", "warmup_requests",
 }
 _DISTS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv"),
           "normal": ("mean", "std")}
@@ -75,6 +80,7 @@ class Workload:
     concurrency: int | None = None
     description: str = ""
     skipped_rows: int = 0
+    warmup: int = 0  # the first requests issued, simulated but not measured
 
     def __len__(self) -> int:
         return len(self.input_len)
@@ -195,6 +201,16 @@ def resolve_spec(spec: Any, field: str = "workload") -> dict[str, Any]:
 def load_workload(spec: Any, field: str = "workload") -> Workload:
     """Build the request list of a workload spec; raises ``BadInput`` naming the field."""
     spec = resolve_spec(spec, field)
+    workload = _requests(spec, field)
+    warmup = int(_num(spec, "warmup_requests", field, integer=True, positive=False, default=0))
+    if warmup >= len(workload):
+        raise BadInput(f"{field}.warmup_requests",
+                       f"{warmup} leaves no request to measure (the workload has "
+                       f"{len(workload)}; allowed 0-{len(workload) - 1})")
+    return dataclasses.replace(workload, warmup=warmup) if warmup else workload
+
+
+def _requests(spec: Mapping[str, Any], field: str) -> Workload:
     mode = spec.get("mode", "trace" if "trace" in spec else None)
     if mode not in MODES:
         raise UnknownName(f"{field}.mode", mode, list(MODES))

@@ -75,7 +75,8 @@ def serving_metrics(plan: Any, res: Any, workload: Any) -> dict[str, float]:
     good = 0
     slo_ttft = plan.slo_ttft_ms / 1e3 if plan.slo_ttft_ms else math.inf
     slo_tpot = plan.slo_tpot_ms / 1e3 if plan.slo_tpot_ms else math.inf
-    for a, f, d, o in zip(res.arrival, res.first, res.finish, res.out):
+    w = workload.warmup  # requests issued before the measurement starts
+    for a, f, d, o in zip(res.arrival[w:], res.first[w:], res.finish[w:], res.out[w:]):
         t1 = f - a
         ttft.append(t1)
         e2e.append(d - a)
@@ -87,10 +88,10 @@ def serving_metrics(plan: Any, res: Any, workload: Any) -> dict[str, float]:
     ttft.sort()
     tpot.sort()
     e2e.sort()
-    start = min(res.arrival)
-    duration = max(res.finish) - start
-    out_tokens = sum(res.out)
-    in_tokens = sum(workload.input_len)
+    start = min(res.arrival[w:])
+    duration = max(res.finish[w:]) - start
+    out_tokens = sum(res.out[w:])
+    in_tokens = sum(workload.input_len[w:])
     tok_s = out_tokens / duration
     gpus = plan.gpus_used
     usd_per_s = gpus * plan.hw.price_usd_per_hour / 3600.0

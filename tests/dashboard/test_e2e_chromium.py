@@ -8,32 +8,15 @@ screenshots, stops the server, and checks that the storage file was not modified
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-
 from dashboard_studies import dash_storage as _build
-from tuner.dashboard_launch import command, environment
+
+from tuner.testing.browser import chromium_available, dashboard_server, headless_chromium, wait_for
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1500,1400"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,53 +26,17 @@ def storage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(storage):
-    port = _free_port()
-    env = environment(storage.url)
-    env["TUNER_BENCH_DIR"] = str(storage.bench_dir)
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command(port), env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail("dashboard server did not start:\n" + log.read().decode()[-3000:])
-            time.sleep(0.3)
+    with dashboard_server(storage.url, {"TUNER_BENCH_DIR": str(storage.bench_dir)}) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    if not chromium_available():
         pytest.skip("needs Debian's chromium and chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download
-    profile = tempfile.mkdtemp(prefix="tuner-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for f in FLAGS + [f"--user-data-dir={profile}"]:
-        opts.add_argument(f)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    pytest.importorskip("selenium.webdriver")
+    with headless_chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +49,7 @@ def shots(tmp_path_factory) -> Path:
 
 
 def _wait(driver, predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, timeout, what)
 
 
 def _exceptions(driver) -> list[str]:

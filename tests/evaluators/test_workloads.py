@@ -137,6 +137,10 @@ def test_bad_traces_name_the_problem(tmp_path, content, message):
     ({"trace": "/no/such/file.csv"}, "workload.trace"),
     ({"name": "no-such-workload"}, "workload.name"),
     (42, "workload"),
+    ({"mode": "burst", "num_requests": 5, "warmup_requests": 5, **LENS},
+     "workload.warmup_requests"),
+    ({"mode": "burst", "num_requests": 5, "warmup_requests": -1, **LENS},
+     "workload.warmup_requests"),
 ])
 def test_bad_specs_raise_badinput_naming_the_field(spec, field):
     with pytest.raises(BadInput) as err:

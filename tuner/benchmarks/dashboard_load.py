@@ -10,11 +10,15 @@ Builds a study with the runner's storage conventions (``synthetic_study``), then
 * ``refresh_unchanged`` / ``refresh_after_new``: a live-refresh tick with no new trial, and
   one after new trials arrive (only those are read);
 * ``page``: the whole study page script run by Streamlit's ``AppTest`` (server side: every
-  query, analysis and figure; no browser), cold and warm (a rerun, caches filled).
+  query, analysis and figure; no browser), cold and warm (a rerun, caches filled);
+* ``browser`` (``--browser``): ``tuner dashboard``'s real server and a headless Chromium,
+  from navigating to the study page until its Pareto plot has drawn its points: the first
+  open (cold server caches) and reloads (what a user sees when coming back to the page).
 
 Usage::
 
     python -m tuner.benchmarks.dashboard_load [--trials 10000] [--db PATH] [--json OUT]
+                                              [--browser]
 """
 
 from __future__ import annotations
@@ -104,12 +108,26 @@ def time_page(url: str, name: str) -> dict[str, float]:
             "page_charts": float(len(at.get("plotly_chart")))}
 
 
+def time_browser(url: str, name: str, reloads: int = 3) -> dict[str, float]:
+    from tuner.testing.browser import dashboard_server, headless_chromium, time_to_plot
+
+    page = f"/study?study={name}"
+    with dashboard_server(url) as base, headless_chromium() as driver:
+        driver.get(base + "/")  # the browser and the app's static files, not the study
+        cold = time_to_plot(driver, base + page)
+        warm = sorted(time_to_plot(driver, base + page) for _ in range(reloads))
+    return {"browser_cold_s": cold, "browser_reload_median_s": warm[len(warm) // 2],
+            "browser_reload_max_s": warm[-1]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--db", help="SQLite file to (re)use; default: a temporary one")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--no-page", action="store_true", help="skip the AppTest page timing")
+    ap.add_argument("--browser", action="store_true",
+                    help="also time the page in headless Chromium (needs chromium, selenium)")
     args = ap.parse_args(argv)
     tmp = None
     if args.db:
@@ -124,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     result.update(time_queries_and_analyses(url, "big"))
     if not args.no_page:
         result.update(time_page(url, "big"))
+    if args.browser:
+        result.update(time_browser(url, "big"))
     result["refresh_after_20_new_s"] = time_refresh_after_new(url, "big")
     for k, v in result.items():
         print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
