@@ -9,8 +9,8 @@ Part 1, all-MiniLM-L6-v2 on the CPU, every number measured by ``quant-real``:
 - mix search: (a) a multi-objective study (NSGA-II, quality_drop x model_size_gib x
   latency_ms) run directly on quant-real; (b) quant-sim's measured-sensitivity proxy swept
   over the whole space, the best-predicted mixes at each baseline's size then measured;
-- (c) the same proxy driving NSGA-II over the finer ``depth_bands = 3`` space (each third of
-  the layers gets its own formats; too large to sweep), best predictions measured;
+- (c) the same proxy driving NSGA-II over the 4-bit corner at ``depth_bands`` = the number of
+  layers (each layer gets its own group sizes; too large to sweep), best predictions measured;
 - HAWQ-style greedy at equal size: start from bf16 and repeatedly lower the unit (one layer
   group of one layer, or the embeddings) with the least sensitivity increase per bit saved
   (bf16 -> int8 -> int4-g32 -> g64 -> g128 -> per-channel, weights only), sensitivities from
@@ -217,7 +217,7 @@ def _distinct(points: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
     return out
 
 
-def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int = 1000,
+def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int = 3000,
                 corner_trials: int = 30) -> None:
     import optuna
 
@@ -270,16 +270,17 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
         + best_under(swept, i4["model_size_gib"], k=6)
     for cfg, _ in picks:
         trial_points.append((cfg, dict(real.evaluate(cfg).metrics)))
-    # (c) the 4-bit corner: every group at 4 bits, group sizes searched per third of the
-    # layers (NSGA-II on the proxy), best predictions at the int4 size measured
-    corner = int4_band_space({"model": MINILM}, 3)
+    # (c) the 4-bit corner: every group at 4 bits, group sizes searched per layer (NSGA-II
+    # on the proxy), best predictions at the int4 size measured
+    corner = int4_band_space({"model": MINILM}, target.num_layers)
     band_points = proxy_search(corner, sim, i4["model_size_gib"], band_trials, seed)
-    picks += _distinct(best_under(band_points, i4["model_size_gib"], k=200))[:6]
+    corner_picks = _distinct(best_under(band_points, i4["model_size_gib"], k=200))[:6]
+    picks += corner_picks
     # (d) the proxy is additive and misses interactions in that corner: a short measured
     # search (TPE on quant-real, size over budget penalized) starting from the proxy's picks
     tstudy = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed,
                                                                     multivariate=True))
-    for cfg, _ in picks[-6:]:
+    for cfg, _ in corner_picks:
         tstudy.enqueue_trial(corner.param_values(cfg))
     for _ in range(corner_trials):
         trial = tstudy.ask()
@@ -323,7 +324,7 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
                                                  for i, p in enumerate(front)], cols)
     n_dom8 = len(dom8)
     print(f"\nmixes measured: {len(front_pts)} distinct ({trials} NSGA-II trials, {len(picks)} "
-          f"proxy picks, 6 of them from {band_trials} proxy trials of the 4-bit 3-band space, "
+          f"proxy picks, up to 6 of them from {band_trials} proxy trials of the per-layer 4-bit space, "
           f"{corner_trials} measured TPE trials there); "
           f"dominating uniform int8 (W8A8) on quality and size: {n_dom8_2}, on quality, size "
           f"and latency: {n_dom8}; proxy sweep of {len(swept)} configs "
