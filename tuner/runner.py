@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import registry
 from tuner._errors import BadInput
 from tuner._evaluator import EvalResult, Status, config_key
+from tuner._interrupt import Interrupt
 from tuner._pareto import pareto_mask
 from tuner._pool import EvalPool
 from tuner._trial_writer import TrialWriter
@@ -249,6 +251,7 @@ class Runner:
 
         def budget_left() -> bool:
             nonlocal stop_reason
+            sigint.check()
             if target is not None and asked >= target:
                 return False
             if self.wall_time_s is not None and time.monotonic() - t0 >= self.wall_time_s:
@@ -264,9 +267,11 @@ class Runner:
                 return False
             return True
 
+        sigint = Interrupt(signal.SIGINT)  # budget_left() checks it too
         try:
-            with progress:
+            with sigint, progress:
                 while True:
+                    sigint.check()
                     while pool.idle() and budget_left():
                         trial = study.ask()
                         asked += 1

@@ -47,6 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput, TunerError
 from tuner._evaluator import EvalResult, Status, config_key
+from tuner._interrupt import Interrupt
 from tuner._pool import EvalPool
 from tuner.runner import MAX_CONSECUTIVE_REPEATS, Runner, default_memory_limit_mib
 from tuner.samplers import make_sampler
@@ -299,6 +300,7 @@ class Worker(Runner):
         self.heartbeat_s = int(heartbeat_s)
         self.grace_s = int(grace_s or max(5, GRACE_INTERVALS * self.heartbeat_s))
         self.poll_s = poll_s
+        self._stop = Interrupt(signal.SIGINT, signal.SIGTERM)  # installed while run() runs
         self.patience_s = storage_patience_s
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._progress_lines = progress
@@ -558,6 +560,7 @@ class Worker(Runner):
         period, since a waiting worker may be the only one left to notice)."""
         next_reap = time.monotonic() + self.grace_s
         while True:
+            self._stop.check()
             hit = self.cache.get(key, refresh=True)
             if hit is not None:
                 return hit
@@ -573,6 +576,7 @@ class Worker(Runner):
                   ) -> tuple[EvalResult, float]:
         pool.submit(key, config)
         while True:
+            self._stop.check()
             for _key, result, secs in pool.poll(0.2):
                 return result, secs
 
@@ -635,36 +639,37 @@ class Worker(Runner):
         self._held: int | None = None
         interrupted = False
         stop_reason = "budget reached"
-        previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        # Ctrl-C, and SIGTERM from a scheduler, stop the worker the same way
         try:
-            while True:
-                if deadline is not None and time.monotonic() >= deadline:
-                    stop_reason = "wall time reached"
-                    break
-                if self._repeats >= MAX_CONSECUTIVE_REPEATS:
-                    stop_reason = (f"sampler proposed {self._repeats} already-evaluated "
-                                   "configs in a row (space exhausted?)")
-                    break
-                kind, payload = self._db(self._next_trial, study, lock)
-                if kind == "done":
-                    stop_reason = payload
-                    break
-                if kind == "wait":
-                    time.sleep(self.poll_s)
-                    continue
-                trial, config = payload
-                with _Heartbeat(self.rdb, trial._trial_id, self.heartbeat_s):
-                    frozen = self._run_trial(study, lock, pool, trial, config)
-                self._held = None
-                self.counts["trials"] += 1
-                if frozen is not None and frozen.user_attrs.get("status") == "failed":
-                    self.counts["failed"] += 1
-                self._print_trial(frozen)
+            with self._stop as stop:
+                while True:
+                    stop.check()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        stop_reason = "wall time reached"
+                        break
+                    if self._repeats >= MAX_CONSECUTIVE_REPEATS:
+                        stop_reason = (f"sampler proposed {self._repeats} already-evaluated "
+                                       "configs in a row (space exhausted?)")
+                        break
+                    kind, payload = self._db(self._next_trial, study, lock)
+                    if kind == "done":
+                        stop_reason = payload
+                        break
+                    if kind == "wait":
+                        time.sleep(self.poll_s)
+                        continue
+                    trial, config = payload
+                    with _Heartbeat(self.rdb, trial._trial_id, self.heartbeat_s):
+                        frozen = self._run_trial(study, lock, pool, trial, config)
+                    self._held = None
+                    self.counts["trials"] += 1
+                    if frozen is not None and frozen.user_attrs.get("status") == "failed":
+                        self.counts["failed"] += 1
+                    self._print_trial(frozen)
         except KeyboardInterrupt:
             interrupted = True
             stop_reason = "interrupted: completed trials are stored"
         finally:
-            signal.signal(signal.SIGTERM, previous)
             pool.close()
             if self._held is not None:
                 self._abandon(study, lock, self._held, "its worker was stopped "
@@ -688,10 +693,6 @@ class Worker(Runner):
         except Exception as exc:
             self._log(f"[{self.worker_id}] could not read the final state: {_short(exc)}")
             return None
-
-
-def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _open_worker(spec: StudySpec, storage: str, attempts: int = 5, **kwargs: Any) -> Worker:

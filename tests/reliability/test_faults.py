@@ -75,8 +75,9 @@ def test_runner_killed_with_sigkill_resumes_without_losing_or_redoing_trials(tmp
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     log = tmp_path / "evals.jsonl"
     study = tmp_path / "study.toml"
+    # 0.25 s per trial: the run lasts ~5 s, a wide window to kill it in on a busy host
     study.write_text(toy_study_toml("kill-resume", trials=40,
-                                    options={"sleep_s": 0.05, "log": str(log)}))
+                                    options={"sleep_s": 0.25, "log": str(log)}))
     proc = spawn(tuner_cmd("run", str(study), "--storage", url, "--quiet", "--workers", "2"),
                  tmp_path / "run1.out")
 
@@ -135,7 +136,7 @@ def test_runner_killed_with_sigkill_resumes_without_losing_or_redoing_trials(tmp
 def test_interrupted_run_exits_130_marks_the_study_and_resumes(tmp_path):
     url = f"sqlite:///{tmp_path / 'int.db'}"
     study = tmp_path / "study.toml"
-    study.write_text(toy_study_toml("interrupt", trials=24, options={"sleep_s": 0.05}))
+    study.write_text(toy_study_toml("interrupt", trials=24, options={"sleep_s": 0.3}))
     proc = subprocess.Popen(tuner_cmd("run", str(study), "--storage", url, "--quiet"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

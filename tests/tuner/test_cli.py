@@ -112,6 +112,7 @@ def test_catalog_lists_everything():
 
 def test_ctrl_c_stops_cleanly_and_keeps_completed_trials(tmp_path):
     import signal
+    import sqlite3
     import time
 
     data = toy_study(trials=100000)
@@ -121,7 +122,20 @@ def test_ctrl_c_stops_cleanly_and_keeps_completed_trials(tmp_path):
     study = write_toml(tmp_path / "s.toml", data)
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", study],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    db = tmp_path / "tuner.db"  # TUNER_STORAGE (tests/conftest.py)
+
+    def stored() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return conn.execute("select count(*) from trials where state = 'COMPLETE'"
+                                    ).fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 120
+    while stored() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the hanging trial (x = 3) is usually running by now
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,0 +1,35 @@
+import os
+import signal
+import time
+
+import pytest
+
+from tuner._interrupt import Interrupt
+
+
+def _signal_self(sig: signal.Signals) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)  # the handler runs at the next bytecode boundary
+
+
+def test_first_signal_is_checked_second_stops_at_once():
+    with Interrupt(signal.SIGINT) as sigint:
+        sigint.check()  # nothing yet
+        _signal_self(signal.SIGINT)  # no exception here: the loop decides where to stop
+        assert sigint.hit
+        with pytest.raises(KeyboardInterrupt):
+            sigint.check()
+        with pytest.raises(KeyboardInterrupt):
+            _signal_self(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with Interrupt(signal.SIGTERM) as stop:
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            _signal_self(signal.SIGTERM)
+            stop.check()  # nothing arrived
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,43 @@
+"""Ctrl-C (and SIGTERM for workers) that stops a study loop at a safe point.
+
+The first signal only sets a flag, which the loop checks between steps (:meth:`check`);
+a second one raises ``KeyboardInterrupt`` at once. Raising on the first would be lost, with a
+traceback on the terminal, whenever the signal lands in a weakref callback or ``__del__``
+(Python ignores exceptions there; xgboost frees its data that way), and the loop would not
+stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+class Interrupt:
+    def __init__(self, *signals: signal.Signals) -> None:
+        self.signals = signals or (signal.SIGINT,)
+        self.hit = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.hit:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if a signal arrived."""
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            for sig in self.signals:
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored stays ignored
+                    self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
