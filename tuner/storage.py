@@ -101,6 +101,15 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
     return rdb
 
 
+def create_tables(meta: sa.MetaData, engine: sa.Engine) -> None:
+    """``create_all`` that tolerates another process creating the same tables meanwhile
+    (workers starting together on a fresh database race between the check and the CREATE)."""
+    try:
+        meta.create_all(engine, checkfirst=True)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+        meta.create_all(engine, checkfirst=True)  # now they exist; a real problem raises again
+
+
 class EvalCache:
     """Results by (config, evaluator fingerprint), shared by every study in the database."""
 
@@ -121,7 +130,7 @@ class EvalCache:
 
     @classmethod
     def create_table(cls, engine: sa.Engine) -> None:
-        cls._meta.create_all(engine, checkfirst=True)
+        create_tables(cls._meta, engine)
 
     def load(self) -> int:
         """Read every cached result of this fingerprint into memory."""

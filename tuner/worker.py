@@ -52,7 +52,7 @@ from tuner._pool import EvalPool
 from tuner.runner import MAX_CONSECUTIVE_REPEATS, Runner, default_memory_limit_mib
 from tuner.samplers import make_sampler
 from tuner.spec import StudySpec, load_spec
-from tuner.storage import open_rdb
+from tuner.storage import create_tables, open_rdb
 
 T = TypeVar("T")
 
@@ -314,7 +314,7 @@ class Worker(Runner):
             self.rdb = open_rdb(url, heartbeat_interval=self.heartbeat_s,
                                 grace_period=self.grace_s)
         self.cache.engine = self.rdb.engine
-        _claims_meta.create_all(self.rdb.engine, checkfirst=True)
+        create_tables(_claims_meta, self.rdb.engine)
         self.sampler = self._worker_sampler(sampler)
         self._orphans: list[int] = []
         self._outage_since: float | None = None
