@@ -166,15 +166,15 @@ class EvalPool:
             if w.conn.poll():
                 try:
                     msg = w.conn.recv()
+                    if msg[0] == "ready":
+                        w.ready = True
+                        self._startup_deaths = 0
+                        if not w.conn.poll(0):
+                            continue
+                        msg = w.conn.recv()  # it may have died on the task meanwhile
                 except (EOFError, OSError):
                     self._replace(w, EvalResult.failed(self._death_reason(w)))
                     continue
-                if msg[0] == "ready":
-                    w.ready = True
-                    self._startup_deaths = 0
-                    if not w.conn.poll(0):
-                        continue
-                    msg = w.conn.recv()
                 if msg[0] == "setup_error":
                     raise TunerError(f"evaluator setup failed: {msg[1]}")
                 task_id, payload, secs = msg

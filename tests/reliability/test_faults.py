@@ -16,8 +16,8 @@ import tomllib
 import pytest
 from optuna.trial import TrialState
 
-from tuner.benchmarks.reliability import (config_of, read_log, spawn, stored_trials,
-                                          toy_study_toml, tuner_cmd, wait_until)
+from tuner.benchmarks.reliability import (config_of, default_sigint, read_log, spawn,
+                                          stored_trials, toy_study_toml, tuner_cmd, wait_until)
 from tuner.runner import Runner
 from tuner.spec import parse_spec
 
@@ -138,7 +138,8 @@ def test_interrupted_run_exits_130_marks_the_study_and_resumes(tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(toy_study_toml("interrupt", trials=24, options={"sleep_s": 0.3}))
     proc = subprocess.Popen(tuner_cmd("run", str(study), "--storage", url, "--quiet"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         wait_until(lambda: _count(url, "interrupt") >= 5, 120, "5 stored trials")
         proc.send_signal(signal.SIGINT)

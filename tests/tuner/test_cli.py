@@ -115,13 +115,16 @@ def test_ctrl_c_stops_cleanly_and_keeps_completed_trials(tmp_path):
     import sqlite3
     import time
 
+    from tuner.benchmarks.reliability import default_sigint
+
     data = toy_study(trials=100000)
     data["evaluator"] = {"name": "tuner.testing.toys:FaultyEvaluator",
                          "options": {"mode": "hang", "trigger_x": 3}}
     data["budget"]["trial_timeout_s"] = 2
     study = write_toml(tmp_path / "s.toml", data)
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", study],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     db = tmp_path / "tuner.db"  # TUNER_STORAGE (tests/conftest.py)
 
     def stored() -> int:

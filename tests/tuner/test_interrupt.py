@@ -7,6 +7,14 @@ import pytest
 from tuner._interrupt import Interrupt
 
 
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own Ctrl-C handler, even when pytest was started with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _signal_self(sig: signal.Signals) -> None:
     os.kill(os.getpid(), sig)
     time.sleep(0.05)  # the handler runs at the next bytecode boundary

@@ -102,6 +102,12 @@ def tuner_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tuner.cli", *args]
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must answer Ctrl-C even when this process was started
+    with SIGINT ignored (a background job of a non-interactive shell is)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None
           ) -> subprocess.Popen:
     """Start a tuner process in its own process group, output to ``log_path``."""
