@@ -48,10 +48,6 @@ def shots(tmp_path_factory) -> Path:
     return out
 
 
-def _wait(driver, predicate, timeout: float = 60.0, what: str = "condition"):
-    return wait_for(predicate, timeout, what)
-
-
 def _exceptions(driver) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -62,9 +58,9 @@ def test_overview_page_lists_the_studies(server, browser, shots):
     from selenium.webdriver.common.by import By
 
     browser.get(server + "/")
-    _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]'),
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]'),
           what="the studies table")
-    _wait(browser, lambda: "toy-run" in browser.find_element(By.TAG_NAME, "body").text
+    wait_for(lambda: "toy-run" in browser.find_element(By.TAG_NAME, "body").text
           or browser.find_elements(By.CSS_SELECTOR, "canvas"), what="table contents")
     assert "Studies" in browser.find_element(By.TAG_NAME, "h1").text
     assert not _exceptions(browser)
@@ -78,10 +74,10 @@ def test_study_page_draws_the_pareto_front(server, browser, shots, storage):
     before = storage.digest()
     t0 = time.monotonic()
     browser.get(server + "/study?study=toy-run")
-    plot = _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"),
+    plot = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"),
                  what="the Pareto plot")[0]
     # plotly draws each marker of an SVG scatter as a path.point inside the plot
-    points = _wait(browser, lambda: plot.find_elements(By.CSS_SELECTOR, "g.trace path.point"),
+    points = wait_for(lambda: plot.find_elements(By.CSS_SELECTOR, "g.trace path.point"),
                    what="plotted points")
     elapsed = time.monotonic() - t0
     legend = plot.find_element(By.CSS_SELECTOR, "g.legend").text
@@ -90,7 +86,7 @@ def test_study_page_draws_the_pareto_front(server, browser, shots, storage):
     assert title.startswith("Pareto front")
     assert len(points) > 20
     assert not _exceptions(browser)
-    _wait(browser, lambda: "tuner evaluate" in browser.find_element(By.TAG_NAME, "body").text,
+    wait_for(lambda: "tuner evaluate" in browser.find_element(By.TAG_NAME, "body").text,
           what="the trial detail")
     time.sleep(1.0)  # let the last elements settle before the picture
     browser.save_screenshot(str(shots / "study-pareto.png"))
@@ -107,7 +103,7 @@ def test_other_pages_render_without_errors(server, browser, shots):
                        ("/study?study=serving-3obj", "study-3d"),
                        ("/study?study=toy-run&tab=Feasibility", "feasibility")):
         browser.get(server + path)
-        _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"),
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"),
               what=f"a plot on {path}")
         time.sleep(1.0)
         assert not _exceptions(browser), path

@@ -12,8 +12,9 @@ Builds a study with the runner's storage conventions (``synthetic_study``), then
 * ``page``: the whole study page script run by Streamlit's ``AppTest`` (server side: every
   query, analysis and figure; no browser), cold and warm (a rerun, caches filled);
 * ``browser`` (``--browser``): ``tuner dashboard``'s real server and a headless Chromium,
-  from navigating to the study page until its Pareto plot has drawn its points: the first
-  open (cold server caches) and reloads (what a user sees when coming back to the page).
+  from navigating to the study page (once the overview has rendered) until its Pareto plot
+  has drawn its points: the first open (cold server caches) and reloads (what a user sees
+  when coming back to the page).
 
 Usage::
 
@@ -109,8 +110,7 @@ def time_page(url: str, name: str) -> dict[str, float]:
 
 
 def time_browser(url: str, name: str, reloads: int = 3) -> dict[str, float]:
-    from tuner.testing.browser import dashboard_server, headless_chromium, time_to_plot, \
-        wait_for
+    from tuner.testing.browser import dashboard_server, headless_chromium, time_to_plot, wait_for
 
     page = f"/study?study={name}"
     with dashboard_server(url) as base, headless_chromium() as driver:

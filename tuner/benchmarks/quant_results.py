@@ -244,7 +244,6 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
 
     # (a) multi-objective study directly on the measured evaluator
     space = QuantSpace({"model": MINILM})
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize"] * 3,
                                 sampler=optuna.samplers.NSGAIISampler(seed=seed,
                                                                       population_size=20))
@@ -299,7 +298,6 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
         rows.append(_row(f"HAWQ-greedy @ {label} size", hawq[label]))
     dom8 = [p for p in trial_points if dominates(p[1], i8)]
     dom8_2 = [p for p in trial_points if dominates(p[1], i8, OBJ[:2])]
-    n_dom8_2 = len(dom8_2)
     best8 = min(dom8, key=lambda p: p[1]["model_size_gib"]) if dom8 else None
     small8 = min(dom8_2, key=lambda p: p[1]["model_size_gib"]) if dom8_2 else None
     good8 = min(dom8_2, key=lambda p: p[1]["quality_drop"]) if dom8_2 else None
@@ -315,26 +313,25 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
         rows.append(_row("mix: best at <= int4 size", best4[1], _describe(best4[0])))
     cols = ("quality_drop", "neighbor_agreement", "model_size_gib", "avg_bits", "latency_ms")
     _print("all-MiniLM-L6-v2 on CPU (quant-real, measured; size in GiB)", rows, cols)
-    front_pts = [p for p in trial_points]
-    mask = pareto_mask([[p[1][k] for k in OBJ] for p in front_pts], ["minimize"] * 3)
-    front = sorted([p for p, keep in zip(front_pts, mask) if keep],
+    mask = pareto_mask([[p[1][k] for k in OBJ] for p in trial_points], ["minimize"] * 3)
+    front = sorted([p for p, keep in zip(trial_points, mask) if keep],
                    key=lambda p: p[1]["model_size_gib"])
     _print(f"measured Pareto front (quality_drop x size x latency), {len(front)} of "
-           f"{len(front_pts)} measured mixes", [_row(f"front #{i}", p[1], _describe(p[0]))
+           f"{len(trial_points)} measured mixes", [_row(f"front #{i}", p[1], _describe(p[0]))
                                                  for i, p in enumerate(front)], cols)
-    n_dom8 = len(dom8)
-    print(f"\nmixes measured: {len(front_pts)} distinct ({trials} NSGA-II trials, {len(picks)} "
-          f"proxy picks, up to 6 of them from {band_trials} proxy trials of the per-layer 4-bit space, "
-          f"{corner_trials} measured TPE trials there); "
-          f"dominating uniform int8 (W8A8) on quality and size: {n_dom8_2}, on quality, size "
-          f"and latency: {n_dom8}; proxy sweep of {len(swept)} configs "
+    print(f"\nmixes measured: {len(trial_points)} distinct ({trials} NSGA-II trials, "
+          f"{len(picks)} proxy picks, up to 6 of them from {band_trials} proxy trials of the "
+          f"per-layer 4-bit space, {corner_trials} measured TPE trials there); "
+          f"dominating uniform int8 (W8A8) on quality and size: {len(dom8_2)}, on quality, size "
+          f"and latency: {len(dom8)}; proxy sweep of {len(swept)} configs "
           f"in {sweep_s:.1f} s; quant-real setup {setup_s:.1f} s, evaluation median "
           f"{sorted(times)[len(times) // 2]:.2f} s, max {max(times):.2f} s")
     report["minilm"] = {"rows": rows, "front": [{"config": p[0], "metrics": p[1]}
                                                 for p in front],
                         "eval_s_median": sorted(times)[len(times) // 2],
                         "eval_s_max": max(times), "setup_s": setup_s,
-                        "dominating_int8": n_dom8, "dominating_int8_quality_size": n_dom8_2}
+                        "dominating_int8": len(dom8),
+                        "dominating_int8_quality_size": len(dom8_2)}
 
 
 # -- part 2 ------------------------------------------------------------------------------

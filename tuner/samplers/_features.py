@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -264,9 +264,6 @@ def maximin_subset(points: np.ndarray, k: int, rng: np.random.Generator,
     return chosen
 
 
-__all__ = ["Featurizer", "Neighborhood", "config_key", "maximin_subset", "unit_position"]
-
-
 def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[bool, Any]:
     """``(True, value)`` when a proposed point holds a value ``dist`` accepts for ``name``."""
     if point is not None and name in point:
@@ -277,3 +274,8 @@ def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[
         except (ValueError, TypeError):
             pass
     return False, None
+
+
+__all__ = ["Featurizer", "Neighborhood", "config_key", "maximin_subset", "point_value",
+           "unit_position"]
+
