@@ -27,6 +27,7 @@ EVALUATORS: dict[str, str] = {
     "kernel-replay": "evaluators.kernel_replay:KernelReplayEvaluator",
     "quant-real": "evaluators.quant_real:QuantRealEvaluator",
     "quant-sim": "evaluators.quant_sim:QuantSimEvaluator",
+    "command": "evaluators.command:CommandEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``

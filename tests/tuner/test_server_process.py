@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tuner._server_process import ServerError, ServerProcess, describe_exit, free_port
+from tuner._process import ServerError, ServerProcess, describe_exit, free_port
 from tuner.testing import llama_server
 
 # A stand-in for llama-server: answers /health, then behaves as MODE says on a chat request.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner._errors import MissingExtra
-from tuner._server_process import ServerError, ServerProcess, free_port
+from tuner._process import ServerError, ServerProcess, free_port
 
 #: the flags ``.ci/run`` and the README build llama.cpp with (no -march=native, no AMX)
 PORTABLE_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF "

@@ -1,9 +1,8 @@
-"""A local HTTP server in a child process: started, health-checked, always stopped.
+"""Child processes of real evaluators: a benchmark command, or a local HTTP server.
 
-Real evaluators that drive a server (a serving engine, an LLM endpoint for tests) share this:
-the child gets its own process group and a parent-death signal, so neither a crash of the
-server nor of the caller leaves a process behind; output goes to a log file whose tail, with
-the exit code or the signal that killed the child, is what a failure reports.
+Each child gets its own process group and a parent-death signal, so neither a crash of the
+child nor of the evaluating process leaves a process behind; what a failure reports is the
+exit code or the signal that ended the child and the tail of its output.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +28,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _own_group_dying_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -36,7 +36,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def _kill_group(pgid: int, sig: int) -> None:
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):  # nothing left in the group
@@ -54,6 +54,41 @@ def describe_exit(code: int | None) -> str:
             name = "an unknown signal"
         return f"killed by {name} (signal {-code})"
     return f"exited with code {code}"
+
+
+def tail(text: str, chars: int = 600) -> str:
+    text = text.strip()
+    return ("…" + text[-chars:]) if len(text) > chars else text
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    returncode: int | None  # None: killed at the timeout
+    stdout: str
+    stderr: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def run_command(argv: Sequence[str], stdin: str | None = None, *, timeout_s: float,
+                cwd: str | None = None, env: dict[str, str] | None = None) -> CommandRun:
+    """Run ``argv`` to completion or ``timeout_s``; its whole process group is killed after
+    (a benchmark that leaves workers behind does not keep them). OSError if it cannot start."""
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                            preexec_fn=_own_group_dying_with_parent)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout_s)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        code = None
+    finally:
+        kill_group(proc.pid)
+    return CommandRun(code, out, err)
 
 
 class ServerError(RuntimeError):
@@ -79,7 +114,7 @@ class ServerProcess:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.env,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=_own_group_dying_with_parent)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -111,14 +146,14 @@ class ServerProcess:
         if proc is None:
             return
         if proc.poll() is not None:
-            _kill_group(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid, signal.SIGKILL)
             return
-        _kill_group(proc.pid, signal.SIGTERM)
+        kill_group(proc.pid, signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             pass
-        _kill_group(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
     def __enter__(self) -> "ServerProcess":
@@ -146,4 +181,5 @@ class ServerProcess:
         return " ".join(filter(None, (describe_exit(code), when))) + self.log_note()
 
 
-__all__ = ["ServerError", "ServerProcess", "describe_exit", "free_port"]
+__all__ = ["CommandRun", "ServerError", "ServerProcess", "describe_exit", "free_port", "kill_group",
+           "run_command", "tail"]
