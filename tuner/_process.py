@@ -112,9 +112,13 @@ class ServerProcess:
     def start(self, timeout_s: float = 120.0) -> "ServerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env,
-                                         preexec_fn=_own_group_dying_with_parent)
+            try:
+                self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env=self.env,
+                                             preexec_fn=_own_group_dying_with_parent)
+            except OSError as exc:
+                raise ServerError(f"cannot start {self.name} ({self.argv[0]}): "
+                                  f"{exc.strerror or exc}") from None
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -136,6 +140,17 @@ class ServerProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def died_within(self, seconds: float) -> bool:
+        """True once the child has exited (waiting up to ``seconds``: a crashing server
+        closes its connections a moment before its exit status is known)."""
+        if self.proc is None:
+            return False
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to the process group, SIGKILL after ``grace_s``; safe to call twice.

@@ -28,6 +28,7 @@ EVALUATORS: dict[str, str] = {
     "quant-real": "evaluators.quant_real:QuantRealEvaluator",
     "quant-sim": "evaluators.quant_sim:QuantSimEvaluator",
     "command": "evaluators.command:CommandEvaluator",
+    "serving-real": "evaluators.serving.real:ServingRealEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``

@@ -378,8 +378,7 @@ def llama_server(tmp_path_factory):
         try:
             chat_once(srv.url)
         except Exception as exc:
-            time.sleep(0.5)
-            state = srv.death() if not srv.alive() else f"answered with {exc!r}"
+            state = srv.death() if srv.died_within(2.0) else f"answered with {exc!r}"
             pytest.fail(f"the llama-server build is broken: {state}\n{REBUILD_HINT}")
         yield srv
     finally:

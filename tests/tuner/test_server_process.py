@@ -3,71 +3,15 @@ the log tail, and never leave a process (or a grandchild) behind."""
 
 from __future__ import annotations
 
-import os
 import signal
-import stat
 import sys
-import time
 
 import pytest
 
 from tuner._process import ServerError, ServerProcess, describe_exit, free_port
 from tuner.testing import llama_server
 
-# A stand-in for llama-server: answers /health, then behaves as MODE says on a chat request.
-FAKE = '''#!{python}
-import http.server, os, signal, subprocess, sys, time
-mode = os.environ["FAKE_MODE"]
-args = sys.argv[1:]
-port = int(args[args.index("--port") + 1])
-if mode == "bad-flag":
-    print("error: invalid argument: --parallel", flush=True)
-    sys.exit(1)
-child = subprocess.Popen(["sleep", "300"])  # a grandchild that must die with us
-open(os.environ["FAKE_PIDFILE"], "w").write(str(child.pid))
-if mode == "hang":
-    time.sleep(300)
-
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
-    def do_POST(self):
-        print("decode: n_tokens = 45", flush=True)
-        os.kill(os.getpid(), signal.SIGSEGV)
-    def log_message(self, *a):
-        pass
-
-http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-'''
-
-
-@pytest.fixture
-def fake_server(tmp_path, monkeypatch):
-    exe = tmp_path / "llama-server"
-    exe.write_text(FAKE.format(python=sys.executable))
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("TUNER_LLAMA_SERVER", str(exe))
-    monkeypatch.setenv("FAKE_PIDFILE", str(tmp_path / "grandchild.pid"))
-    return tmp_path
-
-
-def _gone(pid: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie is gone for our purposes (its parent was killed; init reaps it)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
-
+from conftest import process_gone
 
 def test_describe_exit():
     assert describe_exit(None) == "still running"
@@ -83,7 +27,7 @@ def test_a_crashing_build_is_named_with_its_signal_and_log(fake_server, monkeypa
     assert "killed by SIGSEGV (signal 11)" in msg
     assert "decode: n_tokens = 45" in msg  # the tail of its log
     assert "CMAKE_ARGS" in msg and "GGML_NATIVE=OFF" in msg  # how to rebuild
-    assert _gone(int((fake_server / "grandchild.pid").read_text()))
+    assert process_gone(int((fake_server / "grandchild.pid").read_text()))
 
 
 def test_a_bad_flag_fails_the_start_with_the_servers_words(fake_server, monkeypatch):
@@ -100,7 +44,7 @@ def test_a_hanging_server_is_stopped_with_its_children(fake_server, monkeypatch)
     with pytest.raises(ServerError, match="not healthy within 2 s"):
         srv.start(timeout_s=2)
     assert not srv.alive()
-    assert _gone(int((fake_server / "grandchild.pid").read_text()))
+    assert process_gone(int((fake_server / "grandchild.pid").read_text()))
 
 
 def test_leaving_the_block_stops_the_process_group(tmp_path):
@@ -111,7 +55,7 @@ def test_leaving_the_block_stops_the_process_group(tmp_path):
     with ServerProcess(argv, f"http://127.0.0.1:{port}/", tmp_path / "log") as srv:
         assert srv.alive()
         pid = srv.proc.pid
-    assert not srv.alive() and _gone(pid)
+    assert not srv.alive() and process_gone(pid)
     srv.stop()  # twice is harmless
 
 

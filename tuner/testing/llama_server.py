@@ -99,8 +99,7 @@ def check(log_dir: str | Path | None = None) -> str:
         try:
             reply = chat_once(srv.url)
         except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            time.sleep(0.5)  # let a crashing server finish dying, so its signal is known
-            if srv.alive():
+            if not srv.died_within(2.0):
                 raise ServerError(f"llama-server did not answer a chat completion "
                                   f"({type(exc).__name__}: {exc}){srv.log_note()}") from None
             raise ServerError(f"llama-server {srv.death()}\nThe build is broken on this CPU; "
