@@ -41,6 +41,9 @@ class Hardware:
     #: measured/fitted efficiency curves (see evaluators/_perf.py); empty means defaults
     efficiency: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    kind: str = "gpu"  # gpu | cpu (a profile of the local CPU: no tiles, no tensor cores)
+    #: raw microbenchmarks of a measured profile (``tuner profile-hardware``)
+    measurements: Mapping[str, Any] = field(default_factory=dict)
 
     def peak(self, dtype: str) -> float:
         try:
@@ -143,10 +146,29 @@ def model_names() -> list[str]:
     return list(_load_dir("models"))
 
 
+@functools.lru_cache(maxsize=32)
+def _hardware_file(path: str, mtime: float) -> Hardware:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(path, f"cannot read a hardware profile: {exc}") from None
+    data.setdefault("name", Path(path).stem)
+    return _build(Hardware, data, path)
+
+
 def get_hardware(name: str, field_: str = "gpu") -> Hardware:
+    """A catalog entry by name or alias, or a hardware profile file by its path (``.toml``)."""
     if not isinstance(name, str):
         raise BadInput(field_, f"{name!r} must be a catalog name; valid: "
                        + ", ".join(hardware_names()))
+    if name.endswith(".toml"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise BadInput(field_, f"{name}: no such hardware profile file (write one with "
+                           "`tuner profile-hardware --out FILE.toml`, or use a catalog name: "
+                           + ", ".join(hardware_names()) + ")")
+        return _hardware_file(str(path.resolve()), path.stat().st_mtime)
     hw = _index("hardware").get(name.lower())
     if hw is None:
         raise UnknownName(field_, name, hardware_names())
