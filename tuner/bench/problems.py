@@ -157,7 +157,7 @@ class Table:
             self.optimum = float(np.min(mins[:, 0]) * sign[0])
             self.front = np.array([[self.optimum]])
         else:
-            from tuner.samplers._surrogate import pareto_front
+            from tuner.samplers._cost_model._surrogate import pareto_front
 
             self.front = pareto_front(mins) * sign
             self.optimum = math.nan

@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner._errors import BadInput
 from tuner.samplers._features import (Featurizer, Neighborhood, config_key, maximin_subset,
                                       point_value)
-from tuner.samplers._surrogate import (
+from tuner.samplers._cost_model._surrogate import (
     FeasibilityModel,
     TreeEnsemble,
     expected_improvement,

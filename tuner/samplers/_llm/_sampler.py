@@ -3,7 +3,7 @@
 When its queue is empty the sampler asks the model for ``batch`` configs, giving it the space's
 schema, the objectives and constraints, the best trials (or Pareto set), recent failures with
 their reasons, the proposals it got wrong last time, and the budget left. The reply is JSON
-constrained to a schema, parsed and checked as data (``_llm_prompt.parse_reply``), never
+constrained to a schema, parsed and checked as data (``_prompt.parse_reply``), never
 executed. Invalid and duplicate proposals are counted by kind; any trial without a valid
 proposal is filled in by a fallback sampler (``fallback``, default ``tpe``).
 
@@ -27,8 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput
 from tuner.samplers._features import config_key, point_value
-from tuner.samplers._llm_client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
-from tuner.samplers._llm_prompt import (
+from tuner.samplers._llm._client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
+from tuner.samplers._llm._prompt import (
     PromptContext,
     build_messages,
     history_context,

@@ -1,0 +1,28 @@
+"""The learned cost-model sampler (registry name ``cost-model``), one part per module.
+
+``_sampler``: ``CostModelSampler`` (Optuna's sampler interface and the proposal loop) and the
+registry factory ``cost_model``. ``_history``: finished trials as observations.
+``_universe``: the featurized candidate universe (valid pool, validity cache, local moves,
+process-wide grid and featurizer caches). ``_surrogate``: the boosted-tree models.
+``_acquisition``: scores as pure functions (P(feasible), expected and hypervolume
+improvement, Chebyshev scalarization). ``_prior``: warm starts from a stored study or an
+analytical evaluator.
+"""
+
+from tuner.samplers._cost_model._sampler import (
+    POINT_ATTR,
+    SOURCE_ATTR,
+    CostModelSampler,
+    Observation,
+    PriorData,
+    cost_model,
+    observation_from_trial,
+    prior_from_evaluator,
+    prior_from_study,
+    shared_featurizer,
+    valid_grid,
+)
+
+__all__ = ["POINT_ATTR", "SOURCE_ATTR", "CostModelSampler", "Observation", "PriorData",
+           "cost_model", "observation_from_trial", "prior_from_evaluator", "prior_from_study",
+           "shared_featurizer", "valid_grid"]
