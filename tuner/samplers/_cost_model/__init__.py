@@ -9,19 +9,15 @@ improvement, Chebyshev scalarization). ``_prior``: warm starts from a stored stu
 analytical evaluator.
 """
 
-from tuner.samplers._cost_model._sampler import (
+from tuner.samplers._cost_model._history import (
     POINT_ATTR,
     SOURCE_ATTR,
-    CostModelSampler,
     Observation,
-    PriorData,
-    cost_model,
     observation_from_trial,
-    prior_from_evaluator,
-    prior_from_study,
-    shared_featurizer,
-    valid_grid,
 )
+from tuner.samplers._cost_model._prior import PriorData, prior_from_evaluator, prior_from_study
+from tuner.samplers._cost_model._sampler import CostModelSampler, cost_model
+from tuner.samplers._cost_model._universe import shared_featurizer, valid_grid
 
 __all__ = ["POINT_ATTR", "SOURCE_ATTR", "CostModelSampler", "Observation", "PriorData",
            "cost_model", "observation_from_trial", "prior_from_evaluator", "prior_from_study",

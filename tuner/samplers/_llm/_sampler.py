@@ -26,7 +26,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput
-from tuner.samplers._features import config_key, point_value
+from tuner.samplers._features import values_key, point_value
 from tuner.samplers._llm._client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
 from tuner.samplers._llm._prompt import (
     PromptContext,
@@ -165,13 +165,13 @@ class LLMSampler(BaseSampler):
             values = self._points.get(t._trial_id) or {
                 k: v for k, v in t.params.items() if k in params}
             if values:
-                out.add(config_key(values))
+                out.add(values_key(values))
         return out
 
     def _next(self, study: Study, tried: set[Hashable]) -> dict[str, Any] | None:
         while self._queue:
             values = self._queue.pop(0)
-            if config_key(values) not in tried:
+            if values_key(values) not in tried:
                 return values
             self.ledger["duplicates"] += 1  # taken meanwhile (another worker, the fallback)
         if self._backoff > 0:
