@@ -157,9 +157,10 @@ class Table:
             self.optimum = float(np.min(mins[:, 0]) * sign[0])
             self.front = np.array([[self.optimum]])
         else:
-            from tuner.samplers._cost_model._acquisition import pareto_front
+            from tuner._pareto import pareto_mask
 
-            self.front = pareto_front(mins) * sign
+            mins = np.unique(mins, axis=0)  # one front point per objective vector
+            self.front = mins[pareto_mask(mins, ["minimize"] * len(sign))] * sign
             self.optimum = math.nan
         front_min = self.front * sign
         self.ideal = front_min.min(axis=0)
