@@ -28,8 +28,8 @@ import pytest
 
 from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Int
-from tuner.samplers._llm._prompt import coerce_value, parse_reply, reply_schema
 from tuner.samplers._llm import LEDGER_ATTR, LLMSampler, llm
+from tuner.samplers._llm._prompt import coerce_value, parse_reply, reply_schema
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -5,7 +5,8 @@ Registered by name in ``tuner.registry.SAMPLERS``; ``make_sampler`` builds one f
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tuner.registry import sampler_factory
 

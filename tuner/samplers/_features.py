@@ -94,7 +94,7 @@ class Featurizer:
             return row
         row = np.full(self.width, np.nan)
         col = 0
-        for name, p in self.params.items():
+        for name in self.params:
             v = values.get(name)
             if name in self._onehot:
                 idx = self._onehot[name]
@@ -276,6 +276,6 @@ def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[
     return False, None
 
 
-__all__ = ["Featurizer", "Neighborhood", "values_key", "maximin_subset", "point_value",
-           "unit_position"]
+__all__ = ["Featurizer", "Neighborhood", "maximin_subset", "point_value", "unit_position",
+           "values_key"]
 

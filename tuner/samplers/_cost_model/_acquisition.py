@@ -43,7 +43,7 @@ def nondominated_rank(Y: np.ndarray) -> np.ndarray:
     remaining = np.arange(len(Y))
     layer = 0
     while len(remaining):
-        front = np.asarray(pareto_mask(Y[remaining], _minimize(Y.shape[1])), dtype=bool)
+        front = np.array(pareto_mask(Y[remaining].tolist(), _minimize(Y.shape[1])))
         rank[remaining[front]] = layer
         remaining = remaining[~front]
         layer += 1
@@ -55,7 +55,7 @@ def pareto_front(Y: np.ndarray) -> np.ndarray:
     if not len(Y):
         return Y
     Y = np.unique(Y, axis=0)
-    return Y[np.asarray(pareto_mask(Y, _minimize(Y.shape[1])), dtype=bool)]
+    return Y[np.array(pareto_mask(Y.tolist(), _minimize(Y.shape[1])))]
 
 
 def hypervolume_improvement(points: np.ndarray, front: np.ndarray, ref: np.ndarray,

@@ -234,7 +234,9 @@ def history_context(trials: Sequence[Any], space: Any, directions: Sequence[str]
     from tuner._pareto import pareto_mask
 
     params = set(space.params)
-    good, fails, recent = [], [], []
+    good: list[dict[str, Any]] = []
+    fails: list[dict[str, Any]] = []
+    recent: list[dict[str, Any]] = []
     for t in trials:
         p = {k: v for k, v in t.params.items() if k in params}
         status = t.user_attrs.get("status", "ok" if t.state == TrialState.COMPLETE else

@@ -26,7 +26,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._errors import BadInput
-from tuner.samplers._features import values_key, point_value
+from tuner.samplers._features import point_value, values_key
 from tuner.samplers._llm._client import DEFAULT_KEY_ENV, ChatClient, LLMCallError
 from tuner.samplers._llm._prompt import (
     PromptContext,
