@@ -39,8 +39,8 @@ SAMPLERS: dict[str, str] = {
     "cmaes": "tuner.samplers._optuna:cmaes",
     "random": "tuner.samplers._optuna:random",
     "grid": "tuner.samplers._grid:grid",
-    "cost-model": "tuner.samplers.cost_model:cost_model",
-    "llm": "tuner.samplers.llm:llm",
+    "cost-model": "tuner.samplers._cost_model:cost_model",
+    "llm": "tuner.samplers._llm:llm",
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Float, Int
 from tuner.samplers import make_sampler
-from tuner.samplers.cost_model import (
+from tuner.samplers._cost_model import (
     POINT_ATTR,
     SOURCE_ATTR,
     CostModelSampler,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tuner._errors import BadInput, UnknownName
-from tuner.samplers._features import config_key
+from tuner.samplers._features import values_key
 
 PROBLEMS_FILE = Path(__file__).with_name("problems.toml")
 CACHE_ENV = "TUNER_BENCH_CACHE"
@@ -157,9 +157,10 @@ class Table:
             self.optimum = float(np.min(mins[:, 0]) * sign[0])
             self.front = np.array([[self.optimum]])
         else:
-            from tuner.samplers._surrogate import pareto_front
+            from tuner._pareto import pareto_mask
 
-            self.front = pareto_front(mins) * sign
+            mins = np.unique(mins, axis=0)  # one front point per objective vector
+            self.front = mins[pareto_mask(mins, ["minimize"] * len(sign))] * sign
             self.optimum = math.nan
         front_min = self.front * sign
         self.ideal = front_min.min(axis=0)
@@ -181,7 +182,7 @@ class Table:
         return int(np.sum(relative_regret(v, self.optimum, self.problem.directions[0]) <= tol))
 
     def lookup(self, values: Mapping[str, Any]) -> Outcome | None:
-        return self.outcomes.get(config_key(values))
+        return self.outcomes.get(values_key(values))
 
     def normalize(self, values: np.ndarray) -> np.ndarray:
         """Objective vectors to [0, 1] per objective between the true front's ideal and nadir
@@ -236,7 +237,7 @@ def build_table(problem: Problem, use_cache: bool = True) -> Table:
                 tmp.replace(path)
             except OSError:
                 pass
-    outcomes = {config_key(r[0]): _outcome(problem, r[1], r[2], r[3]) for r in scored}
+    outcomes = {values_key(r[0]): _outcome(problem, r[1], r[2], r[3]) for r in scored}
     return Table(problem, outcomes, len(scored), time.perf_counter() - t0)
 
 

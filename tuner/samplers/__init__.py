@@ -1,11 +1,15 @@
 """Search strategies: every one is an ``optuna.samplers.BaseSampler``.
 
 Registered by name in ``tuner.registry.SAMPLERS``; ``make_sampler`` builds one for a space.
+``_optuna`` wraps Optuna's own samplers and ``_grid`` walks a space's grid; the learned cost
+model (``_cost_model/``) and the LLM proposer (``_llm/``) are packages, one module per part;
+``_features`` encodes configs as vectors and makes local moves for them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tuner.registry import sampler_factory
 

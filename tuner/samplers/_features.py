@@ -9,7 +9,7 @@ Three encodings of one config:
 * ``Featurizer.unit`` — every parameter scaled to [0, 1] (the index among the choices for
   finite parameters, the (log-)position in the range for continuous ones): distances for
   diverse initial designs.
-* ``config_key`` — a hashable identity of the searched values, for de-duplication.
+* ``values_key`` — a hashable identity of the searched values, for de-duplication.
 
 ``Neighborhood`` makes the local moves (one parameter to an adjacent value, random
 multi-parameter mutations) that candidate screening applies around the best configs.
@@ -27,7 +27,7 @@ import numpy as np
 from tuner._space import Categorical, Float, Param, is_active, is_finite
 
 
-def config_key(values: Mapping[str, Any]) -> Hashable:
+def values_key(values: Mapping[str, Any]) -> Hashable:
     """Identity of a set of parameter values (floats rounded so 0.1+0.2 == 0.3)."""
     return tuple(sorted((k, round(v, 9) if isinstance(v, float) else v)
                         for k, v in values.items()))
@@ -88,13 +88,13 @@ class Featurizer:
 
     def features(self, values: Mapping[str, Any]) -> np.ndarray:
         """One row of the feature matrix for searched ``values`` (cached by them)."""
-        key = config_key(values)
+        key = values_key(values)
         row = self._cache.get(key)
         if row is not None:
             return row
         row = np.full(self.width, np.nan)
         col = 0
-        for name, p in self.params.items():
+        for name in self.params:
             v = values.get(name)
             if name in self._onehot:
                 idx = self._onehot[name]
@@ -276,6 +276,6 @@ def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[
     return False, None
 
 
-__all__ = ["Featurizer", "Neighborhood", "config_key", "maximin_subset", "point_value",
-           "unit_position"]
+__all__ = ["Featurizer", "Neighborhood", "maximin_subset", "point_value", "unit_position",
+           "values_key"]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random as _random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution

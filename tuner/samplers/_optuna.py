@@ -7,7 +7,8 @@ passed to the Optuna constructor; unknown ones are rejected with the allowed lis
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import optuna
 
@@ -17,8 +18,7 @@ from tuner._errors import BadInput
 def _build(cls: type, name: str, seed: int | None,
            options: dict[str, Any]) -> optuna.samplers.BaseSampler:
     # Optuna 5 samplers read the constraint values the runner sets on each trial
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "seed",
-                                                                 "constraints_func"}
+    allowed = set(inspect.signature(cls).parameters) - {"self", "seed", "constraints_func"}
     unknown = set(options) - allowed
     if unknown:
         raise BadInput(f"sampler.options.{sorted(unknown)[0]}",

@@ -135,7 +135,7 @@ class ChatClient:
                                ) from None
         if not isinstance(text, str):
             raise LLMCallError("bad_response", "message content is not text")
-        usage = data.get("usage") if isinstance(data, dict) else None
+        usage: Any = data.get("usage") if isinstance(data, dict) else None
         reported = isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int)
         if reported:
             p_tok = int(usage["prompt_tokens"])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner._space import Categorical, Float, Int, is_active
-from tuner.samplers._features import config_key
+from tuner.samplers._features import values_key
 
 #: a reply longer than this is not parsed at all
 MAX_REPLY_CHARS = 65_536
@@ -158,7 +158,7 @@ def parse_reply(text: str, space: Any, batch: int, tried: set[Hashable]) -> Pars
         if values is None:
             out.rejected.append((kind, detail))
             continue
-        key = config_key(values)
+        key = values_key(values)
         if key in seen:
             out.rejected.append(("duplicate", _short(json.dumps(values, default=str), 120)))
             continue
@@ -234,7 +234,9 @@ def history_context(trials: Sequence[Any], space: Any, directions: Sequence[str]
     from tuner._pareto import pareto_mask
 
     params = set(space.params)
-    good, fails, recent = [], [], []
+    good: list[dict[str, Any]] = []
+    fails: list[dict[str, Any]] = []
+    recent: list[dict[str, Any]] = []
     for t in trials:
         p = {k: v for k, v in t.params.items() if k in params}
         status = t.user_attrs.get("status", "ok" if t.state == TrialState.COMPLETE else

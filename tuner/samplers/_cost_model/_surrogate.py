@@ -1,12 +1,14 @@
-"""Surrogates and acquisition functions for the learned cost model.
+"""Surrogates of the learned cost model: what it predicts, and on which scale.
 
 * ``TreeEnsemble`` — K gradient-boosted tree regressors (xgboost), each fit on a bootstrap
   resample; the spread of their predictions is the uncertainty (as in SMAC's random-forest
   surrogate, with boosted trees as in AutoTVM's and DeepSpeed's cost models).
 * ``FeasibilityModel`` — a boosted classifier of "this config ran and met the constraints",
   trained on every finished trial (OOMs, crashes and constraint violations included).
-* ``expected_improvement`` (Jones et al. 1998, eq. 15), ``hypervolume_improvement`` (exact in
-  2-D, Monte Carlo above) and ``nondominated_rank`` for the multi-objective case.
+* ``Transform`` — an objective's raw values to a standardized "smaller is better" scale (log
+  for positive metrics), the scale the ensembles are fit on, and back.
+
+The acquisition functions that score their predictions are in ``_acquisition``.
 """
 
 from __future__ import annotations
@@ -99,85 +101,28 @@ class FeasibilityModel:
         return np.clip(self._booster.inplace_predict(X), 0.02, 0.98)
 
 
-def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
-    """EI for minimization: E[max(best - Y, 0)], Y ~ N(mu, sigma^2) (Jones et al. 1998, eq. 15)."""
-    from scipy.stats import norm
+class Transform:
+    """Raw objective -> standardized "smaller is better" scale (log for positive metrics)."""
 
-    sigma = np.maximum(sigma, 1e-9)
-    u = (best - mu) / sigma
-    return (best - mu) * norm.cdf(u) + sigma * norm.pdf(u)
+    def __init__(self, raw: np.ndarray, direction: str) -> None:
+        self.sign = 1.0 if direction == "minimize" else -1.0
+        self.log = bool(len(raw)) and bool(np.all(raw > 0))
+        z = self._z(raw)
+        self.mean = float(np.mean(z)) if len(z) else 0.0
+        self.sd = float(np.std(z)) if len(z) > 1 and np.std(z) > 0 else 1.0
 
+    def _z(self, raw: np.ndarray) -> np.ndarray:
+        z = np.log(np.maximum(raw, 1e-300)) if self.log else np.asarray(raw, dtype=float)
+        return self.sign * z
 
-def nondominated_rank(Y: np.ndarray) -> np.ndarray:
-    """Pareto layer of each row (0 = non-dominated), all objectives minimized."""
-    n = len(Y)
-    rank = np.full(n, -1)
-    remaining = np.arange(n)
-    layer = 0
-    while len(remaining):
-        sub = Y[remaining]
-        dominated = np.zeros(len(sub), dtype=bool)
-        for i in range(len(sub)):
-            dominated |= np.all(sub[i] <= sub, axis=1) & np.any(sub[i] < sub, axis=1)
-        front = remaining[~dominated]
-        rank[front] = layer
-        remaining = remaining[dominated]
-        layer += 1
-    return rank
+    def forward(self, raw: np.ndarray) -> np.ndarray:
+        return (self._z(raw) - self.mean) / self.sd
+
+    def to_raw_min(self, m: np.ndarray) -> np.ndarray:
+        """Standardized value back to the raw metric, sign-flipped so smaller is better."""
+        z = self.sign * (m * self.sd + self.mean)
+        raw = np.exp(np.clip(z, -700, 700)) if self.log else z
+        return self.sign * raw
 
 
-def pareto_front(Y: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of ``Y`` (minimization), duplicates dropped."""
-    if not len(Y):
-        return Y
-    Y = np.unique(Y, axis=0)
-    keep = np.ones(len(Y), dtype=bool)
-    for i in range(len(Y)):
-        if keep[i]:
-            keep &= ~(np.all(Y[i] <= Y, axis=1) & np.any(Y[i] < Y, axis=1))
-    return Y[keep]
-
-
-def hypervolume_improvement(points: np.ndarray, front: np.ndarray, ref: np.ndarray,
-                            rng: np.random.Generator | None = None,
-                            n_samples: int = 4096) -> np.ndarray:
-    """Volume each point would add to ``front``'s dominated region inside ``ref`` (min)."""
-    points = np.minimum(points, ref)
-    if points.shape[1] == 2:
-        return _hvi_2d(points, front, ref)
-    return _hvi_mc(points, front, ref, rng or np.random.default_rng(0), n_samples)
-
-
-def _hvi_2d(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Exact: box of the point minus the staircase of the front clipped to that box."""
-    box = np.prod(ref - points, axis=1)
-    front = pareto_front(front[np.all(front < ref, axis=1)]) if len(front) else front
-    if not len(front):
-        return box
-    order = np.argsort(front[:, 0])
-    fx, fy = front[order, 0], front[order, 1]  # x ascending, y descending on a front
-    qx = np.maximum(points[:, [0]], fx[None, :])
-    qy = np.maximum(points[:, [1]], fy[None, :])
-    nxt = np.concatenate([qx[:, 1:], np.full((len(points), 1), ref[0])], axis=1)
-    covered = np.sum((nxt - qx) * (ref[1] - qy), axis=1)
-    return np.maximum(box - covered, 0.0)
-
-
-def _hvi_mc(points: np.ndarray, front: np.ndarray, ref: np.ndarray,
-            rng: np.random.Generator, n_samples: int) -> np.ndarray:
-    lo = np.minimum(points.min(axis=0), front.min(axis=0) if len(front) else ref)
-    u = lo + rng.random((n_samples, len(ref))) * (ref - lo)
-    free = np.ones(n_samples, dtype=bool)
-    for f in front:
-        free &= ~np.all(u >= f, axis=1)
-    u = u[free]
-    vol = float(np.prod(ref - lo)) / n_samples
-    out = np.empty(len(points))
-    for start in range(0, len(points), 256):  # bounded memory: 256 x samples x m booleans
-        chunk = points[start:start + 256]
-        out[start:start + 256] = np.all(u[None, :, :] >= chunk[:, None, :], axis=2).sum(1)
-    return out * vol
-
-
-__all__ = ["FeasibilityModel", "TreeEnsemble", "expected_improvement",
-           "hypervolume_improvement", "nondominated_rank", "pareto_front"]
+__all__ = ["FeasibilityModel", "Transform", "TreeEnsemble"]
