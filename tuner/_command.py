@@ -12,7 +12,7 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from tuner._errors import BadInput, TunerError
 
@@ -27,7 +27,7 @@ Run = Callable[[argparse.Namespace], int]
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own code too)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 

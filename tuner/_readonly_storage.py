@@ -27,11 +27,21 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from tuner._errors import BadInput
-from tuner._record import FINISHED_STATES, feasible_of, status_of
+from tuner._record import (
+    CACHED,
+    EVAL_S,
+    FEASIBLE,
+    FINISHED_STATES,
+    METRICS,
+    REASON,
+    STATUS,
+    feasible_of,
+    status_of,
+)
 from tuner._secrets import redact
 
 #: trial user attributes every study view needs (``config`` and ``artifacts`` are read on demand)
-LIGHT_ATTRS = ("status", "feasible", "reason", "metrics", "cached", "eval_s")
+LIGHT_ATTRS = (STATUS, FEASIBLE, REASON, METRICS, CACHED, EVAL_S)
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's 32766 host-parameter limit
 
 

@@ -90,7 +90,9 @@ class StudySetup:
     def pool(self, workers: int, factory: Callable[..., Any] | None = None) -> Any:
         """Evaluation processes for this study (``factory``: an ``EvalPool``-like class)."""
         if factory is None:
-            from tuner._pool import EvalPool as factory
+            from tuner._pool import EvalPool
+
+            factory = EvalPool
         return factory(self.evaluator_name, self.spec.evaluator.options, workers,
                        self.spec.budget.trial_timeout_s, self.memory_limit_mib(workers))
 

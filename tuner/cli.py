@@ -402,10 +402,13 @@ def _pair(name: str, impl: Pair | str) -> Pair:
     try:
         module = importlib.import_module(impl)
     except ImportError:  # a trimmed installation: say so when the command is used
+        def anything(p: argparse.ArgumentParser) -> None:
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+
         def unavailable(args: argparse.Namespace) -> int:
             raise TunerError(f"tuner {name} is not available in this installation")
 
-        return (lambda p: p.add_argument("rest", nargs=argparse.REMAINDER)), unavailable
+        return anything, unavailable
     return module.add_arguments, module.run
 
 

@@ -164,7 +164,7 @@ class Runner:
         stop_reason = "budget reached"
         progress = StudyProgress(self.spec, total=target, done=n_prev, enabled=self.progress)
         values_ok = [t.values for t in previous
-                     if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible")]
+                     if t.state == TrialState.COMPLETE and t.user_attrs.get(_record.FEASIBLE)]
         stored = list(previous)
 
         writer = TrialWriter(self.rdb.engine, sid)

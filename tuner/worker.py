@@ -139,6 +139,9 @@ class Worker:
         self.sampler = self._worker_sampler()
         self.penalty = _record.Penalty(self.spec.directions)
         self._orphans: list[int] = []
+        self.counts: dict[str, int] = {}
+        self._repeats = 0
+        self._held: int | None = None  # the running trial this worker must hand back
 
     def _worker_sampler(self) -> Any:
         """One sampler for the worker's life: constant liar for TPE, a per-worker seed."""
@@ -332,7 +335,7 @@ class Worker:
         self._db(self.cache.load)
         lock = BudgetLock(self.rdb.engine, study._study_id)
         pool = self.setup.pool(1, EvalPool)
-        self._held: int | None = None
+        self._held = None
         interrupted = False
         stop_reason = "budget reached"
         # Ctrl-C, and SIGTERM from a scheduler, stop the worker the same way
