@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tuner._errors import TunerError
 from tuner._evaluator import EvalResult
@@ -187,6 +187,19 @@ class EvalPool:
                     f"timed out after {self.timeout_s:g} s (killed by the runner)"))
         out, self._finished = self._finished, []
         return out
+
+    def evaluate_one(self, config: dict[str, Any], task_id: Any = "one", wait_s: float = 0.2,
+                     check: Callable[[], None] | None = None) -> tuple[EvalResult, float]:
+        """Evaluate one config on an idle worker and wait for it: (result, seconds).
+
+        ``check`` runs between polls; it raises to stop waiting (a signal, a deadline).
+        """
+        self.submit(task_id, config)
+        while True:
+            if check is not None:
+                check()
+            for _task, result, secs in self.poll(wait_s):
+                return result, secs
 
     def close(self) -> None:
         for w in self._workers:

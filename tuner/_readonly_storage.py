@@ -27,10 +27,21 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from tuner._errors import BadInput
+from tuner._record import (
+    CACHED,
+    EVAL_S,
+    FEASIBLE,
+    FINISHED_STATES,
+    METRICS,
+    REASON,
+    STATUS,
+    feasible_of,
+    status_of,
+)
+from tuner._secrets import redact
 
-FINISHED_STATES = ("COMPLETE", "FAIL", "PRUNED")
 #: trial user attributes every study view needs (``config`` and ``artifacts`` are read on demand)
-LIGHT_ATTRS = ("status", "feasible", "reason", "metrics", "cached", "eval_s")
+LIGHT_ATTRS = (STATUS, FEASIBLE, REASON, METRICS, CACHED, EVAL_S)
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's 32766 host-parameter limit
 
 
@@ -93,14 +104,6 @@ def open_readonly(url: str) -> sa.Engine:
         raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
     _readonly_session_hook(engine)
     return engine
-
-
-def redact(url: str) -> str:
-    """``url`` with any password hidden."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL: nothing secret to hide
-        return url
 
 
 _LITERALS = {"true": True, "false": False, "null": None}
@@ -182,26 +185,6 @@ class TrialRow:
     constraints: tuple[float, ...] | None = None
     datetime_start: datetime | None = None
     datetime_complete: datetime | None = None
-
-
-def _status_of(state: str, attrs: Mapping[str, Any], constraints: Sequence[float] | None) -> str:
-    status = attrs.get("status")
-    if isinstance(status, str):
-        return status
-    # a study not written by tuner: derive the status from Optuna's own fields
-    if state == "FAIL":
-        return "failed"
-    if state == "COMPLETE":
-        return "infeasible" if constraints and any(c > 0 for c in constraints) else "ok"
-    return state.lower()
-
-
-def _feasible_of(state: str, status: str, attrs: Mapping[str, Any],
-                 constraints: Sequence[float] | None) -> bool:
-    if "feasible" in attrs:
-        return bool(attrs["feasible"])
-    return state == "COMPLETE" and status == "ok" and not (
-        constraints and any(c > 0 for c in constraints))
 
 
 class _Distributions:
@@ -389,12 +372,12 @@ class ReadOnlyStorage:
             state = str(state).rsplit(".", 1)[-1]
             a = attrs.get(tid, {})
             c = cons.get(tid)
-            status = _status_of(state, a, c)
+            status = status_of(state, a, c)
             metrics = a.get("metrics") if isinstance(a.get("metrics"), dict) else {}
             eval_s = a.get("eval_s")
             rows.append(TrialRow(
                 trial_id=tid, number=int(number), state=state, status=status,
-                feasible=_feasible_of(state, status, a, c),
+                feasible=feasible_of(state, status, a, c),
                 values=tuple(values.get(tid, [None] * n_objectives)),
                 params=trial_params.get(tid, {}), metrics=metrics,
                 reason=a.get("reason") if isinstance(a.get("reason"), str) else None,

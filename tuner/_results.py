@@ -9,6 +9,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner._pareto import hypervolume, pareto_mask, reference_point
+from tuner._record import trial_feasible, trial_outcome
+from tuner._space import params_key
 
 
 @dataclass
@@ -35,20 +37,14 @@ class StudyResults:
         return [o["metric"] for o in self.objectives]
 
     def feasible(self) -> list[FrozenTrial]:
-        return [t for t in self.trials if t.state == TrialState.COMPLETE
-                and t.user_attrs.get("feasible", True)]
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and trial_feasible(t)]
 
     def counts(self) -> dict[str, int]:
+        """Trials per outcome (``tuner._record.outcome``), every outcome listed."""
         out = {"ok": 0, "infeasible": 0, "failed": 0, "running": 0, "violating": 0}
         for t in self.trials:
-            if t.state == TrialState.RUNNING:
-                out["running"] += 1
-                continue
-            status = t.user_attrs.get("status", "ok" if t.state == TrialState.COMPLETE
-                                      else "failed")
-            if status == "ok" and not t.user_attrs.get("feasible", True):
-                status = "violating"
-            out[status] = out.get(status, 0) + 1
+            key = trial_outcome(t)
+            out[key] = out.get(key, 0) + 1
         return out
 
     def pareto(self) -> list[FrozenTrial]:
@@ -57,7 +53,7 @@ class StudyResults:
         mask = pareto_mask([t.values for t in feas], self.directions)
         front, seen = [], set()
         for t, m in zip(feas, mask):
-            key = tuple(sorted(t.params.items()))
+            key = params_key(t.params)
             if m and key not in seen:
                 seen.add(key)
                 front.append(t)

@@ -60,6 +60,29 @@ def is_finite(p: Param) -> bool:
     return not isinstance(p, Float) or p.step is not None
 
 
+def param_contains(p: Param, value: Any) -> bool:
+    """True when ``value`` is one of the values ``p`` can take (a choice; a number inside the
+    range and on the step)."""
+    if isinstance(p, Categorical):
+        return value in p.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if not p.low <= value <= p.high:
+        return False
+    if isinstance(p, Int):
+        return value == int(value) and not (value - p.low) % p.step
+    if p.step:
+        steps = (value - p.low) / p.step
+        return abs(steps - round(steps)) <= 1e-6
+    return True
+
+
+def params_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The identity of a point: its parameter values, hashable and independent of their order
+    (two trials with the same key evaluated the same config)."""
+    return tuple(sorted(values.items()))
+
+
 def is_active(p: Param, config: Mapping[str, Any]) -> bool:
     return all(config.get(k) in v for k, v in p.when.items())
 
@@ -240,6 +263,24 @@ class BaseSpace(abc.ABC):
                 values[name] = rng.choice(p.values())
         return self.config(values)
 
+    def contains(self, values: Mapping[str, Any], check_constraints: bool = True) -> bool:
+        """True when ``values`` name only this space's parameters, each with a value it can
+        take, and (unless ``check_constraints`` is false) their config passes ``constraints()``.
+
+        A point stored by an older version of the space (a warm start, a baseline) is checked
+        this way before it is evaluated again.
+        """
+        if not isinstance(values, Mapping) or set(values) - set(self.params):
+            return False
+        if not all(param_contains(self.params[k], v) for k, v in values.items()):
+            return False
+        if not check_constraints:
+            return True
+        try:
+            return not self.constraints(self.config(values))
+        except Exception:  # e.g. a parameter this config lacks: not a point of this space
+            return False
+
     def param_values(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The searched part of a config."""
         return {k: config[k] for k in self.params if k in config}
@@ -263,5 +304,5 @@ def product_size(params: Mapping[str, Param]) -> int:
     return math.prod(len(p.values()) for p in params.values())
 
 
-__all__ = ["BaseSpace", "Categorical", "Float", "Int", "Param", "is_active", "product_size",
-           "suggest_param", "to_distribution"]
+__all__ = ["BaseSpace", "Categorical", "Float", "Int", "Param", "is_active", "param_contains",
+           "params_key", "product_size", "suggest_param", "to_distribution"]

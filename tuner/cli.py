@@ -1,22 +1,32 @@
-"""The ``tuner`` command line (the stable contract in DESIGN.md)."""
+"""The ``tuner`` command line (the stable contract in DESIGN.md).
+
+Every subcommand is a pair ``add_arguments(parser)`` / ``run(args) -> int``: the ones whose
+code lives elsewhere (``tuner.worker``, ``tuner.bench``, ``tuner.ci``) expose that pair, the
+small ones are defined here. ``build_parser`` wires them all; ``main`` runs one through
+``tuner._command.execute``, so every command has the same error style (one line, exit 2 for
+bad input) and the same exit codes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from tuner._command import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    STORAGE_HELP,
+    Parser,
+    check_positive,
+    execute,
+)
 from tuner._errors import BadInput, TunerError
-
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code too)
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
 def _console() -> Any:
@@ -26,18 +36,24 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
-# -- run / worker ----------------------------------------------------------------------------
+# -- run ------------------------------------------------------------------------------------
+def _run_arguments(r: argparse.ArgumentParser) -> None:
+    r.add_argument("study", help="study file (TOML)")
+    r.add_argument("--storage", help=STORAGE_HELP)
+    r.add_argument("--trials", type=int, help="total trials for the study (overrides budget)")
+    r.add_argument("--timeout", type=float, help="wall-time budget of this run in seconds")
+    r.add_argument("--workers", type=int, help="parallel evaluation processes")
+    r.add_argument("--sampler", help="sampler name (overrides the study file)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--progress", action="store_true", help="progress bar even without a TTY")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tuner.runner import Runner
     from tuner.spec import load_spec
 
     spec = load_spec(args.study)
-    if args.trials is not None and args.trials <= 0:
-        raise BadInput("--trials", f"{args.trials} must be > 0")
-    if args.timeout is not None and args.timeout <= 0:
-        raise BadInput("--timeout", f"{args.timeout} must be > 0")
-    if args.workers is not None and args.workers <= 0:
-        raise BadInput("--workers", f"{args.workers} must be > 0")
+    check_positive(args, "trials", "timeout", "workers")
     runner = Runner(spec, args.storage, trials=args.trials, wall_time_s=args.timeout,
                     workers=args.workers, sampler=args.sampler,
                     progress=not args.quiet and sys.stderr.isatty() or args.progress)
@@ -51,18 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{summary.cached} from cache, {summary.infeasible} infeasible, {summary.failed} failed)"
         f" in {summary.elapsed_s:.1f} s; {summary.trials_total} stored; {summary.stop_reason}",
         highlight=False)
-    from tuner import storage as st
-
-    _print_pareto(st.load_study(spec.name, args.storage or spec.storage), console)
-    return 130 if summary.interrupted else EXIT_OK
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    try:
-        from tuner.worker import run_worker
-    except ImportError:
-        raise TunerError("tuner worker is not available in this installation") from None
-    return run_worker(args)
+    _print_pareto(summary.results, console)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -75,6 +81,15 @@ def _parse_config(text: str, where: str) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise BadInput(where, f"must be a JSON object, got {type(cfg).__name__}")
     return cfg
+
+
+def _evaluate_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("evaluator")
+    e.add_argument("--config", help="one config as a JSON object")
+    e.add_argument("--configs-file", help="JSON lines, one config per line")
+    e.add_argument("--options", help="evaluator options as a JSON object")
+    e.add_argument("--json", action="store_true", help="one JSON object per config")
+    e.add_argument("--artifacts", action="store_true", help="include artifacts in the JSON")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -134,12 +149,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _print_pareto(study: Any, console: Any, limit: int = 20) -> None:
+def _print_pareto(res: Any, console: Any, limit: int = 20) -> None:
+    """The front (best trial for one objective) of a ``StudyResults`` as a table."""
     from rich.table import Table
 
-    from tuner._results import StudyResults
-
-    res = StudyResults.from_study(study)
     front = res.pareto()
     title = "Pareto front" if len(res.objectives) > 1 else "Best trial"
     if not front:
@@ -173,6 +186,23 @@ def _print_pareto(study: Any, console: Any, limit: int = 20) -> None:
                       f"{[round(r, 6) for r in ref or []]}", highlight=False)
 
 
+def _study_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("study_name")
+    s.add_argument("--storage", help=STORAGE_HELP)
+
+
+def _pareto_arguments(s: argparse.ArgumentParser) -> None:
+    _study_arguments(s)
+    s.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _export_arguments(s: argparse.ArgumentParser) -> None:
+    _study_arguments(s)
+    s.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    s.add_argument("--output", "-o", help="file to write (default: stdout; parquet needs a file)")
+    s.add_argument("--pareto-only", action="store_true")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -195,7 +225,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if cons:
         console.print("constraints: " + ", ".join(f"{c['metric']} {c['op']} {c['value']:g}"
                                                   for c in cons), highlight=False)
-    _print_pareto(study, console)
+    _print_pareto(res, console)
     recent = [t for t in res.trials if t.user_attrs.get("status") in ("failed", "infeasible")]
     if recent:
         table = Table(title="latest infeasible/failed trials")
@@ -210,15 +240,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from tuner import storage as st
+    from tuner._results import StudyResults
 
-    study = st.load_study(args.study_name, args.storage)
+    res = StudyResults.from_study(st.load_study(args.study_name, args.storage))
     if args.format == "json":
-        from tuner._results import StudyResults
-
-        res = StudyResults.from_study(study)
         print(json.dumps([res.row(t) for t in res.pareto()], default=str, indent=1))
     else:
-        _print_pareto(study, _console(), limit=10**9)
+        _print_pareto(res, _console(), limit=10**9)
     return EXIT_OK
 
 
@@ -235,7 +263,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- validate / catalog / bench / ci / dashboard ---------------------------------------------
+# -- validate / catalog / dashboard ----------------------------------------------------------
+def _validate_arguments(v: argparse.ArgumentParser) -> None:
+    v.add_argument("domain", help="training | serving | kernels | quantization")
+    v.add_argument("--json", help="also write the table as JSON to this file")
+    v.add_argument("--check", action="store_true", help="exit 1 if the error targets are missed")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -268,6 +302,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         console.print("targets not met")
         return EXIT_INTERNAL
     return EXIT_OK
+
+
+def _catalog_arguments(c: argparse.ArgumentParser) -> None:
+    c.add_argument("what", nargs="?",
+                   choices=("spaces", "evaluators", "samplers", "hardware", "models"))
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
@@ -318,18 +357,10 @@ def _simple_table(console: Any, title: str, table: dict[str, str]) -> None:
     console.print(t)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from tuner.bench import main as bench_main
-
-    return bench_main(args.rest)
-
-
-def cmd_ci(args: argparse.Namespace) -> int:
-    try:
-        from tuner.ci import cli_main
-    except ImportError:
-        raise TunerError("tuner ci is not available in this installation") from None
-    return cli_main(args.rest)
+def _dashboard_arguments(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--storage", help=STORAGE_HELP)
+    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost only)")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -343,83 +374,56 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tuner", description="Automated configuration search for ML systems.")
+Pair = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+#: name -> (help, its ``(add_arguments, run)`` pair, or the module that exposes them)
+COMMANDS: dict[str, tuple[str, Pair | str]] = {
+    "run": ("run (or resume) a study from a TOML file", (_run_arguments, cmd_run)),
+    "worker": ("one more worker on a shared (PostgreSQL) study", "tuner.worker"),
+    "evaluate": ("score configs with one evaluator, JSON out", (_evaluate_arguments,
+                                                                 cmd_evaluate)),
+    "show": ("summary of a stored study", (_study_arguments, cmd_show)),
+    "pareto": ("the Pareto front of a study", (_pareto_arguments, cmd_pareto)),
+    "export": ("all trials as CSV, JSON or Parquet", (_export_arguments, cmd_export)),
+    "validate": ("simulator vs published/measured reference: errors",
+                 (_validate_arguments, cmd_validate)),
+    "catalog": ("list spaces, evaluators, samplers, hardware, models",
+                (_catalog_arguments, cmd_catalog)),
+    "bench": ("samplers vs exhaustive ground truth", "tuner.bench"),
+    "ci": ("scheduled tuning job with a baseline", "tuner.ci"),
+    "dashboard": ("open the Streamlit dashboard on localhost",
+                  (_dashboard_arguments, cmd_dashboard)),
+}
+
+
+def _pair(name: str, impl: Pair | str) -> Pair:
+    if not isinstance(impl, str):
+        return impl
+    try:
+        module = importlib.import_module(impl)
+    except ImportError:  # a trimmed installation: say so when the command is used
+        def anything(p: argparse.ArgumentParser) -> None:
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise TunerError(f"tuner {name} is not available in this installation")
+
+        return anything, unavailable
+    return module.add_arguments, module.run
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``tuner`` parser; ``only``: wire just that subcommand's arguments (the others are
+    listed by name, so ``main`` imports only the module of the command it runs)."""
+    p = Parser(prog="tuner", description="Automated configuration search for ML systems.")
     p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    storage_help = "SQLAlchemy URL (default: $TUNER_STORAGE or sqlite:///~/.tuner/tuner.db)"
-
-    r = sub.add_parser("run", help="run (or resume) a study from a TOML file")
-    r.add_argument("study", help="study file (TOML)")
-    r.add_argument("--storage", help=storage_help)
-    r.add_argument("--trials", type=int, help="total trials for the study (overrides budget)")
-    r.add_argument("--timeout", type=float, help="wall-time budget of this run in seconds")
-    r.add_argument("--workers", type=int, help="parallel evaluation processes")
-    r.add_argument("--sampler", help="sampler name (overrides the study file)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.add_argument("--progress", action="store_true", help="progress bar even without a TTY")
-    r.set_defaults(func=cmd_run)
-
-    w = sub.add_parser("worker", help="one more worker on a shared (PostgreSQL) study")
-    w.add_argument("study")
-    w.add_argument("--storage", required=True, help=storage_help)
-    w.add_argument("--trials", type=int, help="total trials for the study")
-    w.add_argument("--timeout", type=float, help="wall-time budget of this worker in seconds")
-    w.add_argument("--sampler")
-    w.add_argument("--heartbeat", type=int, default=10, help="heartbeat interval in seconds")
-    w.add_argument("--quiet", action="store_true")
-    w.set_defaults(func=cmd_worker)
-
-    e = sub.add_parser("evaluate", help="score configs with one evaluator, JSON out")
-    e.add_argument("evaluator")
-    e.add_argument("--config", help="one config as a JSON object")
-    e.add_argument("--configs-file", help="JSON lines, one config per line")
-    e.add_argument("--options", help="evaluator options as a JSON object")
-    e.add_argument("--json", action="store_true", help="one JSON object per config")
-    e.add_argument("--artifacts", action="store_true", help="include artifacts in the JSON")
-    e.set_defaults(func=cmd_evaluate)
-
-    for name, func, helptext in (("show", cmd_show, "summary of a stored study"),
-                                 ("pareto", cmd_pareto, "the Pareto front of a study"),
-                                 ("export", cmd_export, "all trials as CSV, JSON or Parquet")):
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, (helptext, impl) in COMMANDS.items():
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("study_name")
-        s.add_argument("--storage", help=storage_help)
-        if name == "export":
-            s.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
-            s.add_argument("--output", "-o", help="file to write (default: stdout; "
-                                                  "parquet needs a file)")
-            s.add_argument("--pareto-only", action="store_true")
-        elif name == "pareto":
-            s.add_argument("--format", choices=("table", "json"), default="table")
-        s.set_defaults(func=func)
-
-    v = sub.add_parser("validate", help="simulator vs published/measured reference: errors")
-    v.add_argument("domain", help="training | serving | kernels | quantization")
-    v.add_argument("--json", help="also write the table as JSON to this file")
-    v.add_argument("--check", action="store_true", help="exit 1 if the error targets are missed")
-    v.set_defaults(func=cmd_validate)
-
-    c = sub.add_parser("catalog", help="list spaces, evaluators, samplers, hardware, models")
-    c.add_argument("what", nargs="?",
-                   choices=("spaces", "evaluators", "samplers", "hardware", "models"))
-    c.set_defaults(func=cmd_catalog)
-
-    b = sub.add_parser("bench", help="samplers vs exhaustive ground truth (tuner bench --help)",
-                       add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=cmd_bench)
-
-    ci = sub.add_parser("ci", help="scheduled tuning job with a baseline (tuner ci --help)",
-                        add_help=False)
-    ci.add_argument("rest", nargs=argparse.REMAINDER)
-    ci.set_defaults(func=cmd_ci)
-
-    d = sub.add_parser("dashboard", help="open the Streamlit dashboard on localhost")
-    d.add_argument("--storage", help=storage_help)
-    d.add_argument("--port", type=int, default=8501)
-    d.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost only)")
-    d.set_defaults(func=cmd_dashboard)
+        if only is None or only == name:
+            add_arguments, run = _pair(name, impl)
+            add_arguments(s)
+            s.set_defaults(func=run)
     return p
 
 
@@ -429,39 +433,14 @@ def _version() -> str:
     return f"tuner {__version__}"
 
 
-def _one_line(exc: BaseException) -> str:
-    """The message as one printable line: input values may carry newlines or escape codes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) > 1 and argv[0] in ("bench", "ci"):
-        # these parse their own options; argparse's REMAINDER cannot start with an option
-        args = argparse.Namespace(func=cmd_bench if argv[0] == "bench" else cmd_ci,
-                                  rest=argv[1:])
-    else:
-        args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except BadInput as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except TunerError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_INTERNAL
-    except BrokenPipeError:
-        return EXIT_OK
-    except Exception as exc:  # keep tracebacks for debugging, one line for users
-        if os.environ.get("TUNER_DEBUG"):
-            raise
-        print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (set TUNER_DEBUG=1 for the "
-              "traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+    args = build_parser(only=argv[0] if argv else "").parse_args(argv)
+    args.argv = argv[1:]  # the words after the command (``tuner bench`` records them)
+    return execute(args.func, args)
+
+
+__all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 
 from tuner._errors import BadInput
 from tuner._evaluator import EvalResult
+from tuner._secrets import SECRET_KEY_PATTERN, redact, redact_secrets
 
 ENV_VAR = "TUNER_STORAGE"
 DEFAULT_PATH = Path("~/.tuner/tuner.db")
@@ -36,34 +36,6 @@ def storage_url(url: str | None = None) -> str:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return url
-
-
-def redact(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: nothing secret to hide in a path
-        return url
-
-
-#: keys whose values are credentials (``api_key``, ``hf_token``, ``db_password``...): their
-#: string values are masked wherever a spec is stored or reported
-SECRET_KEY_PATTERN = re.compile(r"(^|[_-])(password|passwd|secret|token|api[_-]?key|apikey|"
-                                r"credentials?|private[_-]?key|access[_-]?key)$", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]+):[^@\s]+@")
-
-
-def redact_secrets(obj: Any) -> Any:
-    """A copy of ``obj`` with credential-like string values masked and URL passwords hidden."""
-    if isinstance(obj, dict):
-        return {k: ("***" if isinstance(k, str) and isinstance(v, str) and v
-                    and SECRET_KEY_PATTERN.search(k) else redact_secrets(v))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact_secrets(v) for v in obj]
-    if isinstance(obj, str) and "://" in obj and "@" in obj:
-        return _URL_PASSWORD.sub(r"\1:***@", obj)
-    return obj
 
 
 def _tune_sqlite(engine: sa.Engine) -> None:
@@ -190,3 +162,10 @@ def load_study(name: str, url: str | None = None) -> optuna.Study:
 
 def copy_trials(trials: Iterable[optuna.trial.FrozenTrial], study: optuna.Study) -> None:
     study.add_trials(list(trials))
+
+
+#: ``redact``, ``redact_secrets`` and ``SECRET_KEY_PATTERN`` live in ``tuner._secrets`` and stay
+#: importable from here (``tuner.storage.redact_secrets`` is the documented name)
+__all__ = ["DEFAULT_PATH", "ENV_VAR", "EvalCache", "SECRET_KEY_PATTERN", "copy_trials",
+           "create_tables", "load_study", "open_rdb", "redact", "redact_secrets", "storage_url",
+           "study_names"]

@@ -280,7 +280,7 @@ def test_a_worker_waiting_on_a_dead_workers_claim_takes_it_over(tmp_path):
 
     from tuner._evaluator import config_key
     from tuner.spec import parse_spec
-    from tuner.worker import _BudgetLock
+    from tuner._fleet import BudgetLock
 
     url = f"sqlite:///{tmp_path / 'claims.db'}"
     spec = parse_spec(tomllib.loads(toy_study_toml("claims", trials=5)))
@@ -309,7 +309,7 @@ def test_a_worker_waiting_on_a_dead_workers_claim_takes_it_over(tmp_path):
     beating.start()
     t0 = time.monotonic()
     try:
-        assert w._wait_for_holder(study, _BudgetLock(w.rdb.engine, study._study_id), key,
+        assert w._wait_for_holder(study, BudgetLock(w.rdb.engine, study._study_id), key,
                                   mine._trial_id) is None, "we hold the claim now"
     finally:
         alive.set()

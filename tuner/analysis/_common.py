@@ -10,6 +10,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tuner._readonly_storage import StudyInfo, TrialRow
+from tuner._record import OUTCOME_LABELS
+from tuner._record import outcome as record_outcome
 
 
 @dataclass(frozen=True)
@@ -138,19 +140,12 @@ def finished(rows: Iterable[TrialRow]) -> list[TrialRow]:
 
 
 def outcome(row: TrialRow) -> str:
-    """One of ``feasible``, ``violates constraint``, ``infeasible``, ``failed``, ``running``."""
-    if row.state not in ("COMPLETE", "FAIL", "PRUNED"):
-        return "running"
-    if row.feasible:
-        return "feasible"
-    if row.status == "ok":
-        return "violates constraint"
-    if row.status == "infeasible":
-        return "infeasible"
-    return "failed"
+    """One of ``feasible``, ``violates constraint``, ``infeasible``, ``failed``, ``running``
+    (``tuner._record.outcome``, as people read it)."""
+    return OUTCOME_LABELS[record_outcome(row.state, row.status, row.feasible)]
 
 
-OUTCOMES = ("feasible", "violates constraint", "infeasible", "failed", "running")
+OUTCOMES = tuple(OUTCOME_LABELS.values())  # feasible, violates constraint, ..., running
 
 
 def outcome_counts(rows: Iterable[TrialRow]) -> dict[str, int]:

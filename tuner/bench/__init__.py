@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuner._command import Parser, standalone
 from tuner._errors import BadInput, TunerError, UnknownName
 from tuner.bench.loop import Trace, curves, run_one
 from tuner.bench.metrics import BUDGETS, run_scores, summarize
@@ -209,9 +210,9 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
     return [x.strip() for v in values for x in v.split(",") if x.strip()]
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="tuner bench", description=__doc__.split(
-        "\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``tuner bench [--problems ...] [--samplers ...] [--seeds N] [--budget N] [--out DIR]``."""
+    p.description = p.description or __doc__.split("\n")[0]
     p.add_argument("--problems", nargs="*", help="problem names (comma or space separated); "
                    "default: all available")
     p.add_argument("--samplers", nargs="*", help="sampler names; default: "
@@ -222,11 +223,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-cache", action="store_true", help="rescore the problem tables")
     p.add_argument("--list", action="store_true", help="list the problems and exit")
     p.add_argument("--quiet", action="store_true")
-    return p
 
 
-def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
-    """Run ``tuner bench`` from parsed arguments (the CLI's subcommand calls this)."""
+def run(args: argparse.Namespace) -> int:
+    """Run ``tuner bench`` from parsed arguments (``args.argv``: the words after ``bench``,
+    recorded in ``bench.json``)."""
     if args.list:
         problems = load_problems()
         for name, why in available_problems(problems).items():
@@ -235,7 +236,8 @@ def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -
                   + (why if why else p.description))
         return 0
     log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    cmd = "tuner bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+    words = getattr(args, "argv", None)
+    cmd = "tuner bench " + " ".join(shlex.quote(a) for a in (words if words is not None
                                                               else sys.argv[2:]))
     result = run_bench(_split(args.problems), _split(args.samplers), args.seeds, args.budget,
                        args.out, use_cache=not args.no_cache, log=log, command=cmd)
@@ -249,18 +251,26 @@ def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tuner bench [--problems ...] [--samplers ...] [--seeds N] [--budget N] [--out DIR]``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args, argv)
-    except BadInput as exc:
-        print(f"tuner bench: {exc}", file=sys.stderr)
-        return 2
+    """``tuner bench ARGS...`` on its own (same parser and error style as ``tuner bench``)."""
+    return standalone("tuner bench", add_arguments, run, argv)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``parser`` (or a new one) with ``tuner bench``'s arguments."""
+    p = parser or Parser(prog="tuner bench")
+    add_arguments(p)
+    return p
+
+
+def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """``run`` with the words after ``bench`` given apart."""
+    if argv is not None:
+        args.argv = list(argv)
+    return run(args)
 
 
 #: what ``tuner bench ...`` calls with the arguments after ``bench``
 cli_main = main
 
-__all__ = ["DEFAULT_SAMPLERS", "build_parser", "cli_main", "default_samplers", "main",
-           "run_bench", "run_from_args"]
+__all__ = ["DEFAULT_SAMPLERS", "add_arguments", "build_parser", "cli_main", "default_samplers",
+           "main", "run", "run_bench", "run_from_args"]

@@ -1,10 +1,8 @@
 """One sampler on one problem: an in-memory ask/tell loop over the precomputed table.
 
-Trials are recorded exactly as ``tuner.runner.Runner`` records them (user attrs ``status``,
-``feasible``, ``reason``, ``metrics``, ``config``; Optuna constraint values via
-``trial.set_constraint``; penalty values for infeasible trials = the worst feasible value seen
-so far), so every sampler sees the history it would see in a real study, but an evaluation is a
-dictionary lookup.
+Trials are recorded by the runner's own writer (``tuner._record.write``: the user attributes,
+Optuna constraint values, penalty values for infeasible trials), so every sampler sees the
+history it would see in a real study, but an evaluation is a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -17,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
+from tuner import _record
+from tuner._setup import exhausted
+from tuner._space import params_key
 from tuner.bench.problems import Table
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,35 +48,26 @@ def run_one(table: Table, sampler: Any, sampler_name: str, seed: int, budget: in
     space = problem.space()
     study = optuna.create_study(directions=problem.directions, sampler=sampler)
     trace = Trace(problem.name, sampler_name, seed)
-    penalty: list[float | None] = [None] * len(problem.objectives)
+    penalty = _record.Penalty(problem.directions)
     seen: set[Any] = set()
     t0 = time.perf_counter()
     for _ in range(budget):
-        exhausted = getattr(sampler, "exhausted", None)
-        if stop_when_exhausted and exhausted is not None and exhausted(study):
+        if stop_when_exhausted and exhausted(sampler, study):
             trace.stopped = "every valid config evaluated"
             break
         trial = study.ask()
         config = space.suggest(trial)
         values = space.param_values(config)
         outcome = table.lookup(values)
-        key = tuple(sorted(values.items()))
-        if outcome is None:  # off the grid (a sampler ignored the choices): runner rejects
-            status, vals, feasible, viol, reason = "infeasible", None, False, (1.0,), \
-                "not a grid point"
-        else:
-            status = "infeasible" if outcome.status == "rejected" else outcome.status
-            vals, feasible, viol, reason = (outcome.values, outcome.feasible,
-                                            outcome.violations, outcome.reason)
+        key = params_key(values)
+        judged = _judged(problem, outcome)
         trace.new_eval.append(outcome is not None and outcome.status != "rejected"
                               and key not in seen)
         seen.add(key)
-        names = [str(c) for c in problem.constraints] if status == "ok" else []
-        _tell(study, trial, config, problem.metrics, problem.directions, status, vals,
-              feasible, dict(zip(names, viol)) if names else (
-                  {"feasible": 1.0} if status == "infeasible" else {}), reason, penalty)
-        trace.status.append(status)
-        trace.values.append(tuple(vals) if feasible and vals is not None else None)
+        _record.write(study, trial, config, judged, penalty, False, 0.0)
+        trace.status.append(judged.status)
+        trace.values.append(tuple(judged.values) if judged.feasible and judged.values is not None
+                            else None)
     trace.seconds = time.perf_counter() - t0
     for name in ("sources", "ledger"):
         if hasattr(sampler, name):
@@ -92,31 +83,20 @@ def _plain(x: Any) -> Any:
     return x if isinstance(x, (int, float, str, bool, type(None))) else str(x)
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, config: dict[str, Any],
-          metrics: list[str], directions: list[str], status: str,
-          vals: tuple[float, ...] | None, feasible: bool, viol: dict[str, float],
-          reason: str | None, penalty: list[float | None]) -> None:
-    trial.set_user_attr("config", config)
-    trial.set_user_attr("status", status)
-    trial.set_user_attr("feasible", bool(feasible))
-    trial.set_user_attr("reason", reason)
-    trial.set_user_attr("metrics", dict(zip(metrics, vals)) if vals else {})
-    if status == "failed":
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    if vals is None:
-        told = [p if p is not None else (1e12 if d == "minimize" else -1e12)
-                for p, d in zip(penalty, directions)]
+def _judged(problem: Any, outcome: Any) -> _record.Judged:
+    """The table's reading of a config as the record the runner would store."""
+    if outcome is None:  # off the grid (a sampler ignored the choices): the runner rejects it
+        return _record.Judged("infeasible", None, False, {_record.FEASIBLE_CONSTRAINT: 1.0},
+                              "not a grid point")
+    status = "infeasible" if outcome.status == "rejected" else outcome.status
+    vals = list(outcome.values) if outcome.values is not None else None
+    if status == "ok":
+        violations = dict(zip([str(c) for c in problem.constraints], outcome.violations))
     else:
-        told = list(vals)
-        if feasible:
-            for i, (v, d) in enumerate(zip(told, directions)):
-                p = penalty[i]
-                if p is None or (v > p if d == "minimize" else v < p):
-                    penalty[i] = v
-    for name, v in (viol or {"feasible": 0.0}).items():
-        trial.set_constraint(name, v)
-    study.tell(trial, told)
+        violations = {_record.FEASIBLE_CONSTRAINT: 1.0} if status == "infeasible" else {}
+    metrics = dict(zip(problem.metrics, vals)) if vals else {}
+    return _record.Judged(status, vals, bool(outcome.feasible), violations, outcome.reason,
+                          metrics)
 
 
 def curves(table: Table, trace: Trace, budget: int) -> dict[str, np.ndarray]:

@@ -276,7 +276,7 @@ def _score_grid(space: Any, evaluator: Any) -> list[list[Any]]:
 
 def _outcome(problem: Problem, status: str, metrics: Mapping[str, float],
              reason: str | None) -> Outcome:
-    """The runner's reading of one result (see ``tuner.runner.Runner._tell``)."""
+    """The runner's reading of one result (as ``tuner._record.judge`` reads it)."""
     if status == "rejected":
         return Outcome("rejected", None, False, (1.0,), reason)
     if status == "failed":

@@ -89,11 +89,8 @@ def check_sampler(factory: Callable[..., Any], space: BaseSpace, directions: lis
         trial = study.ask()
         cfg = space.suggest(trial)
         for name, value in space.param_values(cfg).items():
-            p = space.params[name]
-            if hasattr(p, "choices"):
-                assert value in p.choices, f"{name}={value!r} outside {p.choices}"
-            else:
-                assert p.low <= value <= p.high, f"{name}={value!r} outside [{p.low}, {p.high}]"
+            assert space.contains({name: value}, check_constraints=False), \
+                f"{name}={value!r} outside {space.schema()[name]}"
         if i % 5 == 4:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue

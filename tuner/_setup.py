@@ -1,0 +1,136 @@
+"""Building a study: the space, the evaluator, the sampler and what the study says about itself.
+
+``StudySetup.build(spec)`` is the one construction every loop shares (the runner, the fleet
+worker, the CI job): it builds the space from the registry, picks and checks the evaluator
+(``finish_spec`` fills default objectives and checks metric names against it), computes the
+evaluator's fingerprint (the cache key's half that says *which* evaluator) and settles the
+sampler's name and options once. Samplers are built from it on demand, since the worker builds
+its own with another seed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from tuner import registry
+from tuner._errors import BadInput
+from tuner._secrets import redact_secrets
+from tuner.samplers import default_sampler, make_sampler
+from tuner.spec import StudySpec, finish_spec
+
+#: stop when the sampler proposes only already-evaluated configs this many times in a row
+MAX_CONSECUTIVE_REPEATS = 500
+
+
+@runtime_checkable
+class Exhaustible(Protocol):
+    """A sampler that knows when a finite space has nothing left to propose (the grid, the
+    cost model): the loops stop with "every valid config evaluated" instead of asking more."""
+
+    def exhausted(self, study: Any) -> bool: ...
+
+
+def exhausted(sampler: Any, study: Any) -> bool:
+    """True when ``sampler`` implements ``Exhaustible`` and says the study is exhausted."""
+    return isinstance(sampler, Exhaustible) and bool(sampler.exhausted(study))
+
+
+def default_memory_limit_mib(workers: int) -> int:
+    """Three quarters of physical memory shared by the evaluation processes, >= 2 GiB each."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):
+        total = 16384
+    return max(2048, int(total * 0.75 / max(1, workers)))
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """Everything built from a study spec before any trial runs."""
+
+    spec: StudySpec
+    space: Any  # a tuner.BaseSpace
+    evaluator_name: str
+    evaluator_cls: type
+    fingerprint: str
+    sampler_name: str
+    #: the study file's sampler options (none when the command line names another sampler)
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, spec: StudySpec, sampler: str | None = None) -> "StudySetup":
+        """Space, evaluator and sampler choice for ``spec`` (``sampler`` overrides the file).
+
+        Raises ``BadInput``/``UnknownName`` naming the field for anything the spec gets wrong.
+        """
+        space_cls = registry.space_class(spec.space.domain)
+        space = space_cls(spec.space.context, spec.space.params)
+        evaluator_name = spec.evaluator.name or space.default_evaluator
+        if not evaluator_name:
+            raise BadInput("evaluator.name", "required for this domain; valid: "
+                           + ", ".join(registry.EVALUATORS))
+        evaluator_cls = registry.evaluator_class(evaluator_name)
+        finish_spec(spec, space, evaluator_cls)
+        name = sampler or spec.sampler.name or default_sampler(space, spec.directions)
+        options = dict(spec.sampler.options) if sampler in (None, spec.sampler.name) else {}
+        fingerprint = evaluator_cls(**spec.evaluator.options).fingerprint()
+        return cls(spec, space, evaluator_name, evaluator_cls, fingerprint, name, options)
+
+    def make_sampler(self, seed: int | None = None, **extra: Any) -> Any:
+        """A fresh sampler; ``extra`` options are defaults the study file may override."""
+        options = {**extra, **self.sampler_options}
+        return make_sampler(self.sampler_name, self.space, self.spec.directions, seed, options)
+
+    def memory_limit_mib(self, workers: int) -> int:
+        return self.spec.budget.memory_limit_mib or default_memory_limit_mib(workers)
+
+    def pool(self, workers: int, factory: Callable[..., Any] | None = None) -> Any:
+        """Evaluation processes for this study (``factory``: an ``EvalPool``-like class)."""
+        if factory is None:
+            from tuner._pool import EvalPool
+
+            factory = EvalPool
+        return factory(self.evaluator_name, self.spec.evaluator.options, workers,
+                       self.spec.budget.trial_timeout_s, self.memory_limit_mib(workers))
+
+    def study_attrs(self, trials_target: int | None) -> dict[str, Any]:
+        """What the study records about itself (secrets in options masked)."""
+        spec = self.spec
+        return {
+            "tuner.spec": redact_secrets(spec.model_dump(mode="json", exclude={"storage"})),
+            "tuner.domain": spec.space.domain, "tuner.evaluator": self.evaluator_name,
+            "tuner.sampler": self.sampler_name, "tuner.fingerprint": self.fingerprint,
+            "tuner.objectives": [o.model_dump() for o in spec.objectives],
+            "tuner.constraints": [c.model_dump() for c in spec.constraints],
+            "tuner.trials_target": trials_target,
+        }
+
+    def check_compatible(self, rdb: Any, study_id: int) -> None:
+        """Refuse to continue a stored study under other objectives or another domain."""
+        spec = self.spec
+        stored_dirs = [d.name.lower() for d in rdb.get_study_directions(study_id)]
+        if stored_dirs != spec.directions:
+            raise BadInput("objectives", f"study {spec.name!r} already exists with "
+                           f"directions {stored_dirs}; use another name to change them")
+        attrs = rdb.get_study_user_attrs(study_id)
+        if attrs.get("tuner.domain") not in (None, spec.space.domain):
+            raise BadInput("space.domain", f"study {spec.name!r} already exists for "
+                           f"domain {attrs['tuner.domain']!r}; use another name")
+
+
+def state_attrs(state: str) -> dict[str, Any]:
+    """``tuner.state`` (running | finished | interrupted) with the time it was set."""
+    return {"tuner.state": state, "tuner.updated_at": time.time()}
+
+
+def build(spec: StudySpec, sampler_name: str | None = None) -> tuple[Any, Any, Any, str]:
+    """Space, evaluator class, sampler and the evaluator's name for a spec."""
+    setup = StudySetup.build(spec, sampler_name)
+    return setup.space, setup.evaluator_cls, setup.make_sampler(spec.seed), setup.evaluator_name
+
+
+__all__ = ["Exhaustible", "MAX_CONSECUTIVE_REPEATS", "StudySetup", "build",
+           "default_memory_limit_mib", "exhausted", "state_attrs"]
