@@ -1,0 +1,15 @@
+"""Moved: ``KernelReplayEvaluator`` lives in :mod:`evaluators.kernels` (registered as
+``evaluators.kernels:KernelReplayEvaluator``).
+This module path is kept for one release and removed in 0.3.0."""
+
+import warnings
+
+from evaluators.kernels.replay import (DATA_DIR, KernelReplayEvaluator, ReplayTable, SCHEMA,
+                                       iter_shapes, resolve_table, table_names)
+
+warnings.warn("evaluators.kernel_replay moved to evaluators.kernels "
+              "(evaluators.kernels:KernelReplayEvaluator); "
+              "the old path is removed in 0.3.0", FutureWarning, stacklevel=2)
+
+__all__ = ["DATA_DIR", "KernelReplayEvaluator", "ReplayTable", "SCHEMA", "iter_shapes",
+           "resolve_table", "table_names"]
