@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
+import sys
+import time
 
 import pytest
 
@@ -28,6 +31,68 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# A stand-in for llama-server: answers /health, then behaves as MODE says on a chat request.
+FAKE = '''#!{python}
+import http.server, os, signal, subprocess, sys, time
+mode = os.environ["FAKE_MODE"]
+args = sys.argv[1:]
+port = int(args[args.index("--port") + 1])
+if mode == "bad-flag":
+    print("error: invalid argument: --parallel", flush=True)
+    sys.exit(1)
+if mode == "oom":
+    print("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer: out of memory",
+          flush=True)
+    sys.exit(1)
+child = subprocess.Popen(["sleep", "300"])  # a grandchild that must die with us
+open(os.environ["FAKE_PIDFILE"], "w").write(str(child.pid))
+if mode == "hang":
+    time.sleep(300)
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
+    def do_POST(self):
+        print("decode: n_tokens = 45", flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+@pytest.fixture
+def fake_server(tmp_path, monkeypatch):
+    """A stand-in engine as ``$TUNER_LLAMA_SERVER``; ``$FAKE_MODE`` picks how it misbehaves:
+    bad-flag (exits 1 at start), hang (never healthy), oom (dies at start for lack of
+    memory), segv (healthy, crashes on the first request)."""
+    exe = tmp_path / "llama-server"
+    exe.write_text(FAKE.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("TUNER_LLAMA_SERVER", str(exe))
+    monkeypatch.setenv("FAKE_PIDFILE", str(tmp_path / "grandchild.pid"))
+    return tmp_path
+
+
+def process_gone(pid: int, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie is gone for our purposes (its parent was killed; init reaps it)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def toy_study(name: str = "toy", trials: int = 30, **extra) -> dict:

@@ -72,6 +72,8 @@ class BaseEvaluator(abc.ABC):
     metrics: tuple[str, ...] = ()
     #: space (domain) names whose configs this evaluator scores (for the contract suite)
     domains: tuple[str, ...] = ()
+    #: options that build a working instance for the contract suite (when it needs some)
+    example_options: dict[str, Any] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)

