@@ -461,11 +461,10 @@ class KernelSimEvaluator(BaseEvaluator):
 
 def best_config(context: Mapping[str, Any], evaluator: KernelSimEvaluator | None = None,
                 metric: str = "time_us") -> tuple[dict[str, Any], EvalResult]:
-    """The tile with the lowest predicted ``metric`` for one kernel problem.
+    """The tile with the lowest predicted ``metric`` for one kernel-gemm or kernel-attention
+    context (``kernel`` says which; else one with ``head_dim`` is attention).
 
-    ``context`` is a kernel-gemm or kernel-attention context (``kernel`` says which; without
-    it, one with ``head_dim`` is attention). Walks the full grid of the tile choices
-    (``_tiles.gemm_choices`` / ``attention_choices``, the kernel spaces' parameters) and lets
+    Walks the full grid of the tile choices (``_tiles``, the kernel spaces' parameters) and lets
     the evaluator's own (fast) rule checks reject the invalid points, which is several times
     quicker than enumerating a space's valid configs.
 
