@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tuner._errors import BadInput, CatalogError, UnknownName
+from tuner import BadInput, CatalogError, UnknownName
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
 

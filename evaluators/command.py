@@ -32,8 +32,7 @@ import string
 import sys
 from typing import Any, Mapping
 
-from tuner import BadInput, BaseEvaluator, EvalResult, describe_exit, run_command
-from tuner._process import tail
+from tuner import BadInput, BaseEvaluator, EvalResult, describe_exit, run_command, tail
 
 _OPTIONS = ("command", "timeout_s", "cwd", "env", "metrics")
 

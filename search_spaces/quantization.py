@@ -37,12 +37,11 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from evaluators._quant_plan import (
+from evaluators.quant._plan import (
     CONTEXT_KEYS, EIGHT_BIT_FORMATS, EMBED_BITS, INT4_GROUPS, KV_BITS, MINILM, PROTECT_FRACS,
     ROLES, Target, avg_bits, bits_per_weight, budget_violations, build_plan, param_name,
     parse_pins, resolve_target, size_gib, weight_format)
-from tuner._errors import BadInput, UnknownName
-from tuner._space import BaseSpace, Categorical, Param
+from tuner import BadInput, BaseSpace, Categorical, Param, UnknownName
 
 _SIM_DEFAULTS = {"gpu": "h100_sxm", "gpus": 1, "batch_size": 1, "prompt_len": 1024,
                  "output_len": 256, "memory_fraction": 0.9}

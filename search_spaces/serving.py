@@ -12,7 +12,7 @@ it, whether whole prompts share steps with decodes; KV block size, ``gpu_memory_
 preemption mode, scheduling policy). Every parameter is categorical
 so studies can enumerate their space for ground truth; narrow it in the study file.
 
-Constraints (with their numbers) come from ``evaluators._serving_plan.problems``: heads
+Constraints (with their numbers) come from ``evaluators.serving._plan.problems``: heads
 divisible by ``tp``, ``ep`` dividing ``tp`` and the experts, the GPU budget, weights + activations
 + the longest request's KV fitting in memory, prompts fitting the token budget without chunked
 prefill, and no duplicate spellings of one plan.
@@ -23,11 +23,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from evaluators._catalog import get_hardware, model_from_config
-from evaluators._serving_plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES,
+from evaluators.serving._plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES,
                                       PREEMPTION_MODES, WEIGHT_DTYPES, engine_memory, parse,
                                       plan_workload, problems)
-from tuner._errors import BadInput
-from tuner._space import BaseSpace, Categorical, Param
+from tuner import BadInput, BaseSpace, Categorical, Param
 
 AGG = {"disaggregated": (False,)}
 DISAGG = {"disaggregated": (True,)}

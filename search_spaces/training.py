@@ -27,7 +27,7 @@ Parameters (choices derived from the context, all finite so ``enumerate()`` work
 
 Data parallelism is derived (``num_gpus / (tp*pp*cp)``), as is gradient accumulation
 (``global_batch / (dp*micro_batch)`` micro-batches per step). The constraints are exactly the
-simulator's validity rules (``evaluators/_training_plan.py``), so a config the space accepts is
+simulator's validity rules (``evaluators/training/_plan.py``), so a config the space accepts is
 one the simulator can run.
 """
 
@@ -35,12 +35,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from evaluators._training_memory import GIB, in_flight, stage_memory
-from evaluators._training_plan import (ALLOWED_KEYS, DTYPES, PLAN_DEFAULTS, parse_plan,
+from evaluators.training._memory import GIB, in_flight, stage_memory
+from evaluators.training._plan import (ALLOWED_KEYS, DTYPES, PLAN_DEFAULTS, parse_plan,
                                        plan_errors, resolve_hardware, resolve_model)
-from evaluators._training_shapes import layer_shapes
-from tuner._errors import BadInput
-from tuner._space import BaseSpace, Categorical, Param, is_active
+from evaluators.training._shapes import layer_shapes
+from tuner import BadInput, BaseSpace, Categorical, Param, is_active
 
 #: the searched parameters, in suggestion order
 PARAM_NAMES = ("tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "zero_stage",

@@ -1,12 +1,19 @@
-"""tuner: automated configuration search for ML systems."""
+"""tuner: automated configuration search for ML systems.
+
+The names below are the contracts a plug-in needs (a space, an evaluator, a validation report,
+the errors they raise, and process helpers for evaluators that run programs); the in-house
+domains import them from here too.
+"""
 
 from tuner._errors import BadInput, CatalogError, MissingExtra, TunerError, UnknownName
 from tuner._evaluator import BaseEvaluator, EvalResult, Status, config_key
-from tuner._process import ServerError, ServerProcess, describe_exit, run_command
-from tuner._space import BaseSpace, Categorical, Float, Int
+from tuner._process import ServerError, ServerProcess, describe_exit, free_port, run_command, tail
+from tuner._space import BaseSpace, Categorical, Float, Int, Param, is_active
+from tuner._validation import ValidationReport, ValidationRow
 
 __version__ = "0.1.0"
 
 __all__ = ["BadInput", "BaseEvaluator", "BaseSpace", "CatalogError", "Categorical", "EvalResult",
-           "Float", "Int", "MissingExtra", "ServerError", "ServerProcess", "Status", "TunerError",
-           "UnknownName", "config_key", "describe_exit", "run_command"]
+           "Float", "Int", "MissingExtra", "Param", "ServerError", "ServerProcess", "Status",
+           "TunerError", "UnknownName", "ValidationReport", "ValidationRow", "config_key",
+           "describe_exit", "free_port", "is_active", "run_command", "tail"]

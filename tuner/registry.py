@@ -20,15 +20,15 @@ SPACES: dict[str, str] = {
 }
 
 EVALUATORS: dict[str, str] = {
-    "training-sim": "evaluators.training_sim:TrainingSimEvaluator",
-    "serving-sim": "evaluators.serving_sim:ServingSimEvaluator",
-    "kernel-sim": "evaluators.kernel_sim:KernelSimEvaluator",
-    "kernel-gpu": "evaluators.kernel_gpu:KernelGpuEvaluator",
-    "kernel-replay": "evaluators.kernel_replay:KernelReplayEvaluator",
-    "quant-real": "evaluators.quant_real:QuantRealEvaluator",
-    "quant-sim": "evaluators.quant_sim:QuantSimEvaluator",
+    "training-sim": "evaluators.training:TrainingSimEvaluator",
+    "serving-sim": "evaluators.serving:ServingSimEvaluator",
+    "kernel-sim": "evaluators.kernels:KernelSimEvaluator",
+    "kernel-gpu": "evaluators.kernels:KernelGpuEvaluator",
+    "kernel-replay": "evaluators.kernels:KernelReplayEvaluator",
+    "quant-real": "evaluators.quant:QuantRealEvaluator",
+    "quant-sim": "evaluators.quant:QuantSimEvaluator",
     "command": "evaluators.command:CommandEvaluator",
-    "serving-real": "evaluators.serving.real:ServingRealEvaluator",
+    "serving-real": "evaluators.serving:ServingRealEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``
@@ -76,10 +76,10 @@ def sampler_factory(name: str) -> Any:
 def make_evaluator(name: str, options: dict[str, Any] | None = None) -> Any:
     return evaluator_class(name)(**(options or {}))
 
-#: ``tuner validate DOMAIN``: functions returning a ``tuner._validation.ValidationReport``
+#: ``tuner validate DOMAIN``: functions returning a ``tuner.ValidationReport``
 VALIDATIONS: dict[str, str] = {
-    "training": "evaluators.validate_training:run",
-    "serving": "evaluators.validate_serving:run",
-    "kernels": "evaluators.validate_kernels:run",
-    "quantization": "evaluators.validate_quant:run",
+    "training": "evaluators.training.validation:run",
+    "serving": "evaluators.serving.validation:run",
+    "kernels": "evaluators.kernels.validation:run",
+    "quantization": "evaluators.quant.validation:run",
 }

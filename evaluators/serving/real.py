@@ -38,13 +38,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
-from evaluators._workloads import load_workload
 from evaluators.serving._engines import ADAPTERS, launch_argv, looks_out_of_memory
 from evaluators.serving._load import drive
-from evaluators.serving_sim import METRICS as SIM_METRICS
-from evaluators.serving_sim import percentile, serving_metrics
-from tuner import BadInput, BaseEvaluator, EvalResult, ServerError, ServerProcess, UnknownName
-from tuner._process import free_port
+from evaluators.serving._workloads import load_workload
+from evaluators.serving.sim import METRICS as SIM_METRICS
+from evaluators.serving.sim import percentile, serving_metrics
+from tuner import (BadInput, BaseEvaluator, EvalResult, ServerError, ServerProcess, UnknownName,
+                   free_port)
 
 _OPTIONS = ("weights", "executable", "extra_args", "device_usd_per_hour", "devices",
             "startup_timeout_s", "request_timeout_s", "log_dir", "seed")

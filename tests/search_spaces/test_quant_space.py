@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from evaluators._quant_plan import (
+from evaluators.quant._plan import (
     MINILM, avg_bits, build_plan, depth_profile, minilm_sensitivity, resolve_target,
     sensitivity_order, size_gib, uniform_config)
 from search_spaces.quantization import QuantSpace

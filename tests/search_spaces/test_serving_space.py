@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from evaluators.serving_sim import ServingSimEvaluator
+from evaluators.serving.sim import ServingSimEvaluator
 from search_spaces.serving import ServingSpace
 from tuner import BadInput, registry
 from tuner.spec import load_spec

@@ -5,7 +5,7 @@ import random
 import optuna
 import pytest
 
-from evaluators.training_sim import TrainingSimEvaluator
+from evaluators.training.sim import TrainingSimEvaluator
 from search_spaces.training import TrainingSpace
 from tuner import BadInput
 from tuner._space import BaseSpace

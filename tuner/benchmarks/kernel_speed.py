@@ -28,7 +28,7 @@ SPACES = (
 
 
 def measure(repeat: int = 3, seed: int = 0) -> dict[str, float]:
-    from evaluators.kernel_sim import KernelSimEvaluator
+    from evaluators.kernels import KernelSimEvaluator
     from tuner import registry
 
     configs = []

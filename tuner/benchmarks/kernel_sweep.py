@@ -2,12 +2,12 @@
 
 On a GPU machine (the README figures come from this)::
 
-    python -m tuner.benchmarks.kernel_sweep --out evaluators/data/kernel_replay/h100_sxm.json
+    python -m tuner.benchmarks.kernel_sweep --out evaluators/kernels/data/replay/h100_sxm.json
 
 On a CPU, Triton's interpreter records the small labelled table the replay tests use::
 
     python -m tuner.benchmarks.kernel_sweep --suite cpu-tiny --interpret \\
-        --out evaluators/data/kernel_replay/cpu_interpreter.json
+        --out evaluators/kernels/data/replay/cpu_interpreter.json
 
 Every config of a shape's space (after the space's constraints) is compiled, checked against
 torch and timed by ``KernelGpuEvaluator`` (``triton.testing.do_bench``: median of many runs, L2
@@ -111,7 +111,7 @@ def _software(env: dict[str, str]) -> dict[str, str]:
 
 def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str],
                timer: str, overwrite: bool) -> Any:
-    from evaluators.kernel_replay import ReplayTable
+    from evaluators.kernels import ReplayTable
     from tuner._errors import BadInput
 
     if path.exists() and not overwrite:
@@ -127,7 +127,7 @@ def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from evaluators.kernel_gpu import KernelGpuEvaluator
+    from evaluators.kernels import KernelGpuEvaluator
     from tuner import registry
 
     ev = KernelGpuEvaluator(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, seed=args.seed,

@@ -30,9 +30,9 @@ import math
 import time
 from typing import Any, Callable, Mapping
 
-from evaluators._quant_plan import (
-    MINILM, ROLES, Target, bits_per_weight, build_plan, resolve_target, size_gib,
-    uniform_config)
+from evaluators.quant import (MINILM, ROLES, Target, bits_per_weight, build_plan,
+                              depth_profile, minilm_sensitivity, resolve_target, role_mean,
+                              size_gib, uniform_config, unit_drop)
 from tuner._pareto import pareto_mask
 
 #: HAWQ-greedy's precision ladder, in decreasing stored bits (weights only)
@@ -54,9 +54,6 @@ def _units(target: Target) -> list[tuple[str, int, int]]:
 
 def unit_sensitivity(target: Target) -> Callable[[str, str], float]:
     """Quality drop of one unit in one format: measured (MiniLM) or the quant-sim proxy."""
-    from evaluators._quant_plan import depth_profile, minilm_sensitivity
-    from evaluators.quant_sim import _role_mean, unit_drop
-
     sens = minilm_sensitivity()
 
     def f(unit: str, fmt: str) -> float:
@@ -68,7 +65,7 @@ def unit_sensitivity(target: Target) -> Callable[[str, str], float]:
         i = int(layer)
         if target.kind == "real":
             return unit_drop(i, role, fmt, 16)
-        return depth_profile(target.num_layers)[i] * 6 / target.num_layers * _role_mean(
+        return depth_profile(target.num_layers)[i] * 6 / target.num_layers * role_mean(
             role, fmt, 16)
     return f
 
@@ -221,8 +218,7 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
                 corner_trials: int = 30) -> None:
     import optuna
 
-    from evaluators.quant_real import QuantRealEvaluator
-    from evaluators.quant_sim import QuantSimEvaluator
+    from evaluators.quant import QuantRealEvaluator, QuantSimEvaluator
     from search_spaces.quantization import QuantSpace
 
     target = resolve_target(MINILM)
@@ -339,7 +335,7 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
 def llama_part(report: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from evaluators.quant_sim import QuantSimEvaluator
+    from evaluators.quant import QuantSimEvaluator
     from search_spaces.quantization import QuantSpace
     from tuner.spec import load_spec
 

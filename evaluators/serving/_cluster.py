@@ -1,0 +1,203 @@
+"""A serving deployment as a discrete-event simulation: engines, router, arrivals, transfers.
+
+Engines (``_engine.Engine``) are built per engine kind of the plan: ``replicas x pp``
+mixed engines (each pipeline stage group of a replica runs ``pp`` virtual engines with 1/pp of
+the KV blocks, as vLLM's virtual engines do), or prefill and decode workers when
+disaggregated. Every replica is simulated, behind a router that sends each request to the
+engine with the fewest outstanding requests (ties round-robin). Disaggregated prefill workers
+hand a request to the decode router when its first token is out, after the KV transfer
+(per-GPU KV shard bytes over NVLink inside a node, the GPU's network across nodes, or
+``kv_link_gbit_s``). Open-loop arrivals come from the workload; a closed-loop client sends the
+next request when one finishes. Every request reaches the engines ``api_overhead_ms`` after it
+arrives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any, Callable
+
+from evaluators._perf import eff, p2p_time
+from evaluators.serving._engine import GONE, WAITING, Engine, Seq
+from evaluators.serving._latency import StepModel
+from evaluators.serving._plan import GIB, engine_memory
+
+
+class Simulator:
+    """Event loop over engines, arrivals, KV transfers and the closed-loop client."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, int, Any, int]] = []
+        self.seq = 0
+        self.first: list[float] = []
+        self.finish: list[float] = []
+        self.on_done: Callable[[Seq, float], None] | None = None
+        self.on_handoff: Callable[[Seq, float], None] | None = None
+
+    def push(self, t: float, engine: Engine) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, 1, self.seq, engine, engine.version))
+
+    def push_arrival(self, t: float, s: Seq) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, 0, self.seq, s, 0))
+
+    def first_token(self, s: Seq, t: float) -> None:
+        if self.first[s.rid] < 0:
+            self.first[s.rid] = t
+
+    def done(self, s: Seq, t: float) -> None:
+        self.finish[s.rid] = t
+        if self.on_done:
+            self.on_done(s, t)
+
+    def handoff(self, s: Seq, t: float) -> None:
+        assert self.on_handoff is not None
+        self.on_handoff(s, t)
+
+
+
+
+# -- a whole deployment --------------------------------------------------------------------
+class SimResult:
+    """Per-request times (seconds) and engine counters of one simulation."""
+
+    def __init__(self, arrival: list[float], first: list[float], finish: list[float],
+                 out: list[int], engines: list[Engine], unfinished: int) -> None:
+        self.arrival, self.first, self.finish, self.out = arrival, first, finish, out
+        self.engines = engines
+        self.unfinished = unfinished
+
+    @property
+    def preemptions(self) -> int:
+        return sum(e.preemptions for e in self.engines)
+
+    @property
+    def steps(self) -> int:
+        return sum(e.steps for e in self.engines)
+
+
+def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
+    pools: dict[str, list[Engine]] = {}
+    bs = plan.kv_block_size
+    for role, count, tp, pp, ep in plan.engine_kinds():
+        model = StepModel(plan, tp, pp, ep)
+        mem = engine_memory(plan, tp, pp, ep)
+        block_bytes = mem.kv_bytes_per_token * bs
+        blocks = int(mem.kv // block_bytes) // pp  # vLLM splits the pool across pp engines
+        extra = math.ceil(mem.swa_bytes_per_seq / block_bytes) if mem.swa_bytes_per_seq else 0
+        swap_blocks = int(plan.swap_space_gib * GIB // block_bytes) // pp
+        link = eff(plan.hw, "host_link_gb_s") * 1e9  # achieved PCIe bandwidth per GPU
+        pool = pools.setdefault(role, [])
+        for _ in range(count * pp):
+            pool.append(Engine(len(pool), role, model, blocks, extra, plan, swap_blocks,
+                               block_bytes / link, sim))
+    return pools
+
+
+def kv_transfer_time(plan: Any, prompt_tokens: int) -> float:
+    """Seconds to send one prompt's KV cache from a prefill to a decode worker: every GPU of
+    the prefill worker sends its shard over its own link."""
+    mem = engine_memory(plan, plan.prefill_tp, 1, min(plan.ep, plan.prefill_tp))
+    nbytes = prompt_tokens * mem.kv_bytes_per_token + mem.swa_bytes_per_seq
+    if plan.kv_link_gbit_s:
+        return p2p_time(plan.hw, nbytes, True, plan.kv_link_gbit_s)
+    inter = plan.gpus_used > plan.hw.gpus_per_node
+    return p2p_time(plan.hw, nbytes, inter)
+
+
+def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
+    """Least outstanding requests; ties go round-robin."""
+    n = len(pool)
+    start = rr[0]
+    best, best_load = pool[start], pool[start].load
+    for i in range(1, n):
+        e = pool[(start + i) % n]
+        if e.load < best_load:
+            best, best_load = e, e.load
+    rr[0] = (best.idx + 1) % n
+    best.enqueue(s)
+    if not best.busy:
+        best.start(t)
+    elif best.window is not None:
+        best.interrupt(t)
+
+
+def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
+             fast_forward: bool = True) -> SimResult:
+    """Run ``workload`` through the deployment of ``plan``."""
+    sim = Simulator()
+    pools = build_engines(plan, sim)
+    for pool in pools.values():
+        for e in pool:
+            e.fast_forward = fast_forward
+    entry = pools.get("mixed") or pools["prefill"]
+    decode_pool = pools.get("decode")
+    n = len(workload)
+    arrival = list(workload.arrival_s)
+    sim.first = [-1.0] * n
+    sim.finish = [-1.0] * n
+    seqs = [Seq(i, arrival[i], workload.input_len[i], workload.output_len[i],
+                workload.priority[i]) for i in range(n)]
+    rr_in, rr_dec = [0], [0]
+    closed = workload.is_closed
+    released = [0]
+    done = [0]
+
+    def on_done(s: Seq, t: float) -> None:
+        done[0] += 1
+        if closed and released[0] < n:
+            nxt = seqs[released[0]]
+            released[0] += 1
+            nxt.arrival = arrival[nxt.rid] = t
+            sim.push_arrival(t + front, nxt)
+
+    def on_handoff(s: Seq, t: float) -> None:
+        s.target = s.computed = s.prompt
+        s.blocks = s.extra = 0
+        sim.push_arrival(t + kv_transfer_time(plan, s.prompt), s)
+
+    sim.on_done, sim.on_handoff = on_done, on_handoff
+    # the API server's work before the engine sees a request (HTTP, chat template, tokenize)
+    front = plan.api_overhead_ms / 1e3
+    if closed:
+        static: list[Seq] = []
+        first_batch = min(workload.concurrency, n)
+        released[0] = first_batch
+        for s in seqs[:first_batch]:
+            s.arrival = arrival[s.rid] = 0.0
+            sim.push_arrival(front, s)
+    else:
+        static = sorted(seqs, key=lambda s: (s.arrival, s.rid))
+    i_static = 0
+    heap = sim.heap
+    events = 0
+    inf = math.inf
+    while True:
+        t_static = static[i_static].arrival + front if i_static < len(static) else inf
+        if heap and heap[0][0] <= t_static and (heap[0][0] < t_static or heap[0][1] == 0):
+            t, kind, _, obj, version = heapq.heappop(heap)
+            if kind == 1:
+                if version == obj.version:
+                    obj.complete(t)
+            elif obj.state == GONE and decode_pool is not None and obj.gen >= 1:
+                obj.state = WAITING
+                _route(decode_pool, rr_dec, obj, t)
+            else:
+                _route(entry, rr_in, obj, t)
+        elif i_static < len(static):
+            s = static[i_static]
+            i_static += 1
+            _route(entry, rr_in, s, t_static)
+        else:
+            break
+        events += 1
+        if events > max_events:
+            break
+    engines = [e for pool in pools.values() for e in pool]
+    return SimResult(arrival, sim.first, sim.finish, list(workload.output_len), engines,
+                     n - done[0])
+
+
+__all__ = ["SimResult", "Simulator", "build_engines", "kv_transfer_time", "simulate"]

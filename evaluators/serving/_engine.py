@@ -1,0 +1,502 @@
+"""Discrete-event simulation of continuous batching with paged KV cache.
+
+Each *engine* is one scheduler over one KV-block pool (a replica, one of a replica's ``pp``
+pipeline virtual engines, or a prefill / decode worker). It runs iteration-level scheduling as
+vLLM does:
+
+* chunked prefill on (vLLM V1, Sarathi-Serve): every step first gives each running decode one
+  token, then continues partially prefilled prompts, then admits waiting requests, all within
+  ``max_num_batched_tokens`` and at most ``prefill_chunk_size`` tokens per prompt per step;
+* chunked prefill off: prompts are prefilled whole. With ``mixed_prefill`` (TensorRT-LLM's
+  in-flight batching, SGLang, vLLM V1) new prompts join the running decodes' step; without it
+  (vLLM V0's default scheduler) a step either prefills newly admitted prompts only (decodes
+  stall) or decodes every running request;
+* KV blocks of ``kv_block_size`` tokens are allocated as tokens are written; when none are
+  free, the most recently admitted request (or the lowest-priority one under the ``priority``
+  policy) is preempted: *recompute* frees its blocks and re-queues it to prefill prompt +
+  generated tokens again; *swap* copies its blocks to host memory over PCIe (the copy time is
+  added to the step) and swaps them back in before new requests are admitted;
+* waiting requests are ordered FCFS, by shortest prompt, or by priority (lower value first).
+
+How engines form a deployment (replicas, pipeline virtual engines, prefill/decode workers, the
+router, arrivals and the closed-loop client) is in ``_cluster``.
+
+Speed: decoding requests are held as an aggregate (count, KV sum, block phases, a finish heap),
+so a step costs O(prefill chunks + finishing requests), not O(batch). Stretches of steps
+where nothing but decoding can happen are advanced in closed form: step latency is affine in
+the step index (the KV read grows by one token per sequence per step), and the stretch ends at
+the next finish or block shortage, or early (at a step boundary) when a request arrives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from typing import Any, Callable
+
+from evaluators.serving._latency import StepModel
+
+
+WAITING, PREFILL, DECODE, SWAPPED, GONE = range(5)  # Seq.state
+
+
+class Seq:
+    """One request's state. While decoding on an engine its counters live in the engine's
+    aggregate (``join_g``/``c_join``/``gen_join``) and are materialised when it leaves."""
+
+    __slots__ = ("rid", "arrival", "prompt", "out", "prio", "target", "computed", "gen",
+                 "blocks", "extra", "state", "join_g", "c_join", "gen_join", "fin_g",
+                 "swapped_decoding")
+
+    def __init__(self, rid: int, arrival: float, prompt: int, out: int, prio: int) -> None:
+        self.rid, self.arrival, self.prompt, self.out, self.prio = rid, arrival, prompt, out, prio
+        self.target = prompt  # tokens to (re)compute before the next token is sampled
+        self.computed = 0  # tokens whose KV is in the cache
+        self.gen = 0  # tokens generated
+        self.blocks = 0
+        self.extra = 0  # sliding-window blocks
+        self.state = WAITING
+        self.join_g = self.c_join = self.gen_join = self.fin_g = 0
+        self.swapped_decoding = False
+
+
+class Engine:
+    """One scheduler + KV pool. ``sim`` receives finished / handed-off requests."""
+
+    def __init__(self, idx: int, role: str, model: StepModel, blocks: int, extra_blocks: int,
+                 plan: Any, swap_blocks: int, swap_s_per_block: float, sim: Any) -> None:
+        self.idx, self.role, self.m, self.sim = idx, role, model, sim
+        self.total = self.free = blocks
+        self.extra_per_seq = extra_blocks
+        self.bs = plan.kv_block_size
+        self.max_seqs = plan.max_num_seqs
+        self.budget = plan.max_num_batched_tokens
+        self.chunk = plan.prefill_chunk_size if plan.chunked_prefill else 10**12
+        self.chunked = plan.chunked_prefill
+        self.mixed = plan.mixed_prefill  # whole prompts share steps with decodes
+        self.swap_mode = plan.preemption_mode == "swap"
+        self.swap_free = swap_blocks
+        self.swap_cost = swap_s_per_block
+        policy = plan.scheduling_policy
+        self.key: Callable[[Seq], tuple] | None = (
+            None if policy == "fcfs" else
+            (lambda s: (s.target - s.computed, s.arrival, s.rid)) if policy ==
+            "shortest_prompt_first" else (lambda s: (s.prio, s.arrival, s.rid)))
+        self.by_priority = policy == "priority"
+        self.waiting: Any = deque() if self.key is None else []
+        self.swapped: deque[Seq] = deque()
+        self.prefilling: list[Seq] = []
+        self.order: dict[Seq, None] = {}  # running requests in admission order
+        self.victims: list[tuple] = []  # priority policy: heap of (-prio, -arrival, rid, seq)
+        # decode aggregate
+        self.g = 0
+        self.n_dec = 0
+        self.s_base = 0  # sum of KV tokens of decoding requests = s_base + n_dec * g
+        self.phase = [0] * self.bs  # decoders by (c_join - join_g) mod bs
+        self.fin: list[tuple[int, int, Seq]] = []  # (finish step, tiebreak, request)
+        # event bookkeeping
+        self.busy = False
+        self.version = 0
+        self.window: tuple[float, int, float, float] | None = None
+        self.pending: tuple | None = None
+        self.preemptions = 0
+        self.steps = 0
+        self.allocated = False
+        self.uniq = 0
+        #: advance decode-only stretches in closed form (off: one event per step, for tests)
+        self.fast_forward = True
+
+    # -- queues --------------------------------------------------------------------------
+    @property
+    def load(self) -> int:
+        return self.n_dec + len(self.prefilling) + len(self.waiting) + len(self.swapped)
+
+    def _push_waiting(self, s: Seq, front: bool = False) -> None:
+        s.state = WAITING
+        if self.key is None:
+            (self.waiting.appendleft if front else self.waiting.append)(s)
+        else:
+            heapq.heappush(self.waiting, (self.key(s), s.rid, s))
+
+    def _peek_waiting(self) -> Seq | None:
+        if not self.waiting:
+            return None
+        return self.waiting[0] if self.key is None else self.waiting[0][2]
+
+    def _pop_waiting(self) -> Seq:
+        return self.waiting.popleft() if self.key is None else heapq.heappop(self.waiting)[2]
+
+    def enqueue(self, s: Seq) -> None:
+        self._push_waiting(s)
+
+    # -- decode aggregate ----------------------------------------------------------------
+    def _join_decode(self, s: Seq) -> None:
+        s.state = DECODE
+        s.join_g, s.c_join, s.gen_join = self.g, s.computed, s.gen
+        s.fin_g = self.g + (s.out - s.gen)
+        self.n_dec += 1
+        self.s_base += s.computed - self.g
+        self.phase[(s.computed - self.g) % self.bs] += 1
+        self.uniq += 1
+        heapq.heappush(self.fin, (s.fin_g, self.uniq, s))
+
+    def _leave_decode(self, s: Seq) -> None:
+        """Materialise a decoding request's counters and drop it from the aggregate."""
+        steps = self.g - s.join_g
+        s.computed = s.c_join + steps
+        s.gen = s.gen_join + steps
+        s.blocks = -(-s.computed // self.bs)
+        self.n_dec -= 1
+        self.s_base -= s.c_join - s.join_g
+        self.phase[(s.c_join - s.join_g) % self.bs] -= 1
+        s.state = GONE  # the finish heap entry becomes stale
+
+    def _blocks_needed(self, k: int) -> int:
+        """New blocks the decoders need over the next ``k`` steps."""
+        if k <= 0 or self.n_dec == 0:
+            return 0
+        bs, g, ph = self.bs, self.g, self.phase
+        cycles, rem = divmod(k, bs)
+        need = cycles * self.n_dec
+        for s in range(rem):
+            need += ph[(-(g + s)) % bs]
+        return need
+
+    def _max_steps_for_blocks(self, limit: int) -> int:
+        if self.n_dec == 0:
+            return limit
+        if self.free >= self.n_dec * (limit // self.bs + 1):
+            return limit
+        cycles = min(self.free // self.n_dec, limit // self.bs)
+        k, left = cycles * self.bs, self.free - cycles * self.n_dec
+        g, bs, ph = self.g, self.bs, self.phase
+        while k < limit:
+            need = ph[(-(g + k)) % bs]
+            if need > left:
+                break
+            left -= need
+            k += 1
+        return k
+
+    # -- preemption ----------------------------------------------------------------------
+    def _victim(self) -> Seq | None:
+        if self.by_priority:
+            while self.victims:
+                s = self.victims[0][4]
+                if s.state in (PREFILL, DECODE) and s in self.order:
+                    return s
+                heapq.heappop(self.victims)
+            return None
+        return next(reversed(self.order), None) if self.order else None
+
+    def _admit(self, s: Seq) -> None:
+        self.order[s] = None
+        if self.by_priority:
+            self.uniq += 1
+            heapq.heappush(self.victims, (-s.prio, -s.arrival, -s.rid, self.uniq, s))
+
+    def _release(self, s: Seq) -> None:
+        self.order.pop(s, None)
+        self.free += s.blocks + s.extra
+        s.blocks = s.extra = 0
+
+    def _preempt(self, s: Seq) -> float:
+        """Evict ``s``; returns the swap-out time charged to this step."""
+        self.preemptions += 1
+        was_decoding = s.state == DECODE
+        if was_decoding:
+            self._leave_decode(s)
+            if self.allocated and s.computed % self.bs == 0:
+                self.free += 1  # the block taken for this step's token stays unused
+        elif s.state == PREFILL:
+            self.prefilling.remove(s)
+        if self.swap_mode and s.blocks and s.blocks <= self.swap_free:
+            self.order.pop(s, None)
+            n = s.blocks
+            self.swap_free -= n
+            self.free += n + s.extra
+            s.extra = 0
+            s.state = SWAPPED
+            s.swapped_decoding = was_decoding
+            self.swapped.append(s)
+            return n * self.swap_cost
+        self._release(s)
+        s.target = s.prompt + s.gen
+        s.computed = 0
+        self._push_waiting(s, front=True)
+        return 0.0
+
+    def _swap_in(self) -> float:
+        cost = 0.0
+        while self.swapped and len(self.order) < self.max_seqs:
+            s = self.swapped[0]
+            need = s.blocks + self.extra_per_seq + self.n_dec + 1
+            if need > self.free:
+                break
+            self.swapped.popleft()
+            self.swap_free += s.blocks
+            self.free -= s.blocks + self.extra_per_seq
+            s.extra = self.extra_per_seq
+            cost += s.blocks * self.swap_cost
+            self._admit(s)
+            if s.swapped_decoding:
+                self._join_decode(s)
+            else:
+                s.state = PREFILL
+                self.prefilling.append(s)
+        return cost
+
+    # -- scheduling ----------------------------------------------------------------------
+    def _admission_blocks(self, s: Seq, n: int) -> int:
+        return -(-(s.computed + n) // self.bs) - s.blocks + self.extra_per_seq
+
+    def _can_admit(self) -> bool:
+        s = self._peek_waiting()
+        if s is None or len(self.order) >= self.max_seqs:
+            return False
+        left = s.target - s.computed
+        if left == 0:
+            need = -(-s.computed // self.bs) + self.extra_per_seq + self._new_block(s)
+        elif not self.chunked:
+            need = self._admission_blocks(s, left)
+        else:
+            n = min(left, self.chunk, self.budget - self.n_dec)
+            if n <= 0:
+                return False
+            need = self._admission_blocks(s, n)
+        return need <= self.free
+
+    def _swap_ready(self) -> bool:
+        if not self.swapped or len(self.order) >= self.max_seqs:
+            return False
+        s = self.swapped[0]
+        return s.blocks + self.extra_per_seq + self.n_dec + 1 <= self.free
+
+    def start(self, t: float) -> None:
+        """Schedule the next step (or stretch of decode steps) at time ``t``."""
+        self.version += 1
+        if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
+                and not self._swap_ready() and self.n_dec <= self.budget:
+            if self._start_window(t):
+                return
+        batch = self._schedule()
+        if batch is None:
+            self.busy = False
+            self.pending = None
+            return
+        self.busy = True
+        self.pending = batch
+        self.sim.push(t + batch[0], self)
+
+    def _schedule(self) -> tuple | None:
+        self.allocated = False  # decoders' blocks for this step not yet taken
+        extra_cost = self._swap_in() if self.swapped else 0.0
+        budget = self.budget
+        chunks: list[tuple[Seq, int]] = []
+        preempted = False
+        prefill_only = False
+        if not self.chunked and not self.mixed and self.role != "decode":
+            prefill_only = self._can_admit() and not self.swapped
+        dec_b = 0
+        if not prefill_only and self.n_dec:
+            need = self.phase[(-self.g) % self.bs]
+            while need > self.free and self.n_dec:
+                v = self._victim()
+                if v is None:
+                    break
+                extra_cost += self._preempt(v)
+                preempted = True
+                need = self.phase[(-self.g) % self.bs]
+            if need > self.free:
+                need = 0  # nothing left to preempt: cannot happen when a request fits
+            self.free -= need
+            self.allocated = True
+            dec_b = self.n_dec
+            budget -= dec_b
+        # continue partially prefilled prompts (chunked mode), in admission order
+        if not prefill_only:
+            for s in list(self.prefilling):
+                if budget <= 0:
+                    break
+                if s.state != PREFILL:
+                    continue
+                n = min(s.target - s.computed, self.chunk, budget)
+                need = -(-(s.computed + n) // self.bs) - s.blocks
+                while need > self.free:
+                    v = self._victim()
+                    if v is None or v is s:
+                        if v is s:
+                            extra_cost += self._preempt(s)
+                            preempted = True
+                        need = -1
+                        break
+                    extra_cost += self._preempt(v)
+                    preempted = True
+                if need < 0:
+                    continue
+                self.free -= need
+                s.blocks += need
+                chunks.append((s, n))
+                budget -= n
+        # admit waiting requests (not in a step that had to preempt: vLLM V1 does the same)
+        if not preempted and (self.chunked or self.mixed or prefill_only
+                              or self.role == "decode"):
+            first = True
+            while self.waiting and len(self.order) < self.max_seqs:
+                s = self._peek_waiting()
+                left = s.target - s.computed
+                if left == 0:  # KV already here (decode worker): it joins the decoders
+                    need = (-(-s.computed // self.bs) + self.extra_per_seq
+                            + self._new_block(s))
+                    if need > self.free or budget < 1:
+                        break
+                    self._pop_waiting()
+                    self.free -= need
+                    s.blocks, s.extra = -(-s.computed // self.bs), self.extra_per_seq
+                    self._admit(s)
+                    self._join_decode(s)
+                    budget -= 1
+                    dec_b += 1
+                    continue
+                if budget <= 0:
+                    break
+                n = min(left, self.chunk, budget)
+                if not self.chunked and n < left:
+                    if not first or (chunks and left > self.budget):
+                        break
+                    n = left  # a whole prompt may overrun what the decodes left of the budget
+                need = self._admission_blocks(s, n)
+                if need > self.free:
+                    break
+                self._pop_waiting()
+                self.free -= need
+                s.extra = self.extra_per_seq
+                s.blocks += need - self.extra_per_seq
+                s.state = PREFILL
+                self.prefilling.append(s)
+                self._admit(s)
+                chunks.append((s, n))
+                budget -= n
+                first = False
+        if not chunks and not dec_b:
+            return None
+        tokens = dec_b + sum(n for _, n in chunks)
+        logits = dec_b + sum(1 for s, n in chunks if s.computed + n >= s.target)
+        seqs = dec_b + len(chunks)
+        dec_kv = self.s_base + self.n_dec * (self.g + 1)
+        lat = self.m.step(tokens, logits, seqs, dec_b, dec_kv,
+                          [(n, s.computed + n) for s, n in chunks]) + extra_cost
+        return (lat, chunks, dec_b)
+
+    def _new_block(self, s: Seq) -> int:
+        """Block a decoder holding ``s.computed`` tokens needs for its next token (0 or 1)."""
+        return 1 if s.computed % self.bs == 0 else 0
+
+    def _start_window(self, t: float) -> bool:
+        self.fin_clean()
+        n = self.fin[0][0] - self.g if self.fin else 1
+        n = self._max_steps_for_blocks(n)
+        if n <= 0:
+            return False
+        b = self.n_dec
+        base = self.s_base + b * self.g
+        l0 = self.m.decode_step(b, base + b)
+        slope = 0.0
+        if n > 1:
+            slope = (self.m.decode_step(b, base + b * n) - l0) / (n - 1)
+        self.window = (t, n, l0, slope)
+        self.busy = True
+        self.pending = None
+        self.sim.push(t + _cum(n, l0, slope), self)
+        return True
+
+    def fin_clean(self) -> None:
+        fin = self.fin
+        while fin and (fin[0][2].state != DECODE or fin[0][2].fin_g != fin[0][0]):
+            heapq.heappop(fin)
+
+    def interrupt(self, t: float) -> None:
+        """A request arrived at ``t`` during a decode stretch: end it at the next boundary."""
+        if self.window is None:
+            return
+        t0, n, a, b = self.window
+        k = _steps_until(t - t0, a, b)
+        if k < n:
+            self.window = (t0, k, a, b)
+            self.version += 1
+            self.sim.push(t0 + _cum(k, a, b), self)
+
+    def complete(self, t: float) -> None:
+        """The step (or stretch) scheduled earlier ends at ``t``: apply it, start the next."""
+        self.steps += 1
+        if self.window is not None:
+            _, k, _, _ = self.window
+            self.window = None
+            self.free -= self._blocks_needed(k)
+            self.g += k
+            self._finish_decoders(t)
+            self.start(t)
+            return
+        _, chunks, dec_b = self.pending
+        self.pending = None
+        if dec_b:  # decoders advance only in steps they took part in
+            self.g += 1
+            self._finish_decoders(t)
+        for s, n in chunks:
+            if s.state != PREFILL:
+                continue
+            s.computed += n
+            if s.computed < s.target:
+                continue
+            self.prefilling.remove(s)
+            s.gen += 1
+            self.sim.first_token(s, t)
+            if s.gen >= s.out:
+                self._release(s)
+                s.state = GONE
+                self.sim.done(s, t)
+            elif self.role == "prefill":
+                self._release(s)
+                s.state = GONE
+                self.sim.handoff(s, t)
+            else:
+                s.target = s.computed
+                self._join_decode(s)
+        self.start(t)
+
+    def _finish_decoders(self, t: float) -> None:
+        fin = self.fin
+        while fin and fin[0][0] <= self.g:
+            g_fin, _, s = heapq.heappop(fin)
+            if s.state != DECODE or s.fin_g != g_fin:
+                continue
+            self._leave_decode(s)
+            self._release(s)
+            self.sim.done(s, t)
+
+
+def _cum(k: int, a: float, b: float) -> float:
+    """Duration of ``k`` steps whose latencies are ``a, a+b, a+2b, ...``."""
+    return k * a + b * k * (k - 1) / 2
+
+
+def _steps_until(x: float, a: float, b: float) -> int:
+    """Smallest k >= 1 whose cumulative duration reaches ``x``."""
+    if x <= 0:
+        return 1
+    if abs(b) < 1e-15:
+        k = math.ceil(x / a)
+    else:
+        c = a - b / 2
+        disc = c * c + 2 * b * x
+        k = math.ceil((-c + math.sqrt(max(disc, 0.0))) / b) if disc > 0 else 1
+    k = max(k, 1)
+    while k > 1 and _cum(k - 1, a, b) >= x:
+        k -= 1
+    while _cum(k, a, b) < x:
+        k += 1
+    return k
+
+
+__all__ = ["DECODE", "Engine", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]

@@ -1,0 +1,181 @@
+"""Memory per GPU of one pipeline stage: weights, gradients, optimizer state, activations.
+
+Activations per layer and micro-batch follow Korthikanti et al., "Reducing Activation
+Recomputation in Large Transformer Models" (MLSys'23), Sec. 4: ``s*b*h*(34 + 5*a*s/h)`` bytes
+for a GPT layer with dropout, split into the parts replicated across tensor-parallel ranks
+(``10*s*b*h``: norm inputs, GEMM inputs, dropout masks; divided by ``t`` with sequence
+parallelism), the TP-sharded parts (``24*s*b*h/t``) and the attention scores
+(``5*a*s^2*b/t``). The same accounting is generalized tensor by tensor to GQA/MLA attention,
+gated MLPs, MoE blocks, models without dropout, and FlashAttention (which keeps only the
+output and the log-sum-exp instead of the scores). Selective recomputation drops the attention
+core; full recomputation keeps each layer's input plus one layer's working set.
+
+Pipeline schedules (same paper, Sec. 4.2.3): 1F1B stage ``r`` of ``p`` holds ``min(m, p-r)``
+micro-batches of its ``L/p`` layers; the interleaved schedule holds
+``(v-1)*p + 2*(p-r-1) + 1`` chunk-micro-batches of ``L/(p*v)`` layers (the first stage:
+``L * (1 + (p-1)/(p*v))`` layer-micro-batches).
+
+Model state (mixed-precision Adam, Megatron-LM): 2 bytes of 16-bit weights (+1 for an fp8
+copy), 4 bytes of fp32 main gradients and 12 bytes of fp32 master weights + Adam moments per
+parameter; ZeRO stage 1/2/3 shard optimizer / + gradients / + weights across data-parallel
+(x context-parallel) ranks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from evaluators.training._plan import Plan
+from evaluators.training._shapes import LayerShapes
+
+GIB = float(1 << 30)
+OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam first and second moments
+GRAD_BYTES = 4.0
+WEIGHT_BYTES = 2.0
+
+
+_ACT_CACHE: dict[tuple, tuple[float, float]] = {}
+
+
+def layer_activation_bytes(p: Plan, sh: LayerShapes, recompute: str) -> tuple[float, float]:
+    """(stored bytes, working-set bytes) of one layer and micro-batch on one GPU (memoized)."""
+    key = (p.model_key, sh.moe, p.tp, p.ep, p.cp, p.micro_batch, p.seq_len,
+           p.sequence_parallel, p.attention_impl, p.dropout, recompute)
+    v = _ACT_CACHE.get(key)
+    if v is None:
+        if len(_ACT_CACHE) > 1 << 14:
+            _ACT_CACHE.clear()
+        v = _ACT_CACHE[key] = _layer_activation_bytes(p, sh, recompute)
+    return v
+
+
+def _layer_activation_bytes(p: Plan, sh: LayerShapes, recompute: str) -> tuple[float, float]:
+    """(stored bytes, working-set bytes) of one layer and micro-batch on one GPU.
+
+    The working set is what the backward pass of one layer materializes on top of the stored
+    activations (full recomputation rebuilds the whole layer's activations).
+    """
+    m = p.model
+    b, t = p.micro_batch, p.tp
+    tokens = b * p.seq_len / p.cp
+    h = m.hidden_size
+    rep = tokens / t if p.sequence_parallel and t > 1 else tokens
+    drop = 1.0 if p.dropout else 0.0
+    # replicated across TP (sharded with SP): norm inputs, first GEMM inputs, dropout masks
+    replicated = (2 + 2 + drop + 2 + 2 + drop) * h * rep
+    if m.attention == "mla":
+        replicated += 2.0 * (m.q_lora_rank + m.kv_lora_rank) * tokens
+    # TP-sharded: Q, K, V, attention output (= projection input), MLP intermediate tensors
+    qkv = 2.0 * tokens * (sh.heads * sh.d_qk + sh.kv_heads * (sh.d_qk + sh.d_v))
+    context = 2.0 * tokens * sh.heads * sh.d_v
+    up_factor = 2 if sh.gated else 1
+    if sh.moe:
+        f = m.moe_ffn_hidden_size / t
+        k = sh.top_k
+        mlp = 2.0 * tokens * k * h + 2.0 * tokens * k * f * (up_factor + 1)
+        mlp += 4.0 * tokens * m.num_experts  # router probabilities (fp32)
+        if m.num_shared_experts:
+            mlp += 2.0 * tokens * f * m.num_shared_experts * (up_factor + 1)
+    else:
+        f = m.ffn_hidden_size / t
+        mlp = 2.0 * tokens * f * (up_factor + 1)
+    # attention core: scores (unfused) or the log-sum-exp (flash)
+    if p.attention_impl == "unfused":
+        scores = b * sh.heads * p.seq_len * p.seq_len * (2.0 + 3.0 * drop)
+    else:
+        scores = 4.0 * tokens * sh.heads
+    full = replicated + qkv + context + mlp + scores
+    if recompute == "none":
+        return full, 0.0
+    if recompute == "selective":
+        core = scores if p.attention_impl == "unfused" else 0.0
+        return full - core, core
+    return 2.0 * h * rep, full  # full: keep the layer input only
+
+
+def in_flight(p: Plan, rank: int) -> float:
+    """Layer-micro-batches of activations stage ``rank`` holds at its peak, per layer of it."""
+    pp, v, mb = p.pp, p.pp_interleave, max(p.num_micro, 1)
+    if pp == 1:
+        return 1.0
+    if v == 1:
+        return float(min(mb, pp - rank))
+    chunks = min(mb * v, (v - 1) * pp + 2 * (pp - rank - 1) + 1)
+    return chunks / v
+
+
+class StageMemory(NamedTuple):
+    """Bytes on one GPU of one pipeline stage."""
+
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float  # stored activations at the schedule's peak
+    working: float  # transient: recompute working set, logits, ZeRO-3 gathered layers
+    params: float  # parameters held (before ZeRO sharding)
+    offloaded: float  # activations of one micro-batch moved to the host (offload on)
+
+    @property
+    def model_state(self) -> float:
+        return self.weights + self.grads + self.optimizer
+
+
+def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShapes,
+                 moe: LayerShapes | None) -> StageMemory:
+    """Memory of pipeline stage ``rank`` holding ``n_dense`` dense and ``n_moe`` MoE layers."""
+    m = p.model
+    t = p.tp
+    last = rank == p.pp - 1
+    first = rank == 0
+    # parameters on this GPU (TP-sharded parts divided by t, experts also by ep)
+    p_dense = n_dense * (dense.params_dense + dense.params_replicated)
+    p_expert = 0.0
+    if moe is not None and n_moe:
+        p_dense += n_moe * (moe.params_dense + moe.params_replicated)
+        p_expert = n_moe * moe.params_expert
+    emb = m.vocab_size * m.hidden_size / t
+    if first:
+        p_dense += emb
+    if last and (p.pp > 1 or not m.tied_embeddings):
+        p_dense += emb
+    shard_dense = max(p.dp * p.cp, 1)
+    shard_expert = max(p.dp * p.cp // p.ep, 1)
+    z = p.zero_stage
+    w_bytes = WEIGHT_BYTES + (1.0 if p.dtype == "fp8" else 0.0)
+
+    def held(nbytes: float, stage: int) -> float:
+        if z >= stage:
+            return nbytes * (p_dense / shard_dense + p_expert / shard_expert)
+        return nbytes * (p_dense + p_expert)
+
+    weights = held(w_bytes, 3)
+    grads = held(GRAD_BYTES, 2)
+    optimizer = 0.0 if p.offload_optimizer else held(OPTIMIZER_BYTES, 1)
+
+    # activations
+    store_d, work_d = layer_activation_bytes(p, dense, p.recompute)
+    store_m, work_m = (layer_activation_bytes(p, moe, p.recompute) if moe is not None and n_moe
+                       else (0.0, 0.0))
+    per_mb = n_dense * store_d + n_moe * store_m
+    tokens = p.micro_batch * p.seq_len / p.cp
+    rep = tokens / t if p.sequence_parallel and t > 1 else tokens
+    if first and p.dropout:
+        per_mb += m.hidden_size * rep  # embedding dropout mask
+    working = max(work_d, work_m)
+    offloaded = 0.0
+    if p.offload_activations:
+        # stored activations live on the host; two layers stay resident (double buffering)
+        acts = 2.0 * max(store_d, store_m)
+        offloaded = per_mb
+    else:
+        acts = per_mb * in_flight(p, rank)
+    if last:  # logits (16-bit) + fp32 softmax of the vocab-parallel cross entropy
+        working = max(working, tokens * m.vocab_size / t * 6.0 + 2.0 * m.hidden_size * tokens)
+    if z == 3:  # two layers gathered at a time (current + prefetch), 16-bit
+        layers = max(n_dense + n_moe, 1)
+        working += 2.0 * WEIGHT_BYTES * (p_dense + p_expert) / layers
+    return StageMemory(weights, grads, optimizer, acts, working, p_dense + p_expert,
+                       offloaded)
+
+
+__all__ = ["GIB", "StageMemory", "in_flight", "layer_activation_bytes", "stage_memory"]
