@@ -164,7 +164,7 @@ def allreduce(world: int, backend: str, sizes: list[int], timeout_s: float = 300
     import subprocess
     import sys
 
-    from tuner._process import free_port, kill_group
+    from tuner import free_port, kill_group
 
     port = free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "evaluators._microbench", str(r), str(world),

@@ -101,12 +101,8 @@ def _reachable(start: str, edges: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-# tuner.ci and tuner.cli still import each other: take them out of EXCLUDED once they do not
-EXCLUDED = {"tuner.ci", "tuner.cli"}
-
-
 def test_no_import_cycle_between_the_modules_of_tuner():
-    units = {_unit(m) for m in GRAPH if _under(m, ("tuner",))} - EXCLUDED
+    units = {_unit(m) for m in GRAPH if _under(m, ("tuner",))}
     edges: dict[str, set[str]] = {}
     for m, targets in GRAPH.items():
         if _unit(m) in units:

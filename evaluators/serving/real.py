@@ -38,6 +38,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+from evaluators.serving._llama_cpp import server_binary, smollm2_gguf
 from evaluators.serving._engines import ADAPTERS, launch_argv, looks_out_of_memory
 from evaluators.serving._load import drive
 from evaluators.serving._workloads import load_workload
@@ -90,16 +91,12 @@ class ServingRealEvaluator(BaseEvaluator):
         if engine != "llama.cpp":
             raise BadInput("evaluator.options.weights", f"required for {engine}: a Hugging "
                            "Face model id or a local path")
-        from tuner.testing.llama_server import smollm2_gguf
-
         return str(smollm2_gguf())
 
     def _executable(self, engine: str) -> str | None:
         exe = self.options.get("executable")
         if exe or engine != "llama.cpp":
             return exe
-        from tuner.testing.llama_server import server_binary
-
         return str(server_binary())
 
     # -- one evaluation ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from tuner._trial_writer import TrialWriter
-from tuner.samplers._constraints import CONSTRAINTS_KEY
+from tuner._record import CONSTRAINTS_KEY
 from tuner.storage import open_rdb
 
 CONTEXT = {"model": "llama3.1-8b", "gpu": "h100-sxm", "arrival_rate_req_s": 20.0,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner._errors import BadInput, TunerError
+from tuner._secrets import redact_url
 
 DEFAULT_KEY_ENV = "TUNER_LLM_API_KEY"
 FORMATS = ("auto", "json_schema", "json_object", "none")
@@ -58,18 +59,6 @@ def check_base_url(url: Any) -> str:
         raise BadInput("sampler.options.base_url", f"{redact_url(url)!r} must be an http(s) "
                        "URL, e.g. http://127.0.0.1:8080/v1")
     return url.rstrip("/")
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password@ (never show credentials embedded in a URL)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class ChatClient:
