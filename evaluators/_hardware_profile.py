@@ -43,28 +43,34 @@ ATTENTION_CASES = {
 ALLREDUCE_SIZES = [2**p for p in (12, 16, 20, 23, 25)]
 
 
-def measure(device: str = "cpu", ranks: int = 2, log: Callable[[str], None] = print
-            ) -> dict[str, Any]:
-    """Every microbenchmark of the profile, raw."""
+def measure(device: str = "cpu", ranks: int = 2, log: Callable[[str], None] = print,
+            quick: bool = False) -> dict[str, Any]:
+    """Every microbenchmark of the profile, raw (``quick``: every 3rd GEMM shape, shorter
+    timing windows, fewer all-reduce sizes)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
     shapes = GPU_GEMM_SHAPES if kind == "cuda" else CPU_GEMM_SHAPES
+    window = 0.05 if quick else 0.2
+    if quick:
+        shapes = shapes[::3]
     dtypes = ("bf16", "fp16") if kind == "cuda" else ("fp32", "bf16")
     out: dict[str, Any] = {"info": mb.device_info(device)}
     log(f"profiling {out['info']['name']} ({device})")
     out["gemm"] = {}
     for dt in dtypes:
         log(f"  GEMM {dt}: {len(shapes)} shapes")
-        out["gemm"][dt] = mb.gemm(device, dt, shapes)
+        out["gemm"][dt] = mb.gemm(device, dt, shapes, min_time_s=window)
     log("  attention (prefill and decode)")
     out["attention"] = mb.attention(device, dtypes[-1] if kind == "cpu" else "bf16",
-                                    ATTENTION_CASES[kind])
+                                    ATTENTION_CASES[kind], min_time_s=window)
     log("  memory bandwidth")
-    out["memory"] = mb.memory_bandwidth(device, mib=1024 if kind == "cuda" else 256)
+    out["memory"] = mb.memory_bandwidth(device, mib=1024 if kind == "cuda" else 256,
+                                        min_time_s=window)
     out["launch"] = mb.launch_cost(device)
+    out["ranks"] = ranks
     if ranks > 1:
         log(f"  all-reduce across {ranks} local processes")
         out["allreduce"] = mb.allreduce(ranks, "nccl" if kind == "cuda" else "gloo",
-                                        ALLREDUCE_SIZES)
+                                        ALLREDUCE_SIZES[::2] if quick else ALLREDUCE_SIZES)
     return out
 
 
@@ -117,10 +123,9 @@ def fit(raw: dict[str, Any], name: str | None = None, price_usd_per_hour: float 
            "attn_max": min(1.0, sorted(prefill)[len(prefill) // 2] / peaks[main]),
            "attn_bwd_max": min(1.0, sorted(prefill)[len(prefill) // 2] / peaks[main]),
            "kernel_launch_us": raw["launch"]["median_s"] * 1e6, "nvlink": 1.0, "network": 1.0}
-    ranks = 1
+    ranks = int(raw.get("ranks", 1))
     link_gb_s = bw / 1e9
     if raw.get("allreduce"):
-        ranks = 2  # measure() runs pairs: enough for a bus bandwidth and a latency
         link_gb_s, lat_us = _fit_allreduce(raw["allreduce"], ranks)
         eff["collective_latency_us"] = lat_us
     slug = re.sub(r"[^a-z0-9]+", "-", info["name"].lower()).strip("-")[:40]
@@ -147,7 +152,8 @@ def fit(raw: dict[str, Any], name: str | None = None, price_usd_per_hour: float 
         "peak_tflops": peaks,
         "efficiency": eff,
         "measurements": {"info": json.dumps(info, default=str),
-                         **{k: json.dumps(v) for k, v in raw.items() if k != "info"}},
+                         **{k: json.dumps(v) for k, v in raw.items()
+                            if k not in ("info", "ranks")}},
     }
 
 
@@ -172,8 +178,9 @@ def to_toml(data: dict[str, Any]) -> str:
 
 def profile_hardware(out: str | Path, device: str = "cpu", ranks: int = 2,
                      name: str | None = None, price_usd_per_hour: float = 0.0,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    data = fit(measure(device, ranks, log), name, price_usd_per_hour)
+                     log: Callable[[str], None] = print, quick: bool = False
+                     ) -> dict[str, Any]:
+    data = fit(measure(device, ranks, log, quick), name, price_usd_per_hour)
     Path(out).write_text("# Written by `tuner profile-hardware`; measured, not from a datasheet."
                          "\n" + to_toml(data), encoding="utf-8")
     return data

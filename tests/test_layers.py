@@ -71,9 +71,7 @@ def test_evaluators_sit_below_spaces_and_the_engine():
 
 
 def test_domains_take_their_contracts_from_the_public_face():
-    # tuner.testing: the public kit (conformance suites, the test model server serving-real uses)
-    evaluators = _offenders(("evaluators",), lambda t: not _under(t, ("tuner",)) or t == "tuner"
-                            or _under(t, ("tuner.testing",)))
+    evaluators = _offenders(("evaluators",), lambda t: not _under(t, ("tuner",)) or t == "tuner")
     spaces = _offenders(("search_spaces",), lambda t: not _under(t, ("tuner",))
                         or t in ("tuner", "tuner._space", "tuner._errors"))
     assert not evaluators + spaces, evaluators + spaces

@@ -393,6 +393,9 @@ COMMANDS: dict[str, tuple[str, Pair | str]] = {
     "ci": ("scheduled tuning job with a baseline", "tuner.ci"),
     "dashboard": ("open the Streamlit dashboard on localhost",
                   (_dashboard_arguments, cmd_dashboard)),
+    "calibrate": ("fit a simulator's stack profile to measured runs", "tuner.calibrate"),
+    "profile-hardware": ("microbenchmark this device into a hardware profile",
+                         "tuner.profile_hardware"),
 }
 
 
