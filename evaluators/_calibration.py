@@ -136,16 +136,9 @@ def _fit(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[str],
     return [float(v) for v in res.x]
 
 
-def _errors(evaluator: Any, row: Row, profile: Profile, metrics: list[str]
-            ) -> dict[str, float]:
-    pred = _prediction(evaluator, row, profile) or {}
-    return {m: (math.log(pred[m] / row.metrics[m]) if pred.get(m, 0) > 0 else math.inf)
-            for m in metrics if m in row.metrics}
-
-
-def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | None = None
-              ) -> Report:
-    """Fit the profile the rows ran under; rows of different stacks are refused."""
+def _setup(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | None
+           ) -> tuple[Profile, list[str], list[str]]:
+    """The shipped profile the rows ran under, the constants to fit, the metrics to use."""
     profiles = {evaluator.stack_profile(r.config).name: r.where for r in rows}
     if len(profiles) > 1:
         raise BadInput("--measurements", "rows run under different profiles ("
@@ -164,6 +157,30 @@ def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | No
     if not metrics:
         raise BadInput("--measurements", "no row reports a metric this evaluator predicts ("
                        + ", ".join(sorted(known)) + ")")
+    return base, names, metrics
+
+
+def fit_profile(evaluator: Any, rows: Sequence[Row], start: Profile | None = None) -> Profile:
+    """The shipped profile with its fittable constants fitted to ``rows`` (no leave-one-out;
+    ``start``: where the search begins, e.g. the previous round's fit)."""
+    base, names, metrics = _setup(evaluator, rows, None)
+    x0 = [float((start or base).constants[n]) for n in names]
+    return with_constants(base, dict(zip(names, _fit(evaluator, rows, base, names, metrics,
+                                                     x0))))
+
+
+def _errors(evaluator: Any, row: Row, profile: Profile, metrics: list[str]
+            ) -> dict[str, float]:
+    pred = _prediction(evaluator, row, profile) or {}
+    return {m: (math.log(pred[m] / row.metrics[m]) if pred.get(m, 0) > 0 else math.inf)
+            for m in metrics if m in row.metrics}
+
+
+def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | None = None
+              ) -> Report:
+    """Fit the profile the rows ran under, with leave-one-out errors before and after; rows
+    of different stacks are refused."""
+    base, names, metrics = _setup(evaluator, rows, constants)
     start = [float(base.constants[n]) for n in names]
     fitted = _fit(evaluator, rows, base, names, metrics, start)
     report = Report(with_constants(base, dict(zip(names, fitted))), dict(zip(names, fitted)),
@@ -210,4 +227,4 @@ def write_profile(report: Report, path: str | Path, source: str) -> None:
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-__all__ = ["Report", "Row", "calibrate", "read_rows", "write_profile"]
+__all__ = ["Report", "Row", "calibrate", "fit_profile", "read_rows", "write_profile"]

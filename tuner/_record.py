@@ -122,15 +122,18 @@ def judge(result: EvalResult, objectives: Sequence[Any], constraints: Sequence[A
 
 
 def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged,
-          penalty: Penalty, cached: bool, eval_s: float) -> None:
+          penalty: Penalty, cached: bool, eval_s: float,
+          extra: Mapping[str, Any] | None = None) -> None:
     """Set the record's attributes on ``trial`` and tell ``study`` its outcome.
 
     ``study``/``trial`` are Optuna's or anything with their ``tell``/``set_user_attr``/
     ``set_constraint`` (the fleet's buffered ones write all of it in one transaction).
+    ``extra``: more user attributes beside the record (e.g. the fidelity ladder's
+    ``predicted``); they never replace a record key.
     """
     from optuna.trial import TrialState
 
-    user = {CONFIG: config, METRICS: judged.metrics, STATUS: judged.status,
+    user = {**(extra or {}), CONFIG: config, METRICS: judged.metrics, STATUS: judged.status,
             REASON: judged.reason, FEASIBLE: judged.feasible, CACHED: cached,
             EVAL_S: round(eval_s, 6), ARTIFACTS: judged.artifacts}
     for k, v in user.items():
@@ -150,9 +153,10 @@ def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged,
 
 def record(study: Any, trial: Any, config: Mapping[str, Any], result: EvalResult,
            objectives: Sequence[Any], constraints: Sequence[Any], penalty: Penalty,
-           cached: bool, eval_s: float) -> Any:
+           cached: bool, eval_s: float, extra: Mapping[str, Any] | None = None) -> Any:
     """Judge ``result``, store it on ``trial`` and tell ``study``; the stored ``FrozenTrial``."""
-    write(study, trial, config, judge(result, objectives, constraints), penalty, cached, eval_s)
+    write(study, trial, config, judge(result, objectives, constraints), penalty, cached, eval_s,
+          extra)
     return study._storage.get_trial(trial._trial_id)
 
 

@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.study)
     check_positive(args, "trials", "timeout", "workers")
+    if spec.fidelity is not None:
+        return _run_ladder(spec, args)
     runner = Runner(spec, args.storage, trials=args.trials, wall_time_s=args.timeout,
                     workers=args.workers, sampler=args.sampler,
                     progress=not args.quiet and sys.stderr.isatty() or args.progress)
@@ -69,6 +71,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         highlight=False)
     _print_pareto(summary.results, console)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _run_ladder(spec: Any, args: argparse.Namespace) -> int:
+    from tuner._ladder import run_ladder
+
+    if args.trials or args.sampler:
+        raise BadInput("--trials" if args.trials else "--sampler", "a [fidelity] study is "
+                       "budgeted by fidelity.top_k x fidelity.rounds and picks its own configs")
+    console = _console()
+    fid = spec.fidelity
+    console.print(f"study [bold]{spec.name}[/]  fidelity ladder: screen {fid.screen}, measure "
+                  f"{spec.evaluator.name}, top {fid.top_k} x {fid.rounds} rounds"
+                  f"{', recalibrating' if fid.recalibrate else ''}", highlight=False)
+    summary, _ = run_ladder(spec, args.storage, progress=not args.quiet and sys.stderr.isatty()
+                            or args.progress, log=lambda m: console.print(m, highlight=False))
+    if summary is not None:
+        _print_pareto(summary.results, console)
+    return EXIT_INTERRUPTED if summary is not None and summary.interrupted else EXIT_OK
 
 
 # -- evaluate --------------------------------------------------------------------------------

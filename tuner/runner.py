@@ -65,7 +65,9 @@ class Runner:
     """Runs one study to its budget. ``on_trial`` is called after each stored trial.
 
     ``warm_start``: parameter sets a fresh study evaluates first (a resumed study ignores
-    them). ``setup``: an already built ``StudySetup`` of ``spec`` (else built here).
+    them). ``enqueue``: parameter sets evaluated next, fresh study or not (those already
+    evaluated are skipped). ``annotate(config)``: more user attributes for a trial's record.
+    ``setup``: an already built ``StudySetup`` of ``spec`` (else built here).
     """
 
     def __init__(self, spec: StudySpec, storage: str | None = None, *, trials: int | None = None,
@@ -73,6 +75,8 @@ class Runner:
                  sampler: str | None = None, progress: bool = True,
                  on_trial: Callable[[FrozenTrial], None] | None = None,
                  warm_start: Sequence[dict[str, Any]] = (),
+                 enqueue: Sequence[dict[str, Any]] = (),
+                 annotate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  setup: StudySetup | None = None) -> None:
         self.setup = setup or StudySetup.build(spec, sampler)
         self.spec = self.setup.spec
@@ -85,6 +89,8 @@ class Runner:
         self.progress = progress
         self.on_trial = on_trial
         self.warm_start = list(warm_start)
+        self.enqueue = list(enqueue)
+        self.annotate = annotate
         self.rdb = open_rdb(storage or spec.storage)
         self.storage_label = redact(str(self.rdb.engine.url))
         self.cache = EvalCache(self.rdb.engine, self.fingerprint, self.evaluator_name)
@@ -131,9 +137,8 @@ class Runner:
         if previous:
             mem.add_trials(previous)
             self.penalty.load(previous)
-        else:
-            for params in self.warm_start:
-                mem.enqueue_trial(params, skip_if_exists=True)
+        for params in self.enqueue if previous else self.warm_start + self.enqueue:
+            mem.enqueue_trial(params, skip_if_exists=True)
         return mem, sid, previous
 
     def _set_state(self, sid: int, state: str) -> None:
@@ -144,7 +149,13 @@ class Runner:
               result: EvalResult, cached: bool, eval_s: float) -> FrozenTrial:
         """Record one outcome (``tuner._record``): the stored form of the trial."""
         return _record.record(study, trial, config, result, self.spec.objectives,
-                              self.spec.constraints, self.penalty, cached, eval_s)
+                              self.spec.constraints, self.penalty, cached, eval_s,
+                              self.annotate(config) if self.annotate else None)
+
+    def record_study_attr(self, key: str, value: Any) -> None:
+        """Store one more study attribute (e.g. the fidelity ladder's rounds)."""
+        sid = self.rdb.get_study_id_from_name(self.spec.name)
+        self.rdb.set_study_user_attr(sid, key, value)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> RunSummary:

@@ -77,6 +77,20 @@ class BudgetSpec(_Strict):
     memory_limit_mib: int | None = Field(default=None, gt=0)
 
 
+class FidelitySpec(_Strict):
+    """``[fidelity]``: screen with a simulator, measure its best with the study's evaluator."""
+
+    screen: str
+    screen_options: dict[str, Any] = Field(default_factory=dict)
+    top_k: int = Field(default=8, ge=1, le=10_000)
+    rounds: int = Field(default=3, ge=1, le=100)
+    recalibrate: bool = True
+    #: configs the screen scores per round (a finite space smaller than this: all of them)
+    pool: int = Field(default=20_000, ge=1, le=10_000_000)
+    #: write the final calibrated profile here (TOML)
+    profile_out: str | None = None
+
+
 class StudySpec(_Strict):
     name: str
     description: str = ""
@@ -89,6 +103,7 @@ class StudySpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     storage: str | None = None
     workers: int = Field(default=1, ge=1, le=256)
+    fidelity: FidelitySpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -163,6 +178,9 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
     if spec.evaluator.name is not None and spec.evaluator.name not in registry.EVALUATORS \
             and ":" not in spec.evaluator.name:
         raise UnknownName("evaluator.name", spec.evaluator.name, list(registry.EVALUATORS))
+    if spec.fidelity is not None and spec.fidelity.screen not in registry.EVALUATORS \
+            and ":" not in spec.fidelity.screen:
+        raise UnknownName("fidelity.screen", spec.fidelity.screen, list(registry.EVALUATORS))
     if spec.sampler.name is not None and spec.sampler.name not in registry.SAMPLERS \
             and ":" not in spec.sampler.name:
         raise UnknownName("sampler.name", spec.sampler.name, list(registry.SAMPLERS))

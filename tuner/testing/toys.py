@@ -75,3 +75,49 @@ class FaultyEvaluator(ToyEvaluator):
                 while True:
                     hog.append(bytearray(64 * 2**20))
         return super().evaluate(config)
+
+
+# -- a simulator with a calibratable profile, and the "real" system it models ------------------
+def _toy_stack_profile() -> Any:
+    from types import MappingProxyType
+
+    from evaluators._profiles import Profile
+
+    return Profile("toy-stack", "serving", MappingProxyType({"speed": 1.0, "overhead_ms": 0.0}),
+                   fit_bounds=MappingProxyType({"speed": (0.1, 10.0),
+                                                "overhead_ms": (0.0, 100.0)}))
+
+
+class ToyStackSim(BaseEvaluator):
+    """``latency_ms = overhead_ms + (3x + y + 1) / speed``; ``value = x + y`` (exact)."""
+
+    name = "toy-stack-sim"
+    version = "1"
+    metrics = ("latency_ms", "value")
+    analytical = True
+    profile_domain = "serving"
+
+    def stack_profile(self, config: Mapping[str, Any]) -> Any:
+        return _toy_stack_profile()
+
+    def evaluate_with(self, config: Mapping[str, Any], profile: Any) -> EvalResult:
+        x, y = config["x"], config["y"]
+        return EvalResult.ok({"latency_ms": profile["overhead_ms"] + (3 * x + y + 1)
+                              / profile["speed"], "value": float(x + y)})
+
+    def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
+        return self.evaluate_with(config, self.stack_profile(config))
+
+
+class ToyStackReal(ToyStackSim):
+    """The system ``ToyStackSim`` models, with speed 2.5 and overhead 12 ms (and a 2%
+    wobble, as repeated measurements have)."""
+
+    name = "toy-stack-real"
+    analytical = False
+
+    def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
+        x, y = config["x"], config["y"]
+        wobble = 1.0 + 0.02 * (((x * 7 + y * 13) % 5) - 2) / 2
+        return EvalResult.ok({"latency_ms": (12.0 + (3 * x + y + 1) / 2.5) * wobble,
+                              "value": float(x + y)})

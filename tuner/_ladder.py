@@ -1,0 +1,192 @@
+"""The fidelity ladder inside one study: screen with a simulator, measure its best for real,
+recalibrate the simulator from the residuals, re-rank, measure what changed.
+
+A study file with a ``[fidelity]`` table runs this instead of a sampler::
+
+    [evaluator]
+    name = "serving-real"            # the measure evaluator: its results are the trials
+    [fidelity]
+    screen = "serving-sim"           # an analytical evaluator with a calibratable profile
+    top_k = 8                        # configs measured per round
+    rounds = 3
+    recalibrate = true
+
+Each round the screen scores the candidates (every valid config of a finite space up to
+``pool``, else ``pool`` distinct valid samples), ranks its predicted front (non-dominated rank
+under the study's objectives and constraints, then the first objective), and the best
+``top_k`` not yet measured are measured through the normal runner (pool, timeouts, cache,
+storage). Each measured trial also stores what the screen predicted for it (``predicted``) and
+the round (``fidelity_round``). With ``recalibrate``, the screen's stack profile is then fitted
+to every measurement so far (``tuner calibrate``'s fit), and the next round ranks with it. The
+study records each round's prediction error before recalibration and the constants in effect
+(attribute ``tuner.fidelity``); ``profile_out`` writes the final calibrated profile.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from tuner._errors import BadInput
+from tuner._pareto import pareto_mask
+from tuner._space import params_key
+
+#: metrics whose prediction error each round reports, besides the objectives
+ERROR_METRICS = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "step_time_s",
+                 "tokens_per_s", "time_us", "latency_ms")
+
+
+@dataclass
+class Round:
+    number: int
+    measured: list[int] = field(default_factory=list)  # trial numbers
+    #: metric -> median |predicted / measured - 1| over this round's measurements, with the
+    #: profile in effect when they were chosen (before this round's recalibration)
+    error: dict[str, float] = field(default_factory=dict)
+    constants: dict[str, float] = field(default_factory=dict)  # profile used to rank
+
+    def line(self) -> str:
+        errs = ", ".join(f"{m} {100 * e:.0f}%" for m, e in self.error.items())
+        return (f"round {self.number}: measured {len(self.measured)} configs; screen error "
+                f"before recalibration: {errs or 'n/a'}")
+
+
+def candidates(space: Any, pool: int, seed: int) -> list[dict[str, Any]]:
+    """Every valid config of a finite space up to ``pool``, else ``pool`` distinct samples."""
+    if space.is_finite() and space.size() <= pool:
+        return list(space.enumerate(valid_only=True))
+    rng = random.Random(seed)
+    seen: dict[Any, dict[str, Any]] = {}
+    for _ in range(pool * 20):
+        cfg = space.sample(rng)
+        if not space.constraints(cfg):
+            seen.setdefault(params_key(space.param_values(cfg)), cfg)
+            if len(seen) >= pool:
+                break
+    return list(seen.values())
+
+
+def rank(predictions: list[tuple[dict[str, Any], Mapping[str, float]]], objectives: Any,
+         constraints: Any) -> list[dict[str, Any]]:
+    """Configs by predicted non-dominated rank (feasible first), then the first objective."""
+    feasible, rest = [], []
+    for cfg, m in predictions:
+        vals = [m.get(o.metric) for o in objectives]
+        if any(v is None or not math.isfinite(v) for v in vals):
+            continue
+        signed = [v if o.direction == "minimize" else -v for v, o in zip(vals, objectives)]
+        ok = all(c.violation(dict(m)) <= 0 for c in constraints)
+        (feasible if ok else rest).append((cfg, signed))
+    order: list[dict[str, Any]] = []
+    for group in (feasible, rest):
+        remaining = group
+        while remaining:
+            mask = pareto_mask([s for _, s in remaining], ["minimize"] * len(objectives))
+            front = sorted((p for p, keep in zip(remaining, mask) if keep), key=lambda p: p[1])
+            order += [cfg for cfg, _ in front]
+            remaining = [p for p, keep in zip(remaining, mask) if not keep]
+    return order
+
+
+def median_errors(pairs: list[tuple[Mapping[str, float], Mapping[str, float]]],
+                  metrics: list[str]) -> dict[str, float]:
+    out = {}
+    for m in metrics:
+        errs = [abs(p[m] / q[m] - 1) for p, q in pairs
+                if p.get(m) and q.get(m) and math.isfinite(p[m]) and q[m] > 0]
+        if errs:
+            out[m] = statistics.median(errs)
+    return out
+
+
+def run_ladder(spec: Any, storage: str | None, *, progress: bool = True,
+               log: Callable[[str], None] = print) -> tuple[Any, list[Round]]:
+    """Run the study's ladder; the last round's ``RunSummary`` and every round's record."""
+    from evaluators._calibration import Row, fit_profile
+    from tuner.registry import make_evaluator
+    from tuner.runner import Runner
+    from tuner._setup import StudySetup
+
+    fid = spec.fidelity
+    setup = StudySetup.build(spec)
+    screen = make_evaluator(fid.screen, fid.screen_options)
+    if not getattr(screen, "analytical", False) and not hasattr(screen, "evaluate_with"):
+        raise BadInput("fidelity.screen", f"{fid.screen!r} is not an analytical evaluator "
+                       "with a stack profile (e.g. serving-sim, training-sim)")
+    if fid.recalibrate and not hasattr(screen, "evaluate_with"):
+        raise BadInput("fidelity.recalibrate", f"{fid.screen!r} has no profile to "
+                       "recalibrate; set recalibrate = false")
+    pool = candidates(setup.space, fid.pool, spec.seed or 0)
+    if not pool:
+        raise BadInput("space", "no valid config to screen")
+    profile = None
+    if hasattr(screen, "stack_profile"):
+        profile = screen.stack_profile(pool[0])
+    metrics = list(dict.fromkeys([o.metric for o in spec.objectives]
+                                 + [m for m in ERROR_METRICS if m in screen.metrics]))
+    measured: dict[Any, tuple[dict[str, Any], dict[str, float]]] = {}
+    predicted: dict[Any, dict[str, float]] = {}  # every config sent to be measured
+    rounds: list[Round] = []
+    summary = None
+    done = 0
+    for r in range(1, fid.rounds + 1):
+        preds = []
+        for cfg in pool:
+            res = screen.evaluate_with(cfg, profile) if profile is not None \
+                else screen.evaluate(cfg)
+            if res.status.value == "ok":
+                preds.append((cfg, dict(res.metrics)))
+        by_key = {params_key(setup.space.param_values(c)): m for c, m in preds}
+        todo = [c for c in rank(preds, spec.objectives, spec.constraints)
+                if params_key(setup.space.param_values(c)) not in predicted][:fid.top_k]
+        if not todo:
+            log(f"round {r}: every config the screen ranks was measured; stopping")
+            break
+        rnd = Round(r, constants={k: v for k, v in (profile.constants.items() if profile
+                                                     else ()) if isinstance(v, (int, float))})
+        keys = [params_key(setup.space.param_values(c)) for c in todo]
+        for k in keys:
+            predicted[k] = by_key[k]
+
+        def annotate(config: Mapping[str, Any], _r: int = r) -> dict[str, Any]:
+            key = params_key(setup.space.param_values(config))
+            return {"predicted": predicted.get(key, {}), "fidelity_round": _r}
+
+        runner = Runner(spec, storage, trials=done + len(todo), setup=setup, progress=progress,
+                        enqueue=[setup.space.param_values(c) for c in todo], annotate=annotate)
+        summary = runner.run()
+        done = summary.trials_total
+        for t in summary.results.trials if summary.results else []:
+            key = params_key(t.params)
+            if key in keys and t.user_attrs.get("status") == "ok":
+                measured[key] = (dict(t.user_attrs["config"]), dict(t.user_attrs["metrics"]))
+                rnd.measured.append(t.number)
+        rnd.error = median_errors([(predicted[k], measured[k][1]) for k in keys
+                                   if k in measured], metrics)
+        rounds.append(rnd)
+        log(rnd.line())
+        runner.record_study_attr("tuner.fidelity", [vars(x) for x in rounds])
+        if summary.interrupted:
+            break
+        if fid.recalibrate and len(measured) >= 2 and r < fid.rounds:
+            rows = [Row(c, {k: v for k, v in m.items() if v > 0}, f"measured {i}")
+                    for i, (c, m) in enumerate(measured.values())]
+            profile = fit_profile(screen, rows, profile)
+            log("  recalibrated: " + ", ".join(f"{k} = {v:.4g}" for k, v in
+                                               profile.constants.items()
+                                               if k in profile.fit_bounds))
+    if fid.profile_out and profile is not None and fid.recalibrate and len(measured) >= 2:
+        from evaluators._calibration import calibrate, write_profile
+
+        rows = [Row(c, {k: v for k, v in m.items() if v > 0}, f"measured {i}")
+                for i, (c, m) in enumerate(measured.values())]
+        report = calibrate(screen, rows)
+        write_profile(report, fid.profile_out, f"study {spec.name}")
+        log(f"wrote {fid.profile_out}: " + "; ".join(report.lines()[1:]))
+    return summary, rounds
+
+
+__all__ = ["ERROR_METRICS", "Round", "candidates", "median_errors", "rank", "run_ladder"]
