@@ -15,8 +15,9 @@ Each round the screen scores the candidates (every valid config of a finite spac
 ``pool``, else ``pool`` distinct valid samples), ranks its predicted front (non-dominated rank
 under the study's objectives and constraints, then the first objective), and the best
 ``top_k`` not yet measured are measured through the normal runner (pool, timeouts, cache,
-storage). Each measured trial also stores what the screen predicted for it (``predicted``) and
-the round (``fidelity_round``). With ``recalibrate``, the screen's stack profile is then fitted
+storage). Each measured trial also stores what the screen predicted for it, as
+``predicted_<metric>`` beside the measured metrics (what the dashboard's Fidelity page reads),
+and its round (``fidelity_round``). With ``recalibrate``, the screen's stack profile is then fitted
 to every measurement so far (``tuner calibrate``'s fit), and the next round ranks with it. The
 study records each round's prediction error before recalibration and the constants in effect
 (attribute ``tuner.fidelity``); ``profile_out`` writes the final calibrated profile.
@@ -153,7 +154,8 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool = True,
 
         def annotate(config: Mapping[str, Any], _r: int = r) -> dict[str, Any]:
             key = params_key(setup.space.param_values(config))
-            return {"predicted": predicted.get(key, {}), "fidelity_round": _r}
+            return {"metrics": {f"predicted_{m}": v for m, v in predicted.get(key, {}).items()},
+                    "fidelity_round": _r}
 
         runner = Runner(spec, storage, trials=done + len(todo), setup=setup, progress=progress,
                         enqueue=[setup.space.param_values(c) for c in todo], annotate=annotate)
@@ -162,7 +164,9 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool = True,
         for t in summary.results.trials if summary.results else []:
             key = params_key(t.params)
             if key in keys and t.user_attrs.get("status") == "ok":
-                measured[key] = (dict(t.user_attrs["config"]), dict(t.user_attrs["metrics"]))
+                measured[key] = (dict(t.user_attrs["config"]),
+                                 {k: v for k, v in t.user_attrs["metrics"].items()
+                                  if not k.startswith("predicted_")})
                 rnd.measured.append(t.number)
         rnd.error = median_errors([(predicted[k], measured[k][1]) for k in keys
                                    if k in measured], metrics)

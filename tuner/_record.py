@@ -128,12 +128,15 @@ def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged,
 
     ``study``/``trial`` are Optuna's or anything with their ``tell``/``set_user_attr``/
     ``set_constraint`` (the fleet's buffered ones write all of it in one transaction).
-    ``extra``: more user attributes beside the record (e.g. the fidelity ladder's
-    ``predicted``); they never replace a record key.
+    ``extra``: more user attributes beside the record (e.g. the fidelity ladder's round);
+    they never replace a record key, except that an extra ``metrics`` table adds metrics
+    (e.g. ``predicted_<metric>``) beside the evaluator's without replacing any of them.
     """
     from optuna.trial import TrialState
 
-    user = {**(extra or {}), CONFIG: config, METRICS: judged.metrics, STATUS: judged.status,
+    extra = dict(extra or {})
+    metrics = {**extra.pop(METRICS, {}), **judged.metrics}
+    user = {**extra, CONFIG: config, METRICS: metrics, STATUS: judged.status,
             REASON: judged.reason, FEASIBLE: judged.feasible, CACHED: cached,
             EVAL_S: round(eval_s, 6), ARTIFACTS: judged.artifacts}
     for k, v in user.items():

@@ -46,7 +46,7 @@ def test_ladder_measures_recalibrates_and_records(tmp_path):
     first, last = rounds[0]["error"]["latency_ms"], rounds[-1]["error"]["latency_ms"]
     assert first > 0.3 and last < 0.05, rounds  # the shipped profile is far off; the fit is not
     for t in trials:
-        assert t.user_attrs["predicted"]["latency_ms"] > 0
+        assert t.user_attrs["metrics"]["predicted_latency_ms"] > 0
         assert t.user_attrs["fidelity_round"] in (1, 2, 3)
         assert t.user_attrs["metrics"]["latency_ms"] > 0  # measured
     keys = [tuple(sorted(t.params.items())) for t in trials]
