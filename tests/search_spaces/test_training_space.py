@@ -74,7 +74,7 @@ def test_constraints_give_reasons_with_numbers():
     assert any("zero_stage >= 1" in x for x in r)
     moe = TrainingSpace(MIXTRAL)
     cfg = moe.config({"tp": 8, "pp": 1, "cp": 1, "ep": 4, "micro_batch": 1})
-    assert any("ep 4 does not divide dp*cp = 2" in x for x in moe.constraints(cfg))
+    assert any("etp*ep = 8*4 does not divide tp*cp*dp = 16" in x for x in moe.constraints(cfg))
 
 
 def test_fast_enumeration_equals_the_generic_one():
