@@ -10,6 +10,13 @@ gated MLPs, MoE blocks, models without dropout, and FlashAttention (which keeps 
 output and the log-sum-exp instead of the scores). Selective recomputation drops the attention
 core; full recomputation keeps each layer's input plus one layer's working set.
 
+Recomputation: ``selective`` rebuilds the ``recompute_modules`` in backward (default the
+attention core, Korthikanti et al.; Megatron-Core's ``--recompute-modules``: ``layernorm`` the
+two norm outputs, ``mlp_act`` / ``moe_act`` the MLP / expert activation outputs, ``mlp`` the
+dense MLP's intermediates, ``moe`` the whole MoE block's, ``mla_up_proj`` MLA's up-projected
+Q/K/V); ``full`` keeps each layer's input only; ``recompute_layers`` limits full recomputation
+to that many layers per stage (Megatron's block method, torchtitan's every-n-th layer).
+
 Pipeline schedules (same paper, Sec. 4.2.3): 1F1B stage ``r`` of ``p`` holds ``min(m, p-r)``
 micro-batches of its ``L/p`` layers; the interleaved schedule holds
 ``(v-1)*p + 2*(p-r-1) + 1`` chunk-micro-batches of ``L/(p*v)`` layers (the first stage:
@@ -45,8 +52,8 @@ _ACT_CACHE: dict[tuple, tuple[float, float]] = {}
 def layer_activation_bytes(p: Plan, sh: LayerShapes, recompute: str) -> tuple[float, float]:
     """(stored bytes, working-set bytes) of one layer and micro-batch on one GPU (memoized)."""
     key = (p.model_key, sh.moe, p.tp, p.ep, p.etp, p.cp, p.micro_batch, p.seq_len,
-           p.sequence_parallel, p.attention_impl, p.dropout, recompute, p.moe_force_balance,
-           p.moe_capacity_factor, p.stack.key)
+           p.sequence_parallel, p.attention_impl, p.dropout, recompute, p.recompute_set,
+           p.moe_force_balance, p.moe_capacity_factor, p.stack.key)
     v = _ACT_CACHE.get(key)
     if v is None:
         if len(_ACT_CACHE) > 1 << 14:
@@ -75,17 +82,22 @@ def _layer_activation_bytes(p: Plan, sh: LayerShapes, recompute: str) -> tuple[f
     qkv = 2.0 * tokens * (sh.heads * sh.d_qk + sh.kv_heads * (sh.d_qk + sh.d_v))
     context = 2.0 * tokens * sh.heads * sh.d_v
     up_factor = 2 if sh.gated else 1
+    dense_mlp = moe_block = moe_act = dense_act = 0.0
     if sh.moe:
         # routed copies on the slowest rank: dispatched input, FC1 output, activation output
         routed = tokens_in(p, tokens) * sh.top_k * load_factor(p, p.stack)
-        mlp = 2.0 * routed * (h + sh.expert_f * (up_factor + 1))
-        mlp += 4.0 * rep * m.num_experts  # router probabilities (fp32) of the own tokens
+        moe_block = 2.0 * routed * (h + sh.expert_f * (up_factor + 1))
+        moe_act = 2.0 * routed * sh.expert_f
+        moe_block += 4.0 * rep * m.num_experts  # router probabilities (fp32) of own tokens
         if m.num_shared_experts:
             f = m.moe_ffn_hidden_size * m.num_shared_experts / t
-            mlp += 2.0 * tokens * f * (up_factor + 1)
+            dense_mlp = 2.0 * tokens * f * (up_factor + 1)
+            dense_act = 2.0 * tokens * f
     else:
         f = m.ffn_hidden_size / t
-        mlp = 2.0 * tokens * f * (up_factor + 1)
+        dense_mlp = 2.0 * tokens * f * (up_factor + 1)
+        dense_act = 2.0 * tokens * f
+    mlp = dense_mlp + moe_block
     # attention core: scores (unfused) or the log-sum-exp (flash)
     if p.attention_impl == "unfused":
         scores = b * sh.heads * p.seq_len * p.seq_len * (2.0 + 3.0 * drop)
@@ -95,8 +107,17 @@ def _layer_activation_bytes(p: Plan, sh: LayerShapes, recompute: str) -> tuple[f
     if recompute == "none":
         return full, 0.0
     if recompute == "selective":
-        core = scores if p.attention_impl == "unfused" else 0.0
-        return full - core, core
+        mods = p.recompute_set
+        rebuilt = 0.0
+        if "core_attn" in mods and p.attention_impl == "unfused":
+            rebuilt += scores
+        if "layernorm" in mods:
+            rebuilt += 4.0 * h * rep
+        rebuilt += dense_mlp if "mlp" in mods else (dense_act if "mlp_act" in mods else 0.0)
+        rebuilt += moe_block if "moe" in mods else (moe_act if "moe_act" in mods else 0.0)
+        if "mla_up_proj" in mods and m.attention == "mla":
+            rebuilt += qkv
+        return full - rebuilt, rebuilt
     return 2.0 * h * rep, full  # full: keep the layer input only
 
 
@@ -109,6 +130,13 @@ def in_flight(p: Plan, rank: int) -> float:
         return float(min(mb, pp - rank))
     chunks = min(mb * v, (v - 1) * pp + 2 * (pp - rank - 1) + 1)
     return chunks / v
+
+
+def recompute_fraction(p: Plan, layers: int) -> float:
+    """Share of a stage's layers that recompute (``recompute_layers`` of full recompute)."""
+    if p.recompute != "full" or not p.recompute_layers or layers <= 0:
+        return 1.0
+    return min(p.recompute_layers, layers) / layers
 
 
 class StageMemory(NamedTuple):
@@ -187,14 +215,20 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         return nbytes * (p_dense + p_expert)
 
     weights = held(st.fp8_weight_bytes if fp8 else st.weight_bytes, 3)
-    grads = held(st.grad_bytes, 2)
-    optimizer = 0.0 if p.offload_optimizer else held(st.master_bytes + st.optimizer_bytes, 1)
+    grads = held(p.grad_bytes, 2)
+    optimizer = 0.0 if p.offload_optimizer else held(st.master_bytes + p.moment_bytes, 1)
 
-    # activations
+    # activations (``recompute_layers``: only that many layers of the stage recompute fully)
     n_layers = n_dense + n_moe + (p.mtp_layers if last else 0)
     store_d, work_d = layer_activation_bytes(p, dense, p.recompute)
     store_m, work_m = (layer_activation_bytes(p, moe, p.recompute) if moe is not None
                        else (0.0, 0.0))
+    frac = recompute_fraction(p, n_layers)
+    if frac < 1.0:
+        keep_d = layer_activation_bytes(p, dense, "none")[0]
+        keep_m = layer_activation_bytes(p, moe, "none")[0] if moe is not None else 0.0
+        store_d = frac * store_d + (1.0 - frac) * keep_d
+        store_m = frac * store_m + (1.0 - frac) * keep_m
     per_mb = n_dense * store_d + n_moe * store_m
     if last and p.mtp_layers:
         per_mb += p.mtp_layers * (store_m if moe is not None else store_d)
@@ -210,9 +244,9 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         offloaded = per_mb
     else:
         acts = per_mb * in_flight(p, rank)
-    if last:  # logits (16-bit) + fp32 softmax of the vocab-parallel cross entropy
+    if last:  # 16-bit logits and their gradient (the cross entropy works on them in place)
         heads = 1 + p.mtp_layers
-        working = max(working, heads * tokens * m.vocab_size / t * 6.0
+        working = max(working, heads * tokens * m.vocab_size / t * 4.0
                       + 2.0 * m.hidden_size * tokens)
     if z == 3:
         # the gathered units (current + prefetched layers, or the embedding / output head)
@@ -220,7 +254,7 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         layer = max((dense.params_dense + dense.params_replicated) if n_dense else 0.0,
                     layer_moe if n_moe else 0.0, emb if first or last else 0.0)
         gather = st.fp8_gather_bytes if fp8 else st.gather_bytes
-        working += layer * ((1 + st.prefetch) * gather + st.grad_bytes)
+        working += layer * ((1 + st.prefetch) * gather + p.grad_bytes)
     fixed = st.context_bytes + st.nccl_bytes
     if fp8 and st.amax_history:  # 3 fp32 tensors (input, weight, grad) per fp8 GEMM
         fixed += n_layers * 6 * 3 * 4.0 * st.amax_history
@@ -228,5 +262,5 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
                        offloaded, fixed)
 
 
-__all__ = ["GIB", "StageMemory", "in_flight", "layer_activation_bytes", "shard_groups",
-           "stage_memory"]
+__all__ = ["GIB", "StageMemory", "in_flight", "layer_activation_bytes", "recompute_fraction",
+           "shard_groups", "stage_memory"]

@@ -46,6 +46,7 @@ class MoeTime(NamedTuple):
     comm_fwd: float
     comm_bwd: float
     load: float  # routed tokens on the slowest rank / mean
+    act_fwd: float  # of fwd: the experts' activation function
 
 
 def load_factor(p: object, st: Stack) -> float:
@@ -66,8 +67,8 @@ def tokens_in(p: object, tokens: float) -> float:
     return tokens
 
 
-def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, dtype: str
-             ) -> tuple[float, float, float]:
+def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, dtype: str,
+             grouped: bool) -> tuple[float, float, float]:
     """(forward, dgrad, wgrad) seconds of ``groups`` expert GEMMs of ``m_e`` rows each."""
     if m_e <= 0 or groups <= 0:
         return 0.0, 0.0, 0.0
@@ -76,7 +77,7 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     in_bytes = 1.0 if dtype == "fp8" else 2.0
     rows = math.ceil(m_e / TILE) * TILE
     sms = c.sm_count or 132
-    launches = 1 if st.grouped_gemm else groups
+    launches = 1 if grouped else groups
     out = []
     # forward (rows, n, k), input gradient (rows, k, n), weight gradient (k, n, inner m_e)
     for mm, nn, kk in ((rows, n, k), (rows, k, n), (k, n, m_e)):
@@ -111,8 +112,9 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     router = r_flops / (peak16 * st.gemm * c.gemm_max.get("bf16", 0.8)) + c.gemm_t0
     router_ew = 12.0 * own * e_all  # logits written, softmax read/write (fp32)
 
-    f1, d1, w1 = _grouped(c, st, m_e, sh.expert_n1, h, sh.local_experts, dtype)
-    f2, d2, w2 = _grouped(c, st, m_e, h, sh.expert_f, sh.local_experts, dtype)
+    gg = p.grouped_gemm  # type: ignore[attr-defined]
+    f1, d1, w1 = _grouped(c, st, m_e, sh.expert_n1, h, sh.local_experts, dtype, gg)
+    f2, d2, w2 = _grouped(c, st, m_e, h, sh.expert_f, sh.local_experts, dtype, gg)
     fwd = router + f1 + f2
     bwd = 2.0 * router + d1 + w1 + d2 + w2
 
@@ -124,6 +126,7 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     if dtype == "fp8":
         nbytes += st.fp8_elem * routed * (h + sh.expert_n1 + sh.expert_f + h)
         kernels += 4
+    act_fwd = st.ew * act_in * routed * sh.expert_f / c.hbm_bw + c.launch
     fwd += nbytes / c.hbm_bw + kernels * c.launch
     bwd += 2.0 * nbytes / c.hbm_bw + 2 * kernels * c.launch
 
@@ -143,7 +146,7 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
         rs = collective_seconds(c, "reduce_scatter", gathered, etp, p.gpus_per_node, nic_bw, 1)  # type: ignore[attr-defined]
         comm_f += ag + rs
         comm_b += ag + rs
-    return MoeTime(fwd, bwd, comm_f, comm_b, load)
+    return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
 __all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in"]

@@ -23,6 +23,8 @@ from evaluators.training._stages import Layout, layout
 from tuner import BadInput
 
 RECOMPUTE = ("none", "selective", "full")
+#: what selective recomputation may rebuild (Megatron-Core ``--recompute-modules``)
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mlp_act", "moe_act", "mlp", "moe", "mla_up_proj")
 DTYPES = ("bf16", "fp16", "fp8")
 ATTENTION_IMPLS = ("flash", "unfused")
 ZERO_STAGES = (0, 1, 2, 3)
@@ -47,15 +49,25 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "mtp_layers": 0,
     # hybrid sharding: ZeRO/FSDP shard group size (0: every data-parallel rank)
     "zero_shard_size": 0,
+    # full recomputation of only this many layers per pipeline stage (0: all)
+    "recompute_layers": 0,
+    # gradient buffer / reduction and Adam-moment dtypes (default: the stack profile's)
+    "grad_dtype": None, "optimizer_dtype": None,
+    # experts as one grouped GEMM (default: the stack profile's) or a loop of GEMMs
+    "moe_grouped_gemm": None,
+    # what selective recomputation rebuilds (default: the attention core)
+    "recompute_modules": None,
 }
 _POSITIVE_INTS = ("seq_len", "global_batch", "micro_batch", "num_gpus", "tp", "pp", "cp", "ep",
                   "pp_interleave")
 _NONNEG_INTS = ("etp", "pp_first_stage_layers", "pp_last_stage_layers", "mtp_layers",
-                "zero_shard_size")
+                "zero_shard_size", "recompute_layers")
 _BOOLS = ("sequence_parallel", "offload_optimizer", "offload_activations", "dropout",
           "overlap_grad_reduce", "tp_comm_overlap", "allow_cross_node_tp", "compile",
           "pp_embedding_as_layer", "pp_loss_as_layer", "moe_force_balance", "moe_a2a_overlap")
+STATE_DTYPES = ("fp32", "bf16")
 _CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS}
+_OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES}
 ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | set(_MODEL_OPTIONAL)
 
 
@@ -129,7 +141,9 @@ def _check_inline_model(m: Model) -> None:
         raise BadInput("num_kv_heads", f"{m.num_kv_heads} must divide num_heads {m.num_heads}")
 
 
-_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k != "inter_node_gbps")
+_OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",
+             "recompute_modules")
+_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
 
 
 def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
@@ -170,9 +184,27 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
     for k in _BOOLS:
         if type(d[k]) is not bool:
             raise BadInput(k, f"{d[k]!r} must be true or false")
+    mods = d["recompute_modules"]
+    if mods is None:
+        d["recompute_set"] = ("core_attn",) if d["recompute"] == "selective" else ()
+    else:
+        if not isinstance(mods, (list, tuple)) or not all(
+                isinstance(x, str) and x in RECOMPUTE_MODULES for x in mods):
+            raise BadInput("recompute_modules", f"{mods!r} must be a list of: "
+                           + ", ".join(RECOMPUTE_MODULES))
+        if d["recompute"] != "selective":
+            raise BadInput("recompute_modules", "needs recompute = selective")
+        d["recompute_set"] = tuple(sorted(set(mods)))
+    gg = d["moe_grouped_gemm"]
+    if gg is not None and type(gg) is not bool:
+        raise BadInput("moe_grouped_gemm", f"{gg!r} must be true or false")
     for k, allowed in _CHOICES.items():
         if d[k] not in allowed:
             raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed))
+    for k, allowed in _OPTIONAL_CHOICES.items():
+        if d[k] is not None and d[k] not in allowed:
+            raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed) + " (or leave it "
+                           "out for the stack's default)")
     gpn = d["gpus_per_node"] or hw.gpus_per_node
     if type(gpn) is not int or gpn <= 0:
         raise BadInput("gpus_per_node", f"{gpn!r} must be a positive integer")
@@ -193,6 +225,12 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
     d["profile"] = prof
     d["stack"] = st = stack(prof, hw, d["compile"])
     d["etp"] = etp = d["etp"] or d["tp"]
+    # bytes per parameter of the gradient buffer and of the Adam moments
+    d["grad_bytes"] = 2.0 if d["grad_dtype"] == "bf16" else (
+        4.0 if d["grad_dtype"] == "fp32" else st.grad_bytes)
+    d["grouped_gemm"] = st.grouped_gemm if gg is None else gg
+    d["moment_bytes"] = 4.0 if d["optimizer_dtype"] == "bf16" else (
+        8.0 if d["optimizer_dtype"] == "fp32" else st.optimizer_bytes)
     expert_world = d["tp"] * d["cp"] * dp
     d["edp"] = expert_world // (etp * d["ep"]) if expert_world % (etp * d["ep"]) == 0 else 0
     d["layout"] = layout(model.num_layers,
@@ -288,5 +326,6 @@ def strides(p: Plan) -> dict[str, int]:
 
 
 __all__ = ["ALLOWED_KEYS", "ATTENTION_IMPLS", "DTYPES", "PLAN_DEFAULTS", "Plan", "RECOMPUTE",
+           "RECOMPUTE_MODULES",
            "ZERO_STAGES", "parse_plan", "plan_errors", "resolve_hardware", "resolve_model",
            "strides"]

@@ -17,7 +17,8 @@ from typing import Any
 
 from evaluators._perf import GpuConsts, collective_seconds, consts
 from evaluators.training import _memory
-from evaluators.training._memory import GIB, StageMemory, shard_groups, stage_memory
+from evaluators.training._memory import (GIB, StageMemory, recompute_fraction, shard_groups,
+                                         stage_memory)
 from evaluators.training._plan import Plan
 from evaluators.training._shapes import LayerShapes, layer_shapes, model_flops_per_token, \
     num_moe_layers
@@ -57,7 +58,7 @@ def _layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic: float) -> LayerTime
     key = (p.model_key, c.hw.name, sh.moe, p.dtype, p.tp, p.cp, p.ep, p.etp, p.micro_batch,
            p.seq_len, p.sequence_parallel, p.attention_impl, p.dropout, p.tp_comm_overlap,
            p.gpus_per_node, nic, p.stack.key, p.moe_force_balance, p.moe_capacity_factor,
-           p.moe_a2a_overlap)
+           p.moe_a2a_overlap, p.grouped_gemm)
     return _cached(_LAYER_TIMES, key, lambda: layer_time(c, p, sh, nic))
 
 
@@ -67,13 +68,34 @@ def _extras(c: GpuConsts, p: Plan, nic: float) -> StageExtras:
     return _cached(_EXTRAS, key, lambda: stage_extras(c, p, nic))
 
 
-def _recompute(p: Plan, lt: LayerTime) -> tuple[float, float]:
+def _recompute(p: Plan, lt: LayerTime, sh: LayerShapes) -> tuple[float, float]:
     """Seconds and FLOPs that recomputation adds per layer and micro-batch."""
     if p.recompute == "full":
         return lt.fwd + lt.comm_fwd, lt.model_flops_fwd
-    if p.recompute == "selective":
-        return lt.core_attn_fwd, lt.core_attn_flops_fwd
-    return 0.0, 0.0
+    if p.recompute != "selective":
+        return 0.0, 0.0
+    mods = p.recompute_set
+    t = flops = 0.0
+    tokens = p.micro_batch * p.seq_len / p.cp
+    h = p.model.hidden_size
+    if "core_attn" in mods:
+        t += lt.core_attn_fwd
+        flops += lt.core_attn_flops_fwd
+    if "layernorm" in mods:
+        t += lt.norm_fwd
+    if "mlp" in mods:
+        t += lt.mlp_fwd
+        flops += sum(2.0 * tokens * g.n * g.k for g in sh.mlp_gemms)
+    elif "mlp_act" in mods:
+        t += lt.act_fwd
+    if sh.moe and "moe" in mods:
+        t += lt.moe_fwd
+        flops += 2.0 * tokens * sh.top_k * h * (sh.expert_n1 + sh.expert_f) / p.tp
+    elif sh.moe and "moe_act" in mods:
+        t += lt.moe_act_fwd
+    if "mla_up_proj" in mods and p.model.attention == "mla":
+        t += lt.up_fwd
+    return t, flops
 
 
 def _exposed(comm: float, window: float, buckets: int) -> float:
@@ -105,7 +127,7 @@ def dp_seconds(c: GpuConsts, p: Plan, n: float, expert: bool, nic_bw: float
     if full <= 1 or n <= 0:
         return out
     z = p.zero_stage
-    g_bytes = st.grad_bytes if st.grad_bytes else 2.0
+    g_bytes = p.grad_bytes if p.grad_bytes else 2.0
     if z == 0:
         out["grad"] = collective_seconds(c, "all_reduce", n * g_bytes, full, gpn, nic_bw, stride)
         return out
@@ -148,8 +170,8 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
     lt_d = _layer_time(c, p, dense_sh, nic)
     lt_m = _layer_time(c, p, moe_sh, nic) if moe_sh is not None else lt_d
     extras = _extras(c, p, nic)
-    rec_d, rec_flops_d = _recompute(p, lt_d)
-    rec_m, rec_flops_m = _recompute(p, lt_m)
+    rec_d, rec_flops_d = _recompute(p, lt_d, dense_sh)
+    rec_m, rec_flops_m = _recompute(p, lt_m, moe_sh if moe_sh is not None else dense_sh)
     fwd_d, bwd_d = lt_d.fwd + lt_d.comm_fwd, lt_d.bwd + lt_d.comm_bwd
     fwd_m, bwd_m = lt_m.fwd + lt_m.comm_fwd, lt_m.bwd + lt_m.comm_bwd
     mtp = p.mtp_layers
@@ -160,7 +182,7 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
         mem = stage_memory(p, r, n_dense, n_moe, dense_sh, moe_sh)
         fwd = n_dense * fwd_d + n_moe * fwd_m
         bwd = n_dense * bwd_d + n_moe * bwd_m
-        rec = n_dense * rec_d + n_moe * rec_m
+        rec = (n_dense * rec_d + n_moe * rec_m) * recompute_fraction(p, n_dense + n_moe)
         layers = n_dense + n_moe
         if r == 0:
             fwd += extras.first / 3
@@ -223,7 +245,7 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
     if p.offload_optimizer:
         optimizer = (shard * CPU_ADAM_BYTES_PER_PARAM / c.host_mem_bw
                      + shard * 2.0 / c.host_bw
-                     + max(shard * st.grad_bytes / c.host_bw - bwd_w, 0.0))
+                     + max(shard * p.grad_bytes / c.host_bw - bwd_w, 0.0))
     else:
         optimizer = shard * ADAM_BYTES_PER_PARAM / c.hbm_bw + 10 * c.launch
     if p.dtype == "fp8" and st.fp8_recipe != "tensorwise":
@@ -237,8 +259,9 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
     n_moe_total = num_moe_layers(m) + (mtp if moe_sh is not None else 0)
     n_dense_total = m.num_layers + mtp - n_moe_total
     per_token = p.tp * p.cp / (p.micro_batch * p.seq_len)
+    rec_share = recompute_fraction(p, max(lay.layers(r) for r in lay.rep))
     rec_flops = (n_dense_total * rec_flops_d + n_moe_total * rec_flops_m) * per_token \
-        * tokens_step
+        * tokens_step * rec_share
     hw_flops = model_flops + rec_flops
     peak = c.peak_nominal.get(p.dtype, 0.0)
 

@@ -57,7 +57,13 @@ class LayerTime(NamedTuple):
     tp_bytes: float  # TP collective volume per forward (for reporting)
     model_flops_fwd: float  # model FLOPs of this layer's forward (PaLM/Megatron convention)
     core_attn_flops_fwd: float  # model FLOPs of the attention core forward
-    moe_fwd: float = 0.0  # of fwd + comm_fwd: the MoE block (router to combine)
+    # forward seconds of the parts selective recomputation can repeat (``recompute_modules``)
+    moe_fwd: float = 0.0  # the MoE block, router to combine, with its all-to-all
+    norm_fwd: float = 0.0  # the two norms
+    act_fwd: float = 0.0  # the dense MLP activation
+    moe_act_fwd: float = 0.0  # the experts' activation
+    mlp_fwd: float = 0.0  # the dense (or shared-expert) MLP: GEMMs and activation
+    up_fwd: float = 0.0  # the attention's column-parallel projections (MLA up-projections)
 
 
 def gemm3(c: GpuConsts, st: Stack, m: float, n: int, k: int, dtype: str, groups: int,
@@ -166,19 +172,18 @@ def _attention_core(c: GpuConsts, st: Stack, p: Plan, sh: LayerShapes
     return fwd, bwd, 2.0 * bh * s * s * (sh.d_qk + sh.d_v)
 
 
-def _elementwise_bytes(p: Plan, sh: LayerShapes, tokens: float) -> tuple[float, int]:
-    """Forward HBM bytes and kernel count of the memory-bound ops outside the attention core
-    and the MoE block (fused kernels; the stack's ``elementwise_traffic`` scales them)."""
+def _elementwise_bytes(p: Plan, sh: LayerShapes, tokens: float) -> tuple[float, float, float]:
+    """Forward HBM bytes of the memory-bound ops outside the attention core and the MoE
+    block, as fused kernels move them: (norms, residual adds, dense MLP activation)."""
     h = p.model.hidden_size
     rep = tokens / p.tp if p.sequence_parallel and p.tp > 1 else tokens
-    nbytes = 8.0 * h * rep  # two norms: read + write
-    nbytes += (14.0 if p.dropout else 12.0) * h * rep  # two residual adds (+ dropout masks)
-    kernels = 4
+    norms = 8.0 * h * rep  # two norms: read + write
+    residual = (14.0 if p.dropout else 12.0) * h * rep  # two residual adds (+ dropout masks)
+    act = 0.0
     if not sh.moe:
         act_in = 6.0 if sh.gated else 4.0  # SwiGLU reads gate and up, writes one; GELU 1 + 1
-        nbytes += act_in * sh.mlp_act_width * tokens
-        kernels += 1
-    return nbytes, kernels
+        act = act_in * sh.mlp_act_width * tokens
+    return norms, residual, act
 
 
 def _pipelined(comm: float, gemm: float, chunks: int, sm_cost: float, t0: float) -> float:
@@ -234,9 +239,11 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
     attn = block(c, st, tokens, p.dtype, sh.attn_gemms)
     mlp = block(c, st, tokens, p.dtype, sh.mlp_gemms)
     core_f, core_b, _ = _attention_core(c, st, p, sh)
-    ew, kernels = _elementwise_bytes(p, sh, tokens)
-    ew = ew * st.ew + attn.cast_bytes + mlp.cast_bytes
-    kernels += attn.casts + mlp.casts
+    norms, residual, act = _elementwise_bytes(p, sh, tokens)
+    norm_f = st.ew * norms / c.hbm_bw + 2 * c.launch
+    act_f = (st.ew * act / c.hbm_bw + c.launch) if act else 0.0
+    ew = (norms + residual + act) * st.ew + attn.cast_bytes + mlp.cast_bytes
+    kernels = 4 + (1 if act else 0) + attn.casts + mlp.casts
     ew_f = ew / c.hbm_bw + kernels * c.launch
     ew_b = 2.0 * ew / c.hbm_bw + 2 * kernels * c.launch
     fwd = attn.fwd + mlp.fwd + core_f + ew_f
@@ -261,7 +268,7 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
         comm_f += steps * max(step - core_f / p.cp, 0.0) + c.coll_lat
         comm_b += steps * max(2 * step - core_b / p.cp, 0.0) + c.coll_lat
 
-    moe_f = 0.0
+    moe_f = moe_act_f = 0.0
     if sh.moe:
         mt = _moe.moe_time(c, p, sh, tokens, nic_bw)
         fwd += mt.fwd
@@ -269,11 +276,14 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
         comm_f += mt.comm_fwd
         comm_b += mt.comm_bwd
         moe_f = mt.fwd + mt.comm_fwd
+        moe_act_f = mt.act_fwd
 
     attn_flops = attention_flops_per_token(p.model, p.seq_len, sh.d_qk, sh.d_v)
     flops_fwd = tokens * (sh.matmul_flops_per_token + attn_flops) / t
     core_flops = tokens * attn_flops / t
-    return LayerTime(fwd, bwd, core_f, comm_f, comm_b, tp_bytes, flops_fwd, core_flops, moe_f)
+    mlp_f = mlp.fwd + act_f
+    return LayerTime(fwd, bwd, core_f, comm_f, comm_b, tp_bytes, flops_fwd, core_flops, moe_f,
+                     norm_f, act_f, moe_act_f, mlp_f, attn.fwd_col)
 
 
 class StageExtras(NamedTuple):
