@@ -22,9 +22,14 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
   the expert activation: memory-bound, scaled by the stack's ``elementwise_traffic``.
 * Dispatch and combine all-to-all over the EP group (NVLink inside a node, the network
   across), forward and again in backward, at the stack's ``a2a_efficiency``; with
-  ``moe_a2a_overlap`` (Megatron ``--overlap-moe-expert-parallel-comm``) the stack hides
-  ``ep_overlap`` of it behind another micro-batch's compute. With ``etp > 1`` the dispatched
+  ``moe_a2a_overlap`` (Megatron ``--overlap-moe-expert-parallel-comm``) it runs beside another
+  micro-batch's compute of the layer, of which the stack uses ``ep_overlap`` as hiding window. With ``etp > 1`` the dispatched
   tokens are all-gathered and reduce-scattered over the expert-tensor group.
+  ``moe_dispatcher``: ``alltoall`` sends every routed copy to its expert's GPU (NCCL
+  all-to-all); ``deepep`` (DeepEP, DeepSeek 2025) sends a token once to each remote node
+  holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
+  token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
+  sending ``top_k * (N - 1) / N`` copies across.
 """
 
 from __future__ import annotations
@@ -93,8 +98,26 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     return out[0], out[1], out[2]
 
 
-def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: float) -> MoeTime:
-    """The routed part of one MoE layer (shared experts are ordinary TP GEMMs)."""
+def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: int,
+                    gpus_per_node: int, nic_bw: float) -> float:
+    """One DeepEP dispatch (or combine): node-deduplicated RDMA + NVLink forwarding."""
+    per_node = gpus_per_node // stride if stride < gpus_per_node else 1
+    per_node = max(1, min(per_node, ep))
+    nodes = ep // per_node
+    latency = c.coll_lat
+    if nodes <= 1:  # NVLink only: every copy to a peer GPU of the node
+        return token_bytes * k * (ep - 1) / ep / c.nvlink_bw + latency
+    remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+    inter = token_bytes * remote / nic_bw
+    # copies for the own node's GPUs, and the received tokens forwarded to their experts
+    intra = token_bytes * k * (per_node - 1) / ep * 2.0 / c.nvlink_bw
+    return (inter if inter > intra else intra) + latency + c.hop_lat
+
+
+def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: float,
+             layer_fwd: float = 0.0, layer_bwd: float = 0.0) -> MoeTime:
+    """The routed part of one MoE layer (shared experts are ordinary TP GEMMs); ``layer_fwd``
+    / ``layer_bwd``: the rest of the layer's compute, what an overlapped all-to-all hides in."""
     st: Stack = p.stack  # type: ignore[attr-defined]
     m = p.model  # type: ignore[attr-defined]
     h, e_all, k = m.hidden_size, m.num_experts, sh.top_k
@@ -123,23 +146,31 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     nbytes = st.ew * (2.0 * (2.0 + 2.0 * k * load) * h * t_in + act_in * routed * sh.expert_f
                       + router_ew)
     kernels = 7
-    if dtype == "fp8":
-        nbytes += st.fp8_elem * routed * (h + sh.expert_n1 + sh.expert_f + h)
-        kernels += 4
+    cast_f = cast_b = 0.0
+    if dtype == "fp8":  # expert inputs forward, expert output gradients backward
+        cast_f = st.fp8_elem * routed * (h + sh.expert_f)
+        cast_b = st.fp8_elem * routed * (sh.expert_n1 + h)
     act_fwd = st.ew * act_in * routed * sh.expert_f / c.hbm_bw + c.launch
-    fwd += nbytes / c.hbm_bw + kernels * c.launch
-    bwd += 2.0 * nbytes / c.hbm_bw + 2 * kernels * c.launch
+    fwd += (nbytes + cast_f) / c.hbm_bw + (kernels + 2 * (dtype == "fp8")) * c.launch
+    bwd += (2.0 * nbytes + cast_b) / c.hbm_bw + (2 * kernels + 2 * (dtype == "fp8")) * c.launch
 
     comm_f = comm_b = 0.0
     if ep > 1:
         nbytes_a2a = own * k * load * h * ACT_BYTES
-        a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
-                                 nic_bw, etp) / st.a2a_eff
-        exposed = 2.0 * a2a  # dispatch + combine
+        if p.moe_dispatcher == "deepep":  # type: ignore[attr-defined]
+            a2a = _deepep_seconds(c, nbytes_a2a / k, k, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
+                                  nic_bw) / st.a2a_eff
+        else:
+            a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
+                                     nic_bw, etp) / st.a2a_eff
+        exposed_f = exposed_b = 2.0 * a2a  # dispatch + combine
         if p.moe_a2a_overlap:  # type: ignore[attr-defined]
-            exposed *= 1.0 - st.ep_overlap
-        comm_f += exposed
-        comm_b += exposed
+            # hidden behind another micro-batch's compute of the same layer (1F1B overlap):
+            # the stack uses ``ep_overlap`` of that window; the rest stays exposed
+            exposed_f = max(exposed_f - st.ep_overlap * (fwd + layer_fwd), 0.1 * exposed_f)
+            exposed_b = max(exposed_b - st.ep_overlap * (bwd + layer_bwd), 0.1 * exposed_b)
+        comm_f += exposed_f
+        comm_b += exposed_b
     if etp > 1:
         gathered = routed * h * ACT_BYTES
         ag = collective_seconds(c, "all_gather", gathered, etp, p.gpus_per_node, nic_bw, 1)  # type: ignore[attr-defined]

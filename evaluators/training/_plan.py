@@ -45,6 +45,7 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "pp_loss_as_layer": False,
     # MoE: expert tensor parallelism (0: = tp), routing, all-to-all overlap
     "etp": 0, "moe_force_balance": False, "moe_capacity_factor": 0.0, "moe_a2a_overlap": False,
+    "moe_dispatcher": "alltoall",
     # multi-token-prediction layers trained with the model (DeepSeek-V3: 1)
     "mtp_layers": 0,
     # hybrid sharding: ZeRO/FSDP shard group size (0: every data-parallel rank)
@@ -66,7 +67,9 @@ _BOOLS = ("sequence_parallel", "offload_optimizer", "offload_activations", "drop
           "overlap_grad_reduce", "tp_comm_overlap", "allow_cross_node_tp", "compile",
           "pp_embedding_as_layer", "pp_loss_as_layer", "moe_force_balance", "moe_a2a_overlap")
 STATE_DTYPES = ("fp32", "bf16")
-_CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS}
+MOE_DISPATCHERS = ("alltoall", "deepep")
+_CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS,
+            "moe_dispatcher": MOE_DISPATCHERS}
 _OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES}
 ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | set(_MODEL_OPTIONAL)
 

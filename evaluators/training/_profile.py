@@ -41,10 +41,12 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "layer_overhead_us": (float, (0.0, 5000.0)),
     "layer_overhead_us_compiled": (float, (0.0, 5000.0)),
     "step_overhead_ms": (float, (0.0, 10000.0)),
+    "microbatch_overhead_ms": (float, (0.0, 1000.0)),
     # communication
     "grad_reduce_overlap": (float, (0.0, 1.0)),
     "fsdp_overlap": (float, (0.0, 1.0)),
     "tp_comm_overlap": (bool, None),
+    "tp_backward_overlap": (bool, None),
     "tp_overlap_sm_cost": (float, (0.0, 1.0)),
     "a2a_efficiency": (float, (0.05, 1.0)),
     "ep_overlap": (float, (0.0, 1.0)),
@@ -141,7 +143,7 @@ class Stack:
     """A profile's constants resolved for one GPU, as attributes for the hot loops."""
 
     __slots__ = ("profile", "key", "gemm", "attn_fwd", "attn_bwd", "ew", "layer_overhead",
-                 "step_overhead", "grad_overlap", "fsdp_overlap", "tp_overlap",
+                 "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap", "tp_overlap", "tp_bwd_overlap",
                  "tp_sm_cost", "a2a_eff", "ep_overlap", "imbalance", "grouped_gemm",
                  "balanced_split", "weight_bytes", "master_bytes", "grad_bytes",
                  "optimizer_bytes", "prefetch", "context_bytes", "nccl_bytes", "frag",
@@ -158,9 +160,11 @@ class Stack:
         self.layer_overhead = 1e-6 * float(
             c["layer_overhead_us_compiled" if compiled else "layer_overhead_us"])
         self.step_overhead = 1e-3 * float(c["step_overhead_ms"])
+        self.micro_overhead = 1e-3 * float(c["microbatch_overhead_ms"])
         self.grad_overlap = float(c["grad_reduce_overlap"])
         self.fsdp_overlap = float(c["fsdp_overlap"])
         self.tp_overlap = bool(c["tp_comm_overlap"])
+        self.tp_bwd_overlap = bool(c["tp_backward_overlap"])
         self.tp_sm_cost = float(c["tp_overlap_sm_cost"])
         self.a2a_eff = float(c["a2a_efficiency"])
         self.ep_overlap = float(c["ep_overlap"])

@@ -58,7 +58,7 @@ def _layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic: float) -> LayerTime
     key = (p.model_key, c.hw.name, sh.moe, p.dtype, p.tp, p.cp, p.ep, p.etp, p.micro_batch,
            p.seq_len, p.sequence_parallel, p.attention_impl, p.dropout, p.tp_comm_overlap,
            p.gpus_per_node, nic, p.stack.key, p.moe_force_balance, p.moe_capacity_factor,
-           p.moe_a2a_overlap, p.grouped_gemm)
+           p.moe_a2a_overlap, p.grouped_gemm, p.moe_dispatcher)
     return _cached(_LAYER_TIMES, key, lambda: layer_time(c, p, sh, nic))
 
 
@@ -134,7 +134,8 @@ def dp_seconds(c: GpuConsts, p: Plan, n: float, expert: bool, nic_bw: float
     shard, shard_e = shard_groups(p)
     group = shard_e if expert else shard
     replicas = full // group if group else 1
-    w_bytes = 1.0 if p.dtype == "fp8" and z == 3 else 2.0
+    # parameter all-gather in the dtype the stack keeps its gathered weights in
+    w_bytes = (st.fp8_gather_bytes if p.dtype == "fp8" else st.gather_bytes) or 2.0
     rs = collective_seconds(c, "reduce_scatter", n * g_bytes, group, gpn, nic_bw, stride)
     ag = collective_seconds(c, "all_gather", n * w_bytes, group, gpn, nic_bw, stride)
     if replicas > 1:
@@ -220,7 +221,7 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
 
     t_stage = 0.0
     for _, fwd, bwd, rec, offload, _, _, _ in rows:
-        t = fwd + bwd + rec + offload
+        t = fwd + bwd + rec + offload + st.micro_overhead
         if pm_f or pm_b:  # ZeRO-2/3 collectives every micro-batch, prefetched under compute
             t += (_exposed(pm_f, st.fsdp_overlap * fwd, layers)
                   + _exposed(pm_b, st.fsdp_overlap * (bwd + rec), layers))

@@ -99,8 +99,9 @@ class Block(NamedTuple):
     dgrad_rep: float
     wgrad_col: float
     wgrad_other: float
-    cast_bytes: float  # fp8 cast traffic (forward + backward)
-    casts: int  # fp8 cast kernels
+    cast_fwd: float  # fp8 cast traffic of the forward (inputs; tensorwise: + weights)
+    cast_bwd: float  # fp8 cast traffic of the backward (output gradients; + weight transposes)
+    casts: int  # fp8 cast kernels per pass
 
     @property
     def fwd(self) -> float:
@@ -115,18 +116,20 @@ class Block(NamedTuple):
 def block(c: GpuConsts, st: Stack, tokens: float, dtype: str, gemms: tuple) -> Block:
     fp8 = dtype == "fp8"
     in_bytes = 1.0 if fp8 else 2.0
-    f_col = f_row = f_rep = d_col = d_row = d_rep = w_col = w_oth = cast = 0.0
+    f_col = f_row = f_rep = d_col = d_row = d_rep = w_col = w_oth = cast_f = cast_b = 0.0
     casts = 0
     per_elem = st.fp8_elem
     for g in gemms:
         f, d, wg = gemm3(c, st, tokens, g.n, g.k, dtype, 1, in_bytes)
         if fp8:
             # quantise the input (forward) and the output gradient (backward)
-            cast += per_elem * tokens * (g.k + g.n)
-            casts += 2
+            cast_f += per_elem * tokens * g.k
+            cast_b += per_elem * tokens * g.n
+            casts += 1
             if st.fp8_recipe == "tensorwise":  # weights recast every micro-batch
-                cast += 2.0 * per_elem * g.k * g.n
-                casts += 2
+                cast_f += per_elem * g.k * g.n
+                cast_b += per_elem * g.k * g.n
+                casts += 1
         if g.kind == "col":
             f_col += f
             d_col += d
@@ -139,7 +142,7 @@ def block(c: GpuConsts, st: Stack, tokens: float, dtype: str, gemms: tuple) -> B
             f_rep += f
             d_rep += d
             w_oth += wg
-    return Block(f_col, f_row, f_rep, d_col, d_row, d_rep, w_col, w_oth, cast, casts)
+    return Block(f_col, f_row, f_rep, d_col, d_row, d_rep, w_col, w_oth, cast_f, cast_b, casts)
 
 
 def _attention_core(c: GpuConsts, st: Stack, p: Plan, sh: LayerShapes
@@ -208,9 +211,11 @@ def _tp_comm(c: GpuConsts, st: Stack, p: Plan, act: float, nic_bw: float, blocks
     t, gpn = p.tp, p.gpus_per_node
     comm_f = comm_b = 0.0
     if p.sequence_parallel:
-        ag = collective_seconds(c, "all_gather", act, t, gpn, nic_bw, 1)
-        rs = collective_seconds(c, "reduce_scatter", act, t, gpn, nic_bw, 1)
         overlap = p.tp_comm_overlap and st.tp_overlap
+        # overlapped fp8 GEMMs gather their already-quantised fp8 input (TE userbuffers)
+        ag_bytes = act / 2 if overlap and p.dtype == "fp8" else act
+        ag = collective_seconds(c, "all_gather", ag_bytes, t, gpn, nic_bw, 1)
+        rs = collective_seconds(c, "reduce_scatter", act, t, gpn, nic_bw, 1)
         sm = st.tp_sm_cost
         for b in blocks:
             if overlap:
@@ -218,16 +223,20 @@ def _tp_comm(c: GpuConsts, st: Stack, p: Plan, act: float, nic_bw: float, blocks
                            + _pipelined(rs, b.fwd_row, t, sm, c.gemm_t0))
                 comm_b += (_pipelined(ag, b.dgrad_row, t, sm, c.gemm_t0)
                            + _bulk(ag, b.dgrad_col, sm) + _bulk(rs, b.wgrad_col, sm))
-            else:
+            elif st.tp_bwd_overlap:
                 # row-parallel input-gradient all-gather is exposed; the column-parallel
                 # input re-gather overlaps dgrad, its gradient reduce-scatter overlaps wgrad
                 comm_f += ag + rs
                 comm_b += ag + max(ag - b.dgrad_col, 0.0) + max(rs - b.wgrad_col, 0.0)
+            else:  # collectives on the compute stream (eager DTensor): all exposed
+                comm_f += ag + rs
+                comm_b += 2.0 * ag + rs
         return comm_f, comm_b
     ar = collective_seconds(c, "all_reduce", act, t, gpn, nic_bw, 1)
     for b in blocks:
         comm_f += ar
-        comm_b += max(ar - b.wgrad_col, 0.0)  # input-gradient all-reduce beside wgrad
+        # input-gradient all-reduce beside the weight-gradient GEMM (Megatron's async one)
+        comm_b += max(ar - b.wgrad_col, 0.0) if st.tp_bwd_overlap else ar
     return comm_f, comm_b
 
 
@@ -242,10 +251,11 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
     norms, residual, act = _elementwise_bytes(p, sh, tokens)
     norm_f = st.ew * norms / c.hbm_bw + 2 * c.launch
     act_f = (st.ew * act / c.hbm_bw + c.launch) if act else 0.0
-    ew = (norms + residual + act) * st.ew + attn.cast_bytes + mlp.cast_bytes
-    kernels = 4 + (1 if act else 0) + attn.casts + mlp.casts
-    ew_f = ew / c.hbm_bw + kernels * c.launch
-    ew_b = 2.0 * ew / c.hbm_bw + 2 * kernels * c.launch
+    ew = (norms + residual + act) * st.ew
+    kernels = 4 + (1 if act else 0)
+    casts = attn.casts + mlp.casts
+    ew_f = (ew + attn.cast_fwd + mlp.cast_fwd) / c.hbm_bw + (kernels + casts) * c.launch
+    ew_b = (2.0 * ew + attn.cast_bwd + mlp.cast_bwd) / c.hbm_bw + (2 * kernels + casts) * c.launch
     fwd = attn.fwd + mlp.fwd + core_f + ew_f
     bwd = attn.bwd + mlp.bwd + core_b + ew_b
 
@@ -270,7 +280,7 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
 
     moe_f = moe_act_f = 0.0
     if sh.moe:
-        mt = _moe.moe_time(c, p, sh, tokens, nic_bw)
+        mt = _moe.moe_time(c, p, sh, tokens, nic_bw, fwd, bwd)
         fwd += mt.fwd
         bwd += mt.bwd
         comm_f += mt.comm_fwd
