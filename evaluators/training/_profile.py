@@ -107,11 +107,18 @@ def checked(profile: Profile, where: str = "profile") -> Profile:
     return profile
 
 
+_SHIPPED: dict[str, Profile] = {}
+
+
 def framework_profile(framework: Any) -> Profile:
     """The shipped profile of a framework name (``UnknownName`` lists the allowed ones)."""
-    if not isinstance(framework, str) or framework not in FRAMEWORKS:
-        raise UnknownName("framework", framework, list(FRAMEWORKS))
-    return checked(load_profile("training", framework, "framework"), f"profile {framework}")
+    prof = _SHIPPED.get(framework) if isinstance(framework, str) else None
+    if prof is None:
+        if not isinstance(framework, str) or framework not in FRAMEWORKS:
+            raise UnknownName("framework", framework, list(FRAMEWORKS))
+        prof = _SHIPPED[framework] = checked(load_profile("training", framework, "framework"),
+                                             f"profile {framework}")
+    return prof
 
 
 def profile_file(path: Any, field: str = "evaluator.options.profile") -> Profile:
