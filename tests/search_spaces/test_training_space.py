@@ -140,7 +140,7 @@ def test_uneven_pipeline_stages_are_searchable():
     assert space.constraints(cfg) == []
     assert any("not divisible by pp*pp_interleave = 32" in r
                for r in space.constraints({**cfg, "pp_loss_as_layer": False}))
-    dense = TrainingSpace(LLAMA8)  # 32 layers: every layout is even, nothing to search
-    assert "pp_embedding_as_layer" not in dense.params
+    dense = TrainingSpace(LLAMA8)  # 32 layers + embedding + loss: 17 units per stage on PP 2
+    assert dense.params["pp_embedding_as_layer"].when == {"pp": (2,)}
     balanced = TrainingSpace({**ctx, "framework": "deepspeed"})
     assert 16 in balanced.params["pp"].choices  # the stack splits 94 layers unevenly itself
