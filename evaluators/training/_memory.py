@@ -244,9 +244,9 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         offloaded = per_mb
     else:
         acts = per_mb * in_flight(p, rank)
-    if last:  # 16-bit logits and their gradient (the cross entropy works on them in place)
+    if last:  # the logits and what the stack's cross entropy keeps beside them
         heads = 1 + p.mtp_layers
-        working = max(working, heads * tokens * m.vocab_size / t * 4.0
+        working = max(working, heads * tokens * m.vocab_size / t * st.logit_bytes
                       + 2.0 * m.hidden_size * tokens)
     if z == 3:
         # the gathered units (current + prefetched layers, or the embedding / output head)

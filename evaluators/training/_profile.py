@@ -65,6 +65,7 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "cuda_context_gib": (float, (0.0, 8.0)),
     "nccl_buffer_gib": (float, (0.0, 16.0)),
     "fragmentation": (float, (0.0, 1.0)),
+    "logit_bytes": (float, (2.0, 16.0)),
     # fp8
     "fp8_recipe": (str, FP8_RECIPES),
     "fp8_cast_bytes": (float, (0.0, 16.0)),
@@ -153,7 +154,7 @@ class Stack:
                  "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap", "tp_overlap", "tp_bwd_overlap",
                  "tp_sm_cost", "a2a_eff", "ep_overlap", "imbalance", "grouped_gemm",
                  "balanced_split", "weight_bytes", "master_bytes", "grad_bytes",
-                 "optimizer_bytes", "prefetch", "context_bytes", "nccl_bytes", "frag",
+                 "optimizer_bytes", "prefetch", "context_bytes", "nccl_bytes", "frag", "logit_bytes",
                  "fp8_recipe", "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes",
                  "fp8_cast_bytes", "fp8_elem", "amax_history")
 
@@ -186,6 +187,7 @@ class Stack:
         self.context_bytes = float(c["cuda_context_gib"]) * (1 << 30)
         self.nccl_bytes = float(c["nccl_buffer_gib"]) * (1 << 30)
         self.frag = float(c["fragmentation"])
+        self.logit_bytes = float(c["logit_bytes"])
         self.fp8_recipe = c["fp8_recipe"]
         self.fp8_weight_bytes = float(c["fp8_weight_bytes"])
         self.gather_bytes = float(c["gather_bytes"])
