@@ -96,6 +96,18 @@ class Model:
 
 INLINE_MODEL_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size",
                      "vocab_size")
+#: what an inline model must also state when its caller asks (``require_architecture``): the
+#: dimensions alone do not say how many matrices the MLP has or whether the output head is
+#: the embedding, and a silent default would change the FLOPs and parameter count
+INLINE_ARCHITECTURE_KEYS = {
+    "gated_mlp": "true (SwiGLU/GeGLU: gate, up and down matrices) or false (GELU/ReLU: 2)",
+    "tied_embeddings": "true (output head shares the input embedding) or false",
+    "attention": "mha (num_kv_heads = num_heads), gqa (fewer KV heads) or mla (DeepSeek "
+                 "latent attention: kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim, "
+                 "v_head_dim)",
+}
+ATTENTION_TYPES = ("mha", "gqa", "mla")
+_MLA_KEYS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 _MODEL_OPTIONAL = tuple(f.name for f in dataclasses.fields(Model)
                         if f.name not in INLINE_MODEL_KEYS + ("name",))
 
@@ -185,8 +197,36 @@ def get_model(name: str, field_: str = "model") -> Model:
     return m
 
 
-def model_from_config(config: Mapping[str, Any]) -> Model:
-    """The config's ``model`` (a catalog name or HF id) or its inline dimensions."""
+def _check_architecture(config: Mapping[str, Any]) -> None:
+    for k, meaning in INLINE_ARCHITECTURE_KEYS.items():
+        if k not in config:
+            raise BadInput(k, f"missing: a model given by its dimensions states it ({meaning})")
+    for k in ("gated_mlp", "tied_embeddings"):
+        if not isinstance(config[k], bool):
+            raise BadInput(k, f"{config[k]!r} must be true or false")
+    att = config["attention"]
+    if att not in ATTENTION_TYPES:
+        raise BadInput("attention", f"{att!r}; allowed: " + ", ".join(ATTENTION_TYPES))
+    heads, kv = config["num_heads"], config["num_kv_heads"]
+    if att == "mha" and kv != heads:
+        raise BadInput("attention", f"mha needs num_kv_heads = num_heads ({kv} != {heads}); "
+                       "use gqa")
+    if att == "gqa" and isinstance(kv, int) and isinstance(heads, int) and kv > heads:
+        raise BadInput("num_kv_heads", f"{kv} exceeds num_heads {heads}")
+    if att == "mla":
+        for k in _MLA_KEYS:
+            v = config.get(k)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise BadInput(k, f"{v!r}: mla attention needs a positive integer")
+
+
+def model_from_config(config: Mapping[str, Any], require_architecture: bool = False) -> Model:
+    """The config's ``model`` (a catalog name or HF id) or its inline dimensions.
+
+    ``require_architecture``: an inline model must also state ``gated_mlp``,
+    ``tied_embeddings`` and ``attention`` (:data:`INLINE_ARCHITECTURE_KEYS`); a missing or
+    inconsistent one is a ``BadInput`` naming it.
+    """
     if config.get("model") is not None:
         return get_model(config["model"])
     missing = [k for k in INLINE_MODEL_KEYS if k not in config]
@@ -202,6 +242,8 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise BadInput(k, f"{v!r} must be a positive integer")
         data[k] = v
+    if require_architecture:
+        _check_architecture(config)
     for k in _MODEL_OPTIONAL:
         if k in config:
             data[k] = config[k]

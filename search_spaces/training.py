@@ -1,19 +1,26 @@
 """The ``training`` domain: parallel plans for LLM training on a GPU cluster.
 
 Context (fixed, not searched): ``model`` (catalog name, or inline ``hidden_size``,
-``num_layers``, ``num_heads``, ``num_kv_heads``, ``ffn_hidden_size``, ``vocab_size`` ...),
-``gpu``, ``num_gpus``, ``gpus_per_node`` (default: the GPU's usual node), ``seq_len``,
-``global_batch`` (sequences per optimizer step), optional ``inter_node_gbps`` and
-``allow_cross_node_tp``, and optional implementation switches of ``training-sim``
-(``attention_impl``, ``dropout``, ``overlap_grad_reduce``, ``tp_comm_overlap``).
+``num_layers``, ``num_heads``, ``num_kv_heads``, ``ffn_hidden_size``, ``vocab_size`` and
+``gated_mlp``, ``tied_embeddings``, ``attention`` ...), ``gpu``, ``num_gpus``,
+``gpus_per_node`` (default: the GPU's usual node), ``seq_len``, ``global_batch`` (sequences
+per optimizer step), optional ``inter_node_gbps`` and ``allow_cross_node_tp``, the stack
+(``framework``, ``compile``) and any other config key of ``training-sim`` that is not searched
+(``attention_impl``, ``tp_comm_overlap``, ``etp``, ``moe_dispatcher``, ``grad_dtype`` ...).
 
 Parameters (choices derived from the context, all finite so ``enumerate()`` works):
 
 =====================  ======================================================================
 ``tp``                 tensor parallel: divisors of num_gpus that divide the query and KV
                        heads, within a node unless ``allow_cross_node_tp``
-``pp``                 pipeline stages: divisors of num_gpus that divide num_layers
+``pp``                 pipeline stages: divisors of num_gpus that admit a stage layout: they
+                       divide num_layers, or num_layers + 1 or + 2 (embedding and/or loss
+                       counted as pipeline layers), or any count the stack splits unevenly
+                       (``pipeline_split = "balanced"``: DeepSpeed, torchtitan)
 ``pp_interleave``      virtual stages per GPU (interleaved 1F1B), only when ``pp > 1``
+``pp_embedding_as_layer`` / ``pp_loss_as_layer``  count the embedding / the loss as a
+                       pipeline layer (Megatron's uneven stages), only for the ``pp`` values
+                       where that makes a layout
 ``cp``                 context parallel: divisors of num_gpus, >= 1024 tokens per rank
 ``ep``                 expert parallel (MoE models only): divisors of num_experts and num_gpus
 ``micro_batch``        sequences per micro-batch: powers of two up to 16 (and global_batch)
@@ -38,13 +45,15 @@ from typing import Any, Iterator, Mapping
 from evaluators.training._memory import GIB, in_flight, stage_memory
 from evaluators.training._plan import (ALLOWED_KEYS, DTYPES, PLAN_DEFAULTS, parse_plan,
                                        plan_errors, resolve_hardware, resolve_model)
+from evaluators.training._profile import framework_profile
 from evaluators.training._shapes import layer_shapes
+from evaluators.training._stages import layout
 from tuner import BadInput, BaseSpace, Categorical, Param, is_active
 
 #: the searched parameters, in suggestion order
-PARAM_NAMES = ("tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "zero_stage",
-               "recompute", "sequence_parallel", "dtype", "offload_optimizer",
-               "offload_activations")
+PARAM_NAMES = ("tp", "pp", "pp_interleave", "pp_embedding_as_layer", "pp_loss_as_layer", "cp",
+               "ep", "micro_batch", "zero_stage", "recompute", "sequence_parallel", "dtype",
+               "offload_optimizer", "offload_activations")
 _CONTEXT_REQUIRED = ("gpu", "num_gpus", "seq_len", "global_batch")
 _INTERLEAVE = (1, 2, 3, 4, 5, 6, 8)
 _MICRO_BATCHES = (1, 2, 4, 8, 16)
@@ -78,8 +87,9 @@ class TrainingSpace(BaseSpace):
             if k not in ALLOWED_KEYS:
                 raise BadInput(f"space.context.{k}", "unknown key; allowed: model (or inline "
                                "model dimensions), gpu, num_gpus, gpus_per_node, seq_len, "
-                               "global_batch, inter_node_gbps, allow_cross_node_tp, "
-                               "attention_impl, dropout, overlap_grad_reduce, tp_comm_overlap")
+                               "global_batch and the other training-sim config keys: "
+                               + ", ".join(sorted(k for k in PLAN_DEFAULTS
+                                                  if k not in PARAM_NAMES)))
         for k in _CONTEXT_REQUIRED:
             if k not in context:
                 raise BadInput(f"space.context.{k}", "missing (required)")
@@ -108,7 +118,16 @@ class TrainingSpace(BaseSpace):
         except BadInput as exc:
             raise BadInput(f"space.context.{exc.field}", str(exc).split(": ", 1)[-1]) from None
         self._model, self._hw = model, hw
+        self._balanced = framework_profile(out.get("framework", "megatron")).constants[
+            "pipeline_split"] == "balanced"
         return out
+
+    def _layout_ok(self, pp: int, v: int, emb: bool, loss: bool) -> bool:
+        m, ctx = self._model, self.context
+        dense = m.first_dense_layers if m.num_experts else m.num_layers
+        return not layout(m.num_layers, dense, pp, v, ctx.get("pp_first_stage_layers", 0),
+                          ctx.get("pp_last_stage_layers", 0), emb, loss,
+                          self._balanced).error
 
     # -- parameters -------------------------------------------------------------------
     def parameters(self) -> Mapping[str, Param]:
@@ -118,7 +137,9 @@ class TrainingSpace(BaseSpace):
         tp_max = n if ctx.get("allow_cross_node_tp") else gpn
         tp = [d for d in divs if d <= tp_max and m.num_heads % d == 0
               and m.num_kv_heads % d == 0]
-        pp = [d for d in divs if m.num_layers % d == 0]
+        emb_loss = [(False, False), (True, False), (False, True), (True, True)]
+        pp = [d for d in divs if d <= m.num_layers
+              and any(self._layout_ok(d, 1, e, lo) for e, lo in emb_loss)]
         cp = [d for d in divs if seq % (2 * d) == 0 and seq // d >= _MIN_TOKENS_PER_CP_RANK
               ] or [1]
         if 1 not in cp:
@@ -127,9 +148,17 @@ class TrainingSpace(BaseSpace):
         params: dict[str, Param] = {"tp": Categorical(tuple(tp)), "pp": Categorical(tuple(pp))}
         multi_stage = tuple(d for d in pp if d > 1)
         inter = tuple(v for v in _INTERLEAVE
-                      if any(m.num_layers % (d * v) == 0 for d in multi_stage))
+                      if any(self._layout_ok(d, v, e, lo) for d in multi_stage
+                             for e, lo in emb_loss))
         if multi_stage:
             params["pp_interleave"] = Categorical(inter, when={"pp": multi_stage})
+            # uneven stages: worth searching where counting the embedding/loss makes a layout
+            uneven = tuple(d for d in multi_stage if any(
+                self._layout_ok(d, v, e, lo) for v in inter for e, lo in emb_loss[1:]))
+            if uneven:
+                params["pp_embedding_as_layer"] = Categorical((False, True),
+                                                              when={"pp": uneven})
+                params["pp_loss_as_layer"] = Categorical((False, True), when={"pp": uneven})
         params["cp"] = Categorical(tuple(cp))
         if m.num_experts:
             ep = [d for d in divs if m.num_experts % d == 0]
@@ -161,7 +190,7 @@ class TrainingSpace(BaseSpace):
             "bubble_fraction": ((p.pp - 1) / (p.pp_interleave * p.num_micro)
                                 if p.pp > 1 and p.num_micro else 0.0),
             "tokens_per_micro_batch": float(p.micro_batch * p.seq_len / p.cp),
-            "layers_per_stage": float(m.num_layers // p.pp),
+            "layers_per_stage": float(max((sum(x) for x in p.layout.ranks), default=0)),
             "model_parallel": float(p.tp * p.pp * p.cp),
             "recompute_level": _RECOMPUTE_LEVEL[p.recompute],
             "dtype_bytes": 1.0 if p.dtype == "fp8" else 2.0,
@@ -172,18 +201,16 @@ class TrainingSpace(BaseSpace):
         }
         if plan_errors(p):
             return feats
-        dense = layer_shapes(m, p.tp, p.ep, False)
-        moe = layer_shapes(m, p.tp, p.ep, True) if m.num_experts else None
-        per_stage = m.num_layers // p.pp
-        n_dense = per_stage if moe is None else min(m.first_dense_layers, per_stage)
-        mem = stage_memory(p, 0, n_dense, per_stage - n_dense, dense, moe)
+        dense = layer_shapes(m, p.tp, p.ep, False, p.etp)
+        moe = layer_shapes(m, p.tp, p.ep, True, p.etp) if m.num_experts else None
+        n_dense, n_moe = p.layout.ranks[0]
+        mem = stage_memory(p, 0, n_dense, n_moe, dense, moe)
         feats.update({
             "params_per_gpu_billion": mem.params / 1e9,
             "model_state_gib": mem.model_state / GIB,
             "activation_gib": mem.activations / GIB,
             "in_flight_micro_batches": in_flight(p, 0),
-            "memory_fraction": (mem.model_state + mem.activations + mem.working) / GIB
-            / float(p.hw.hbm_gib),
+            "memory_fraction": mem.total(p.stack.frag) / GIB / float(p.hw.hbm_gib),
         })
         return feats
 
@@ -252,8 +279,6 @@ def _partial_ok(space: TrainingSpace, base: Mapping[str, Any], values: Mapping[s
         pp = get("pp")
     except KeyError:
         return True
-    if m.num_layers % pp:
-        return False
     if pp == 1:  # pp_interleave is inactive: its fixed value or the default applies
         v = values.get("pp_interleave", base.get("pp_interleave", 1))
         if v > 1:
@@ -261,9 +286,11 @@ def _partial_ok(space: TrainingSpace, base: Mapping[str, Any], values: Mapping[s
     else:
         try:
             v = get("pp_interleave")
+            emb = get("pp_embedding_as_layer")
+            loss = get("pp_loss_as_layer")
         except KeyError:
             return True
-        if m.num_layers % (pp * v):
+        if not space._layout_ok(pp, v, bool(emb), bool(loss)):
             return False
     try:
         cp = get("cp")
@@ -277,7 +304,10 @@ def _partial_ok(space: TrainingSpace, base: Mapping[str, Any], values: Mapping[s
         return True
     try:
         ep = get("ep")
-        if ep > 1 and (not m.num_experts or m.num_experts % ep or (dp * cp) % ep):
+        etp = base.get("etp") or tp
+        if ep > 1 and not m.num_experts:
+            return False
+        if m.num_experts and (m.num_experts % ep or (tp * cp * dp) % (etp * ep)):
             return False
     except KeyError:
         pass

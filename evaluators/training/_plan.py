@@ -4,9 +4,11 @@ Shared by ``evaluators/training/sim.py`` (which scores a plan) and
 ``search_spaces/training.py`` (whose constraints are exactly :func:`plan_errors`), so that the
 space and the simulator never disagree on what is valid.
 
-Rank order (Megatron-LM ``tp-cp-ep-dp-pp``): tensor-parallel ranks are adjacent, then context
-parallel, then data parallel (expert parallel groups are carved out of DP x CP), pipeline stages
-outermost. The strides below follow from it.
+Rank order (Megatron-LM ``tp-cp-dp-pp``): tensor-parallel ranks are adjacent, then context
+parallel, then data parallel, pipeline stages outermost. MoE layers fold the same
+``tp*cp*dp`` ranks of a stage into ``etp-ep-edp`` (Megatron-Core's parallel folding, Liu et
+al. 2025): expert-tensor ranks adjacent, then expert-parallel ranks. The strides below follow
+from it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from typing import Any, Mapping
 
 from evaluators._catalog import (INLINE_MODEL_KEYS, Hardware, Model, _MODEL_OPTIONAL,
                                  get_hardware, get_model, hardware_names, model_from_config)
+from evaluators._profiles import Profile
+from evaluators.training._profile import DEFAULT_FRAMEWORK, framework_profile, stack
+from evaluators.training._stages import Layout, layout
 from tuner import BadInput
 
 RECOMPUTE = ("none", "selective", "full")
+#: what selective recomputation may rebuild (Megatron-Core ``--recompute-modules``)
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mlp_act", "moe_act", "mlp", "moe", "mla_up_proj")
 DTYPES = ("bf16", "fp16", "fp8")
 ATTENTION_IMPLS = ("flash", "unfused")
 ZERO_STAGES = (0, 1, 2, 3)
@@ -31,12 +38,39 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "offload_optimizer": False, "offload_activations": False,
     "attention_impl": "flash", "dropout": False, "overlap_grad_reduce": True,
     "tp_comm_overlap": False, "allow_cross_node_tp": False,
+    # software stack (a profile of constants: _profile.py) and torch.compile
+    "framework": DEFAULT_FRAMEWORK, "compile": False,
+    # uneven pipeline stages
+    "pp_first_stage_layers": 0, "pp_last_stage_layers": 0, "pp_embedding_as_layer": False,
+    "pp_loss_as_layer": False,
+    # MoE: expert tensor parallelism (0: = tp), routing, all-to-all overlap
+    "etp": 0, "moe_force_balance": False, "moe_capacity_factor": 0.0, "moe_a2a_overlap": False,
+    "moe_dispatcher": "alltoall",
+    # multi-token-prediction layers trained with the model (DeepSeek-V3: 1)
+    "mtp_layers": 0,
+    # hybrid sharding: ZeRO/FSDP shard group size (0: every data-parallel rank)
+    "zero_shard_size": 0,
+    # full recomputation of only this many layers per pipeline stage (0: all)
+    "recompute_layers": 0,
+    # gradient buffer / reduction and Adam-moment dtypes (default: the stack profile's)
+    "grad_dtype": None, "optimizer_dtype": None,
+    # experts as one grouped GEMM (default: the stack profile's) or a loop of GEMMs
+    "moe_grouped_gemm": None,
+    # what selective recomputation rebuilds (default: the attention core)
+    "recompute_modules": None,
 }
 _POSITIVE_INTS = ("seq_len", "global_batch", "micro_batch", "num_gpus", "tp", "pp", "cp", "ep",
                   "pp_interleave")
+_NONNEG_INTS = ("etp", "pp_first_stage_layers", "pp_last_stage_layers", "mtp_layers",
+                "zero_shard_size", "recompute_layers")
 _BOOLS = ("sequence_parallel", "offload_optimizer", "offload_activations", "dropout",
-          "overlap_grad_reduce", "tp_comm_overlap", "allow_cross_node_tp")
-_CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS}
+          "overlap_grad_reduce", "tp_comm_overlap", "allow_cross_node_tp", "compile",
+          "pp_embedding_as_layer", "pp_loss_as_layer", "moe_force_balance", "moe_a2a_overlap")
+STATE_DTYPES = ("fp32", "bf16")
+MOE_DISPATCHERS = ("alltoall", "deepep")
+_CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS,
+            "moe_dispatcher": MOE_DISPATCHERS}
+_OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES}
 ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | set(_MODEL_OPTIONAL)
 
 
@@ -45,7 +79,10 @@ class Plan:
 
     Attributes: every key of ``PLAN_DEFAULTS``, plus ``model`` (a catalog ``Model``), ``hw``
     (a ``Hardware``), ``dp``, ``num_micro`` (micro-batches per step; 0 when the degrees do
-    not divide) and ``model_key`` (hashable identity of the model, for caches).
+    not divide), ``model_key`` (hashable identity of the model, for caches), ``profile`` and
+    ``stack`` (the software stack's constants, ``_profile.Stack``), ``etp`` resolved (= tp
+    when not given), ``edp`` (expert data parallel: ``tp*cp*dp / (etp*ep)``) and ``layout``
+    (``_stages.Layout``: layers per pipeline rank).
     """
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,7 +120,7 @@ def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
                 if k in config)
     m = _MODEL_CACHE.get(key)
     if m is None:
-        m = _MODEL_CACHE[key] = model_from_config(config)
+        m = _MODEL_CACHE[key] = model_from_config(config, require_architecture=True)
         _check_inline_model(m)
     return m, key
 
@@ -107,11 +144,17 @@ def _check_inline_model(m: Model) -> None:
         raise BadInput("num_kv_heads", f"{m.num_kv_heads} must divide num_heads {m.num_heads}")
 
 
-_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k != "inter_node_gbps")
+_OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",
+             "recompute_modules")
+_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
 
 
-def parse_plan(config: Mapping[str, Any]) -> Plan:
-    """Type-check a config; raise ``BadInput`` naming the field for unusable input."""
+def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
+    """Type-check a config; raise ``BadInput`` naming the field for unusable input.
+
+    ``profile``: the stack profile to run under (default: the one the config's
+    ``framework`` names).
+    """
     if type(config) is not dict and not isinstance(config, Mapping):
         raise BadInput("config", f"{type(config).__name__} must be a JSON object")
     for k in config:
@@ -131,15 +174,40 @@ def parse_plan(config: Mapping[str, Any]) -> Plan:
         v = d[k]
         if type(v) is not int or v <= 0:
             raise BadInput(k, f"{v!r} must be a positive integer")
+    for k in _NONNEG_INTS:
+        v = d[k]
+        if type(v) is not int or v < 0:
+            raise BadInput(k, f"{v!r} must be a non-negative integer")
+    cf = d["moe_capacity_factor"]
+    if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 <= cf < 1e6:
+        raise BadInput("moe_capacity_factor", f"{cf!r} must be a number >= 0 (0: dropless)")
     z = d["zero_stage"]
     if type(z) is not int or z not in ZERO_STAGES:
         raise BadInput("zero_stage", f"{z!r}; allowed: 0, 1, 2, 3 (3 = FSDP full shard)")
     for k in _BOOLS:
         if type(d[k]) is not bool:
             raise BadInput(k, f"{d[k]!r} must be true or false")
+    mods = d["recompute_modules"]
+    if mods is None:
+        d["recompute_set"] = ("core_attn",) if d["recompute"] == "selective" else ()
+    else:
+        if not isinstance(mods, (list, tuple)) or not all(
+                isinstance(x, str) and x in RECOMPUTE_MODULES for x in mods):
+            raise BadInput("recompute_modules", f"{mods!r} must be a list of: "
+                           + ", ".join(RECOMPUTE_MODULES))
+        if d["recompute"] != "selective":
+            raise BadInput("recompute_modules", "needs recompute = selective")
+        d["recompute_set"] = tuple(sorted(set(mods)))
+    gg = d["moe_grouped_gemm"]
+    if gg is not None and type(gg) is not bool:
+        raise BadInput("moe_grouped_gemm", f"{gg!r} must be true or false")
     for k, allowed in _CHOICES.items():
         if d[k] not in allowed:
             raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed))
+    for k, allowed in _OPTIONAL_CHOICES.items():
+        if d[k] is not None and d[k] not in allowed:
+            raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed) + " (or leave it "
+                           "out for the stack's default)")
     gpn = d["gpus_per_node"] or hw.gpus_per_node
     if type(gpn) is not int or gpn <= 0:
         raise BadInput("gpus_per_node", f"{gpn!r} must be a positive integer")
@@ -156,6 +224,23 @@ def parse_plan(config: Mapping[str, Any]) -> Plan:
     d["model"] = model
     d["model_key"] = model_key
     d["hw"] = hw
+    prof = profile if profile is not None else framework_profile(d["framework"])
+    d["profile"] = prof
+    d["stack"] = st = stack(prof, hw, d["compile"])
+    d["etp"] = etp = d["etp"] or d["tp"]
+    # bytes per parameter of the gradient buffer and of the Adam moments
+    d["grad_bytes"] = 2.0 if d["grad_dtype"] == "bf16" else (
+        4.0 if d["grad_dtype"] == "fp32" else st.grad_bytes)
+    d["grouped_gemm"] = st.grouped_gemm if gg is None else gg
+    d["moment_bytes"] = 4.0 if d["optimizer_dtype"] == "bf16" else (
+        8.0 if d["optimizer_dtype"] == "fp32" else st.optimizer_bytes)
+    expert_world = d["tp"] * d["cp"] * dp
+    d["edp"] = expert_world // (etp * d["ep"]) if expert_world % (etp * d["ep"]) == 0 else 0
+    d["layout"] = layout(model.num_layers,
+                         model.first_dense_layers if model.num_experts else model.num_layers,
+                         d["pp"], d["pp_interleave"], d["pp_first_stage_layers"],
+                         d["pp_last_stage_layers"], d["pp_embedding_as_layer"],
+                         d["pp_loss_as_layer"], st.balanced_split)
     return p
 
 
@@ -179,11 +264,11 @@ def plan_errors(p: Plan) -> list[str]:
     if p.tp > p.gpus_per_node and not p.allow_cross_node_tp:
         errs.append(f"tp {p.tp} spans nodes of {p.gpus_per_node} GPUs "
                     "(set allow_cross_node_tp to allow it)")
-    chunks = p.pp * p.pp_interleave
     if p.pp_interleave > 1 and p.pp == 1:
         errs.append(f"pp_interleave {p.pp_interleave} needs pp > 1")
-    if m.num_layers % chunks:
-        errs.append(f"num_layers {m.num_layers} is not divisible by pp*pp_interleave = {chunks}")
+    lay: Layout = p.layout
+    if lay.error:
+        errs.append(lay.error)
     if p.dp:
         per_step = p.dp * p.micro_batch
         if p.global_batch % per_step:
@@ -197,15 +282,34 @@ def plan_errors(p: Plan) -> list[str]:
             elif p.pp_interleave > 1 and mb % p.pp:
                 errs.append(f"interleaved schedule needs micro-batches ({mb}) to be a multiple "
                             f"of pp ({p.pp})")
-    if p.ep > 1:
-        if not m.num_experts:
-            errs.append(f"ep {p.ep} needs an MoE model ({m.name} is dense)")
-        else:
-            if m.num_experts % p.ep:
-                errs.append(f"ep {p.ep} does not divide num_experts {m.num_experts}")
-            if p.dp and (p.dp * p.cp) % p.ep:
-                errs.append(f"ep {p.ep} does not divide dp*cp = {p.dp * p.cp} "
-                            "(expert-parallel groups are carved out of data parallel)")
+    if p.ep > 1 and not m.num_experts:
+        errs.append(f"ep {p.ep} needs an MoE model ({m.name} is dense)")
+    if m.num_experts:
+        if m.num_experts % p.ep:
+            errs.append(f"ep {p.ep} does not divide num_experts {m.num_experts}")
+        if p.dp and not p.edp:
+            world = p.tp * p.cp * p.dp
+            errs.append(f"etp*ep = {p.etp}*{p.ep} does not divide tp*cp*dp = {world} (expert "
+                        "parallel groups fold the attention's TP, CP and DP ranks)")
+        if m.moe_ffn_hidden_size % p.etp:
+            errs.append(f"etp {p.etp} does not divide moe_ffn_hidden_size "
+                        f"{m.moe_ffn_hidden_size}")
+        if p.etp != p.tp and p.tp > 1 and not p.sequence_parallel:
+            errs.append(f"etp {p.etp} != tp {p.tp} needs sequence_parallel (each TP rank "
+                        "routes its own share of the tokens)")
+    if p.tp > 1 and p.tp_comm_overlap:
+        if not p.stack.tp_overlap:
+            errs.append(f"tp_comm_overlap: the {p.profile.name} stack does not overlap TP "
+                        "communication with GEMMs")
+        elif not p.sequence_parallel:
+            errs.append("tp_comm_overlap needs sequence_parallel (the overlapped collectives "
+                        "are the all-gather/reduce-scatter pair)")
+    if p.zero_shard_size:
+        group = p.dp * p.cp
+        if p.zero_stage == 0:
+            errs.append("zero_shard_size needs zero_stage >= 1")
+        elif group and group % p.zero_shard_size:
+            errs.append(f"zero_shard_size {p.zero_shard_size} does not divide dp*cp = {group}")
     if p.cp > 1:
         if p.seq_len % (2 * p.cp):
             errs.append(f"seq_len {p.seq_len} is not divisible by 2*cp = {2 * p.cp} "
@@ -220,10 +324,11 @@ def plan_errors(p: Plan) -> list[str]:
 
 def strides(p: Plan) -> dict[str, int]:
     """Distance between consecutive ranks of each group in the global rank order."""
-    return {"tp": 1, "cp": p.tp, "ep": p.tp * p.cp, "dp": p.tp * p.cp,
+    return {"tp": 1, "cp": p.tp, "ep": p.etp, "dp": p.tp * p.cp,
             "pp": p.tp * p.cp * max(p.dp, 1)}
 
 
 __all__ = ["ALLOWED_KEYS", "ATTENTION_IMPLS", "DTYPES", "PLAN_DEFAULTS", "Plan", "RECOMPUTE",
+           "RECOMPUTE_MODULES",
            "ZERO_STAGES", "parse_plan", "plan_errors", "resolve_hardware", "resolve_model",
            "strides"]

@@ -1,8 +1,10 @@
 """Per-layer GEMM shapes, parameter counts and model FLOPs of a decoder-only transformer.
 
 Covers dense and MoE layers, MHA/GQA/MQA and MLA (DeepSeek) attention, gated (SwiGLU) and
-plain (GELU) MLPs, sliced by tensor parallelism ``t`` and expert parallelism ``ep``.
-GEMMs are listed per token: a GEMM on ``T`` tokens is ``(M=T, N, K)``.
+plain (GELU) MLPs, sliced by tensor parallelism ``t``, expert parallelism ``ep`` and expert
+tensor parallelism ``etp``. GEMMs are listed per token: a GEMM on ``T`` tokens is
+``(M=T, N, K)``; the routed experts' GEMMs, whose ``M`` is each expert's own token count,
+are timed by ``_moe.py`` from ``expert_n1`` / ``expert_f`` / ``local_experts``.
 
 Model FLOPs follow PaLM (Chowdhery et al. 2022, App. B) / Megatron-LM (Narayanan et al. 2021,
 Eq. 3): ``2 * (matmul parameters touched)`` per token forward, plus ``2 * s * heads *
@@ -45,6 +47,9 @@ class LayerShapes(NamedTuple):
     gated: bool
     moe: bool
     top_k: int
+    local_experts: int  # routed experts on one GPU (E / ep)
+    expert_f: int  # one expert's FFN width on one GPU (moe_ffn_hidden_size / etp)
+    expert_n1: int  # output width of an expert's first GEMM (2 * expert_f when gated)
     #: per-layer parameters on one GPU: (TP-sharded dense, replicated, expert) counts
     params_dense: float
     params_replicated: float
@@ -87,8 +92,10 @@ def _mlp(width: int, m: Model, t: int, name: str = "fc") -> tuple[list[Gemm], fl
             mats * h * width)
 
 
-def layer_shapes(m: Model, t: int, ep: int, moe: bool) -> LayerShapes:
-    """Shapes of one layer on one GPU (``moe``: the layer's MLP is a routed MoE block)."""
+def layer_shapes(m: Model, t: int, ep: int, moe: bool, etp: int = 0) -> LayerShapes:
+    """Shapes of one layer on one GPU (``moe``: the layer's MLP is a routed MoE block;
+    ``etp``: expert tensor parallelism, default ``t``)."""
+    etp = etp or t
     h = m.hidden_size
     attn, p_attn, p_rep, d_qk, d_v = _attention(m, t)
     norms = (2 if m.gated_mlp else 4) * h  # RMSNorm weights, or LayerNorm weight + bias
@@ -98,15 +105,13 @@ def layer_shapes(m: Model, t: int, ep: int, moe: bool) -> LayerShapes:
         mlp, p_mlp = _mlp(m.ffn_hidden_size, m, t)
         return LayerShapes(tuple(attn), tuple(mlp), m.num_heads // t,
                            (m.num_heads if m.attention == "mla" else m.num_kv_heads) // t,
-                           d_qk, d_v, m.ffn_hidden_size // t, m.gated_mlp, False, 0,
+                           d_qk, d_v, m.ffn_hidden_size // t, m.gated_mlp, False, 0, 0, 0, 0,
                            (p_attn + p_mlp) / t, p_rep, 0.0, flops + 2.0 * p_mlp)
     e, k, f = m.num_experts, m.top_k, m.moe_ffn_hidden_size
     mats = 3 if m.gated_mlp else 2
     local = e // ep
-    up = (2 if m.gated_mlp else 1) * f // t
-    mlp = [Gemm("router", e, h, "rep"),
-           Gemm("expert_fc1", up, h, "col", groups=local, token_share=k * ep / e),
-           Gemm("expert_fc2", h, f // t, "row", groups=local, token_share=k * ep / e)]
+    fe = f // etp
+    mlp: list[Gemm] = []  # the router and the routed experts are timed by _moe.py
     p_shared = 0.0
     if m.num_shared_experts:
         shared, p_shared = _mlp(f * m.num_shared_experts, m, t, "shared_fc")
@@ -116,8 +121,9 @@ def layer_shapes(m: Model, t: int, ep: int, moe: bool) -> LayerShapes:
     flops += 2.0 * (p_router + k * mats * h * f + p_shared)
     return LayerShapes(tuple(attn), tuple(mlp), m.num_heads // t,
                        (m.num_heads if m.attention == "mla" else m.num_kv_heads) // t,
-                       d_qk, d_v, k * f // t, m.gated_mlp, True, k,
-                       (p_attn + p_shared) / t, p_rep + p_router, p_experts / (t * ep), flops)
+                       d_qk, d_v, k * fe, m.gated_mlp, True, k, local, fe,
+                       (2 if m.gated_mlp else 1) * fe,
+                       (p_attn + p_shared) / t, p_rep + p_router, p_experts / (etp * ep), flops)
 
 
 def attention_flops_per_token(m: Model, seq_len: int, d_qk: int, d_v: int) -> float:
@@ -142,17 +148,25 @@ def total_params(m: Model) -> float:
     return total + emb * (1 if m.tied_embeddings else 2) + m.hidden_size
 
 
-def model_flops_per_token(m: Model, seq_len: int) -> float:
-    """Forward + backward model FLOPs per token (no recomputation): the MFU numerator."""
+def model_flops_per_token(m: Model, seq_len: int, mtp_layers: int = 0) -> float:
+    """Forward + backward model FLOPs per token (no recomputation): the MFU numerator.
+
+    ``mtp_layers`` multi-token-prediction modules (DeepSeek-V3 Sec. 2.2) each add one more
+    layer of the model's last kind, a ``2h -> h`` projection and another output head.
+    """
     dense = layer_shapes(m, 1, 1, False)
     n_moe = num_moe_layers(m)
-    fwd = (m.num_layers - n_moe) * (dense.matmul_flops_per_token + attention_flops_per_token(
-        m, seq_len, dense.d_qk, dense.d_v))
+    per_dense = dense.matmul_flops_per_token + attention_flops_per_token(
+        m, seq_len, dense.d_qk, dense.d_v)
+    fwd = (m.num_layers - n_moe) * per_dense
+    last = per_dense
     if n_moe:
         moe = layer_shapes(m, 1, 1, True)
-        fwd += n_moe * (moe.matmul_flops_per_token + attention_flops_per_token(
-            m, seq_len, moe.d_qk, moe.d_v))
-    fwd += 2.0 * m.hidden_size * m.vocab_size  # output head (logits)
+        last = moe.matmul_flops_per_token + attention_flops_per_token(m, seq_len, moe.d_qk,
+                                                                        moe.d_v)
+        fwd += n_moe * last
+    head = 2.0 * m.hidden_size * m.vocab_size  # output head (logits)
+    fwd += head + mtp_layers * (last + head + 4.0 * m.hidden_size * m.hidden_size)
     return 3.0 * fwd
 
 

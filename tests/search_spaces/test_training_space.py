@@ -74,7 +74,7 @@ def test_constraints_give_reasons_with_numbers():
     assert any("zero_stage >= 1" in x for x in r)
     moe = TrainingSpace(MIXTRAL)
     cfg = moe.config({"tp": 8, "pp": 1, "cp": 1, "ep": 4, "micro_batch": 1})
-    assert any("ep 4 does not divide dp*cp = 2" in x for x in moe.constraints(cfg))
+    assert any("etp*ep = 8*4 does not divide tp*cp*dp = 16" in x for x in moe.constraints(cfg))
 
 
 def test_fast_enumeration_equals_the_generic_one():
@@ -123,3 +123,24 @@ def test_features_are_derived_numbers():
     assert 1.5 < f["params_per_gpu_billion"] < 3.0  # ~8B / (tp*pp) with the embedding table
     assert 0 < f["memory_fraction"] < 1
     assert all(isinstance(v, float) for v in f.values())
+
+
+def test_uneven_pipeline_stages_are_searchable():
+    """Qwen3-235B's 94 layers run on PP 8 once the embedding and the loss count as layers."""
+    ctx = {"model": "qwen3-235b-a22b", "gpu": "h100_sxm", "num_gpus": 64, "seq_len": 4096,
+           "global_batch": 256, "etp": 1}
+    space = TrainingSpace(ctx)
+    assert 8 in space.params["pp"].choices and 94 % 8
+    assert 8 in space.params["pp_embedding_as_layer"].when["pp"]
+    cfg = space.config({"tp": 2, "pp": 8, "pp_interleave": 4, "pp_embedding_as_layer": True,
+                        "pp_loss_as_layer": True, "cp": 1, "ep": 8, "micro_batch": 1,
+                        "zero_stage": 1, "recompute": "full", "sequence_parallel": True,
+                        "dtype": "bf16", "offload_optimizer": False,
+                        "offload_activations": False})
+    assert space.constraints(cfg) == []
+    assert any("not divisible by pp*pp_interleave = 32" in r
+               for r in space.constraints({**cfg, "pp_loss_as_layer": False}))
+    dense = TrainingSpace(LLAMA8)  # 32 layers + embedding + loss: 17 units per stage on PP 2
+    assert dense.params["pp_embedding_as_layer"].when == {"pp": (2,)}
+    balanced = TrainingSpace({**ctx, "framework": "deepspeed"})
+    assert 16 in balanced.params["pp"].choices  # the stack splits 94 layers unevenly itself

@@ -210,3 +210,55 @@ def test_collectives_are_hierarchical():
     assert _perf.collective_time(hw, "all_gather", gb, 1) == 0.0
     assert _perf.p2p_time(hw, gb, True) > _perf.p2p_time(hw, gb, False)
     assert math.isclose(_perf.memory_time(hw, 3.35e12 * 0.85), 1.0)
+
+
+def _tp_comm(cfg):
+    return ok(cfg).artifacts["time_s"]["layer_comm_exposed"]
+
+
+def test_tp_overlap_is_a_fraction_that_grows_with_gemm_size_and_link_speed():
+    """Pipelined TP overlap hides a share of the collectives, not all or nothing: larger
+    GEMMs per byte moved hide more; a slower (cross-node) link hides less."""
+    def shares(cfg):
+        plain = _tp_comm({**cfg, "tp_comm_overlap": False})
+        return _tp_comm({**cfg, "tp_comm_overlap": True}) / plain
+
+    small = {**GPT, "gpu": "h100_sxm", "num_gpus": 8, "tp": 8, "pp": 1, "micro_batch": 4,
+             "global_batch": 4, "sequence_parallel": True, "num_heads": 32, "num_kv_heads": 32}
+    big = {**small, "hidden_size": 8192, "ffn_hidden_size": 32768, "num_heads": 64,
+           "num_kv_heads": 64}
+    s_small, s_big = shares(small), shares(big)
+    assert 0.0 < s_big < s_small < 1.0
+    cross = {**big, "num_gpus": 16, "tp": 16, "allow_cross_node_tp": True}
+    assert shares(cross) > s_big
+    # eager DTensor TP (torchtitan without compile's async TP) leaves backward exposed
+    megatron = _tp_comm({**small, "tp_comm_overlap": False})
+    titan = _tp_comm({**small, "tp_comm_overlap": False, "framework": "torchtitan"})
+    assert titan > megatron
+    res = EV.evaluate({**small, "framework": "fsdp", "tp_comm_overlap": True})
+    assert "fsdp stack does not overlap TP communication" in res.reason
+    assert "needs sequence_parallel" in EV.evaluate(
+        {**small, "tp_comm_overlap": True, "sequence_parallel": False}).reason
+
+
+@pytest.mark.parametrize("drop, field", [
+    ("gated_mlp", "gated_mlp"), ("tied_embeddings", "tied_embeddings"),
+    ("attention", "attention")])
+def test_inline_models_state_their_architecture(drop, field):
+    cfg = {k: v for k, v in GPT.items() if k != drop}
+    with pytest.raises(BadInput) as err:
+        EV.evaluate(cfg)
+    assert err.value.field == field and "missing" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_inline_architecture_is_checked_and_changes_the_flops():
+    with pytest.raises(BadInput, match="mha needs num_kv_heads = num_heads"):
+        EV.evaluate({**GPT, "num_kv_heads": 8})
+    with pytest.raises(BadInput, match="kv_lora_rank"):
+        EV.evaluate({**GPT, "attention": "mla"})
+    with pytest.raises(BadInput, match="gated_mlp: 'yes' must be true or false"):
+        EV.evaluate({**GPT, "gated_mlp": "yes"})
+    gelu = ok(GPT).artifacts["model_flops_per_step"]
+    swiglu = ok({**GPT, "gated_mlp": True}).artifacts["model_flops_per_step"]
+    assert swiglu > 1.25 * gelu  # 3 MLP matrices instead of 2

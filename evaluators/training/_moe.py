@@ -1,0 +1,183 @@
+"""A routed MoE block on one GPU, one micro-batch: router, dispatch, experts, combine.
+
+Tokens (Megatron-Core's alltoall dispatcher and parallel folding, Liu et al. 2025,
+arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro-batch's
+``T`` tokens (sequence parallelism) and routes them itself; the expert-tensor group gathers
+``etp`` such shares, so ``T_in = T * etp / tp`` tokens enter each rank's dispatch
+(``T`` without sequence parallelism).
+
+* Router: a ``T_r x h x E`` GEMM in 16 bits and a softmax/top-k over ``E`` fp32 logits per
+  token (``T_r`` = the rank's own tokens).
+* Load: every rank receives ``T_in * top_k`` routed tokens on average; the slowest rank,
+  which every all-to-all waits for, receives ``imbalance`` times that: 1 with forced
+  balancing (benchmark mode), the stack's ``moe_imbalance`` for a learned dropless router,
+  at most the capacity factor when tokens beyond it are dropped.
+* Experts: the ``E / ep`` local experts each see ``M_e = T_in * top_k * ep / E`` tokens (times
+  the imbalance): a grouped GEMM (one kernel, Megatron ``--moe-grouped-gemm``) or a loop of
+  per-expert GEMMs (each with its own launch and tail). Each expert's rows are padded to the
+  128-row tile and the tiles fill whole waves of the GPU's SMs, so small per-expert batches
+  (fine-grained experts, many experts per GPU) lose efficiency; the weight-gradient GEMM's
+  inner dimension is ``M_e`` itself, which the K-dependent curve of ``_perf`` penalises.
+* Permute/unpermute (gather of each token's ``top_k`` copies and the weighted sum back) and
+  the expert activation: memory-bound, scaled by the stack's ``elementwise_traffic``.
+* Dispatch and combine all-to-all over the EP group (NVLink inside a node, the network
+  across), forward and again in backward, at the stack's ``a2a_efficiency``; with
+  ``moe_a2a_overlap`` (Megatron ``--overlap-moe-expert-parallel-comm``) it runs beside another
+  micro-batch's compute of the layer, of which the stack uses ``ep_overlap`` as hiding window. With ``etp > 1`` the dispatched
+  tokens are all-gathered and reduce-scattered over the expert-tensor group.
+  ``moe_dispatcher``: ``alltoall`` sends every routed copy to its expert's GPU (NCCL
+  all-to-all); ``deepep`` (DeepEP, DeepSeek 2025) sends a token once to each remote node
+  holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
+  token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
+  sending ``top_k * (N - 1) / N`` copies across.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from evaluators._perf import GpuConsts, collective_seconds
+from evaluators.training._profile import Stack
+from evaluators.training._shapes import LayerShapes
+
+TILE = 128  # rows of one GEMM tile (grouped GEMMs pad every expert's rows to it)
+ACT_BYTES = 2.0
+
+
+class MoeTime(NamedTuple):
+    fwd: float
+    bwd: float
+    comm_fwd: float
+    comm_bwd: float
+    load: float  # routed tokens on the slowest rank / mean
+    act_fwd: float  # of fwd: the experts' activation function
+
+
+def load_factor(p: object, st: Stack) -> float:
+    """Routed tokens on the slowest EP rank over the mean."""
+    if p.moe_force_balance:  # type: ignore[attr-defined]
+        return 1.0
+    imb = st.imbalance
+    cf = p.moe_capacity_factor  # type: ignore[attr-defined]
+    if cf and cf < imb:
+        return max(cf, 1.0) if cf >= 1.0 else cf
+    return imb
+
+
+def tokens_in(p: object, tokens: float) -> float:
+    """Tokens entering one rank's dispatch (its own share, gathered over the ETP group)."""
+    if p.sequence_parallel and p.tp > 1:  # type: ignore[attr-defined]
+        return tokens * p.etp / p.tp  # type: ignore[attr-defined]
+    return tokens
+
+
+def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, dtype: str,
+             grouped: bool) -> tuple[float, float, float]:
+    """(forward, dgrad, wgrad) seconds of ``groups`` expert GEMMs of ``m_e`` rows each."""
+    if m_e <= 0 or groups <= 0:
+        return 0.0, 0.0, 0.0
+    peak = (c.peak.get(dtype) or c.peak["bf16"]) * st.gemm
+    cap = c.gemm_max.get(dtype, 0.8)
+    in_bytes = 1.0 if dtype == "fp8" else 2.0
+    rows = math.ceil(m_e / TILE) * TILE
+    sms = c.sm_count or 132
+    launches = 1 if grouped else groups
+    out = []
+    # forward (rows, n, k), input gradient (rows, k, n), weight gradient (k, n, inner m_e)
+    for mm, nn, kk in ((rows, n, k), (rows, k, n), (k, n, m_e)):
+        e = c.k_peak * kk / (kk + c.k_half)
+        if e > cap:
+            e = cap
+        tiles = groups * math.ceil(mm / TILE) * math.ceil(nn / TILE)
+        waves = math.ceil(tiles / sms)
+        e *= tiles / (waves * sms)
+        compute = 2.0 * mm * nn * kk * groups / (peak * e)
+        memory = ((mm * kk + kk * nn) * in_bytes + mm * nn * 2.0) * groups / c.hbm_bw
+        out.append((compute if compute > memory else memory) + launches * c.gemm_t0)
+    return out[0], out[1], out[2]
+
+
+def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: int,
+                    gpus_per_node: int, nic_bw: float) -> float:
+    """One DeepEP dispatch (or combine): node-deduplicated RDMA + NVLink forwarding."""
+    per_node = gpus_per_node // stride if stride < gpus_per_node else 1
+    per_node = max(1, min(per_node, ep))
+    nodes = ep // per_node
+    latency = c.coll_lat
+    if nodes <= 1:  # NVLink only: every copy to a peer GPU of the node
+        return token_bytes * k * (ep - 1) / ep / c.nvlink_bw + latency
+    remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+    inter = token_bytes * remote / nic_bw
+    # copies for the own node's GPUs, and the received tokens forwarded to their experts
+    intra = token_bytes * k * (per_node - 1) / ep * 2.0 / c.nvlink_bw
+    return (inter if inter > intra else intra) + latency + c.hop_lat
+
+
+def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: float,
+             layer_fwd: float = 0.0, layer_bwd: float = 0.0) -> MoeTime:
+    """The routed part of one MoE layer (shared experts are ordinary TP GEMMs); ``layer_fwd``
+    / ``layer_bwd``: the rest of the layer's compute, what an overlapped all-to-all hides in."""
+    st: Stack = p.stack  # type: ignore[attr-defined]
+    m = p.model  # type: ignore[attr-defined]
+    h, e_all, k = m.hidden_size, m.num_experts, sh.top_k
+    tp, ep, etp = p.tp, p.ep, p.etp  # type: ignore[attr-defined]
+    t_in = tokens_in(p, tokens)
+    own = t_in / etp  # tokens this rank routes itself
+    load = load_factor(p, st)
+    routed = t_in * k * load  # token copies on the slowest rank
+    m_e = routed * ep / e_all  # per local expert
+    dtype = p.dtype  # type: ignore[attr-defined]
+
+    # router: logits GEMM (16 bits) + fp32 softmax / top-k
+    peak16 = c.peak.get("bf16") or c.peak["fp16"]
+    r_flops = 2.0 * own * e_all * h
+    router = r_flops / (peak16 * st.gemm * c.gemm_max.get("bf16", 0.8)) + c.gemm_t0
+    router_ew = 12.0 * own * e_all  # logits written, softmax read/write (fp32)
+
+    gg = p.grouped_gemm  # type: ignore[attr-defined]
+    f1, d1, w1 = _grouped(c, st, m_e, sh.expert_n1, h, sh.local_experts, dtype, gg)
+    f2, d2, w2 = _grouped(c, st, m_e, h, sh.expert_f, sh.local_experts, dtype, gg)
+    fwd = router + f1 + f2
+    bwd = 2.0 * router + d1 + w1 + d2 + w2
+
+    # memory-bound: permute + unpermute of the token copies, the expert activation, casts
+    act_in = 6.0 if sh.gated else 4.0
+    nbytes = st.ew * (2.0 * (2.0 + 2.0 * k * load) * h * t_in + act_in * routed * sh.expert_f
+                      + router_ew)
+    kernels = 7
+    cast_f = cast_b = 0.0
+    if dtype == "fp8":  # expert inputs forward, expert output gradients backward
+        cast_f = st.fp8_elem * routed * (h + sh.expert_f)
+        cast_b = st.fp8_elem * routed * (sh.expert_n1 + h)
+    act_fwd = st.ew * act_in * routed * sh.expert_f / c.hbm_bw + c.launch
+    fwd += (nbytes + cast_f) / c.hbm_bw + (kernels + 2 * (dtype == "fp8")) * c.launch
+    bwd += (2.0 * nbytes + cast_b) / c.hbm_bw + (2 * kernels + 2 * (dtype == "fp8")) * c.launch
+
+    comm_f = comm_b = 0.0
+    if ep > 1:
+        nbytes_a2a = own * k * load * h * ACT_BYTES
+        if p.moe_dispatcher == "deepep":  # type: ignore[attr-defined]
+            a2a = _deepep_seconds(c, nbytes_a2a / k, k, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
+                                  nic_bw) / st.a2a_eff
+        else:
+            a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
+                                     nic_bw, etp) / st.a2a_eff
+        exposed_f = exposed_b = 2.0 * a2a  # dispatch + combine
+        if p.moe_a2a_overlap:  # type: ignore[attr-defined]
+            # hidden behind another micro-batch's compute of the same layer (1F1B overlap):
+            # the stack uses ``ep_overlap`` of that window; the rest stays exposed
+            exposed_f = max(exposed_f - st.ep_overlap * (fwd + layer_fwd), 0.1 * exposed_f)
+            exposed_b = max(exposed_b - st.ep_overlap * (bwd + layer_bwd), 0.1 * exposed_b)
+        comm_f += exposed_f
+        comm_b += exposed_b
+    if etp > 1:
+        gathered = routed * h * ACT_BYTES
+        ag = collective_seconds(c, "all_gather", gathered, etp, p.gpus_per_node, nic_bw, 1)  # type: ignore[attr-defined]
+        rs = collective_seconds(c, "reduce_scatter", gathered, etp, p.gpus_per_node, nic_bw, 1)  # type: ignore[attr-defined]
+        comm_f += ag + rs
+        comm_b += ag + rs
+    return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
+
+
+__all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in"]

@@ -1,0 +1,83 @@
+"""MoE training: per-expert token counts, routing load, dispatch, expert parallel memory."""
+
+import pytest
+
+from evaluators.training import _moe
+from evaluators.training._plan import parse_plan
+from evaluators.training.sim import TrainingSimEvaluator
+
+EV = TrainingSimEvaluator()
+QWEN = {"model": "qwen3-235b-a22b", "gpu": "h100_sxm", "num_gpus": 256, "seq_len": 4096,
+        "global_batch": 1024, "micro_batch": 1, "tp": 2, "pp": 8, "pp_interleave": 4,
+        "ep": 32, "etp": 1, "zero_stage": 1, "recompute": "full",
+        "sequence_parallel": True, "pp_embedding_as_layer": True, "pp_loss_as_layer": True,
+        "moe_force_balance": True}
+
+
+def ok(cfg):
+    res = EV.evaluate(cfg)
+    assert res.status.value == "ok", res.reason
+    return res
+
+
+def moe_ms(cfg):
+    return ok(cfg).artifacts["time_s"]["layer_moe_fwd"] * 1e3
+
+
+def test_expert_gemms_run_at_their_per_expert_token_count():
+    """Same routed work per GPU, more experts per GPU: smaller GEMMs, lower efficiency."""
+    p = parse_plan(QWEN)
+    t_in = _moe.tokens_in(p, 4096)
+    assert t_in == 2048  # sequence parallel: each TP rank routes its own half
+    per_expert = {ep: t_in * 8 * ep / 128 for ep in (8, 32)}
+    assert per_expert == {8: 1024, 32: 4096}
+    few = {**QWEN, "ep": 32, "moe_dispatcher": "deepep", "num_gpus": 256}
+    many = {**few, "ep": 8, "global_batch": 1024}
+    # compute only: the routed tokens per GPU are equal, the expert GEMMs are 4x smaller
+    t_few = ok({**few, "ep": 32}).artifacts["time_s"]["layer_fwd"]
+    t_many = ok(many).artifacts["time_s"]["layer_fwd"]
+    assert t_many > 1.05 * t_few
+    # a loop of per-expert GEMMs pays every launch; one grouped GEMM pays one
+    assert ok({**many, "moe_grouped_gemm": False}).metrics["step_time_s"] \
+        > ok({**many, "moe_grouped_gemm": True}).metrics["step_time_s"]
+
+
+def test_routing_load_imbalance_and_capacity():
+    base = {**QWEN, "moe_force_balance": False}
+    dropless = moe_ms(base)
+    balanced = moe_ms(QWEN)
+    capped = moe_ms({**base, "moe_capacity_factor": 1.0})
+    assert dropless > 1.15 * balanced  # the slowest EP rank sets the pace
+    assert capped == pytest.approx(balanced, rel=1e-6)  # tokens over capacity are dropped
+    stored = {**QWEN, "recompute": "selective"}  # dispatched tokens are kept for backward
+    m_drop = ok({**stored, "moe_force_balance": False}).artifacts["memory_gib"]["activations"]
+    assert m_drop > ok(stored).artifacts["memory_gib"]["activations"]
+
+
+def test_dispatch_inside_and_across_nodes():
+    inside = {**QWEN, "ep": 8}  # stride 1: 8 ranks of one node, NVLink only
+    across = {**QWEN, "ep": 32}  # 4 nodes
+    assert ok(across).artifacts["time_s"]["layer_comm_exposed"] \
+        > 2 * ok(inside).artifacts["time_s"]["layer_comm_exposed"]
+    # DeepEP sends a token once per remote node, NCCL all-to-all once per routed copy
+    nccl = ok({**across, "moe_dispatcher": "alltoall"}).artifacts["time_s"]
+    deepep = ok({**across, "moe_dispatcher": "deepep"}).artifacts["time_s"]
+    assert deepep["layer_comm_exposed"] < 0.7 * nccl["layer_comm_exposed"]
+    # overlapping the all-to-all with another micro-batch's compute hides part of it
+    over = ok({**across, "moe_a2a_overlap": True}).artifacts["time_s"]
+    assert over["layer_comm_exposed"] < nccl["layer_comm_exposed"]
+
+
+def test_expert_tensor_parallel_and_expert_memory():
+    etp1 = ok(QWEN).artifacts["memory_gib"]
+    # expert weights shard over etp*ep; optimizer state over the expert data-parallel ranks
+    etp2 = ok({**QWEN, "etp": 2, "ep": 16}).artifacts
+    p1, p2 = parse_plan(QWEN), parse_plan({**QWEN, "etp": 2, "ep": 16})
+    assert (p1.edp, p2.edp) == (1, 1)
+    assert etp2["memory_gib"]["weights"] == pytest.approx(etp1["weights"], rel=0.02)
+    dp_more = ok({**QWEN, "ep": 8}).artifacts["memory_gib"]
+    assert dp_more["weights"] > 2 * etp1["weights"]  # 4x the experts per GPU
+    assert dp_more["optimizer"] < dp_more["weights"] * 6 / 2  # sharded over edp = 4
+    res = EV.evaluate({**QWEN, "etp": 4, "ep": 32})
+    assert res.status.value == "infeasible"
+    assert "etp*ep = 4*32 does not divide tp*cp*dp = 32" in res.reason
