@@ -3,8 +3,10 @@
 Measured runs are ``{"config": {...}, "metrics": {name: value}}`` rows (any subset of the
 evaluator's metric names). The fit moves only the constants the profile's ``[fit]`` table
 allows, within their bounds, minimising the squared log error of every reported metric plus a
-prior that holds each constant near its shipped value (a bound-width step costs as much as a
-factor-e miss on one metric), so a handful of rows cannot drag constants anywhere.
+Gaussian prior at each constant's shipped value: with measurements repeatable to ~5% and the
+bounds spanning about two prior standard deviations, moving a constant across its whole range
+costs as much as a 10% miss on one metric, so a handful of rows moves constants only as far as
+they agree on.
 Leave-one-out error, before and after, says whether it generalises: each row is predicted by
 a fit on the others. The written profile refines the shipped one and carries the leave-one-out
 log-residual spread per metric, which gives every later prediction its uncertainty band.
@@ -25,8 +27,9 @@ from typing import Any, Callable, Mapping, Sequence
 from evaluators._profiles import Profile, with_constants
 from tuner import BadInput, EvalResult
 
-#: weight of the prior (per constant) against one metric's log error
-PRIOR_WEIGHT = 1.0
+#: prior residual per bound width: measurement noise (~0.05 in log) over the prior's
+#: standard deviation (half the bound width)
+PRIOR_WEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Row:
 class Report:
     profile: Profile
     fitted: dict[str, float]
+    shipped: dict[str, float]
     rows: int
     metrics: list[str]
     #: metric -> median absolute relative error, leave-one-out
@@ -52,7 +56,7 @@ class Report:
         out = [f"profile {self.profile.name}: {self.rows} measured runs, metrics "
                f"{', '.join(self.metrics)}"]
         for k, v in self.fitted.items():
-            out.append(f"  {k}: {self.profile.constants[k]:.6g} -> {v:.6g}")
+            out.append(f"  {k}: {self.shipped[k]:.6g} -> {v:.6g}")
         out.append("  leave-one-out median |error|   shipped   calibrated")
         for m in self.metrics:
             out.append(f"    {m:<28} {100 * self.loo_before[m]:7.1f}%  "
@@ -184,7 +188,7 @@ def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | No
     start = [float(base.constants[n]) for n in names]
     fitted = _fit(evaluator, rows, base, names, metrics, start)
     report = Report(with_constants(base, dict(zip(names, fitted))), dict(zip(names, fitted)),
-                    len(rows), metrics)
+                    dict(zip(names, start)), len(rows), metrics)
     before: dict[str, list[float]] = {m: [] for m in metrics}
     after: dict[str, list[float]] = {m: [] for m in metrics}
     for i, row in enumerate(rows):
