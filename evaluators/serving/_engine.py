@@ -11,11 +11,21 @@ vLLM does:
   in-flight batching, SGLang, vLLM V1) new prompts join the running decodes' step; without it
   (vLLM V0's default scheduler) a step either prefills newly admitted prompts only (decodes
   stall) or decodes every running request;
+* chunked prefill without ``mixed_prefill`` (SGLang's default): a step either prefills (chunks
+  of waiting and partially prefilled prompts, within the budget) or decodes every running
+  request; prefill steps go first whenever a prompt can be admitted or continued;
 * KV blocks of ``kv_block_size`` tokens are allocated as tokens are written; when none are
   free, the most recently admitted request (or the lowest-priority one under the ``priority``
   policy) is preempted: *recompute* frees its blocks and re-queues it to prefill prompt +
   generated tokens again; *swap* copies its blocks to host memory over PCIe (the copy time is
   added to the step) and swaps them back in before new requests are admitted;
+* admission follows the engine's profile (``admission``): ``preempt`` (vLLM) admits a prompt
+  when its chunk's blocks are free; ``reserve`` (SGLang's ``new_token_ratio``) also needs room
+  for the new request's whole output and ``reserve_output_fraction`` of every running
+  request's remaining output; ``guaranteed_no_evict`` (TensorRT-LLM's default capacity
+  scheduler) reserves every running request's whole remaining output, so nothing is ever
+  preempted; ``slots`` (llama.cpp) admits into a free slot whatever the cache holds, and the
+  peak use of the cache is reported (llama-server fails every request when it overflows);
 * waiting requests are ordered FCFS, by shortest prompt, or by priority (lower value first).
 
 How engines form a deployment (replicas, pipeline virtual engines, prefill/decode workers, the
@@ -67,11 +77,21 @@ class Engine:
     def __init__(self, idx: int, role: str, model: StepModel, blocks: int, extra_blocks: int,
                  plan: Any, swap_blocks: int, swap_s_per_block: float, sim: Any) -> None:
         self.idx, self.role, self.m, self.sim = idx, role, model, sim
-        self.total = self.free = blocks
         self.extra_per_seq = extra_blocks
         self.bs = plan.kv_block_size
         self.max_seqs = plan.max_num_seqs
         self.budget = plan.max_num_batched_tokens
+        self.admission = plan.admission
+        self.reserve_frac = (1.0 if self.admission == "guaranteed_no_evict" else
+                             float(plan.c("reserve_output_fraction"))
+                             if self.admission == "reserve" else 0.0)
+        self.reserving = self.admission in ("reserve", "guaranteed_no_evict")
+        #: KV capacity in blocks (llama.cpp's slots: the pool is unbounded, its peak is kept)
+        self.capacity = blocks
+        if self.admission == "slots":
+            blocks = 1 << 60
+        self.peak_used = 0
+        self.total = self.free = blocks
         self.chunk = plan.prefill_chunk_size if plan.chunked_prefill else 10**12
         self.chunked = plan.chunked_prefill
         self.mixed = plan.mixed_prefill  # whole prompts share steps with decodes
@@ -93,6 +113,7 @@ class Engine:
         self.g = 0
         self.n_dec = 0
         self.s_base = 0  # sum of KV tokens of decoding requests = s_base + n_dec * g
+        self.fin_sum = 0  # sum of the decoders' finish steps (remaining output: fin_sum - n*g)
         self.phase = [0] * self.bs  # decoders by (c_join - join_g) mod bs
         self.fin: list[tuple[int, int, Seq]] = []  # (finish step, tiebreak, request)
         # event bookkeeping
@@ -135,6 +156,7 @@ class Engine:
         s.state = DECODE
         s.join_g, s.c_join, s.gen_join = self.g, s.computed, s.gen
         s.fin_g = self.g + (s.out - s.gen)
+        self.fin_sum += s.fin_g
         self.n_dec += 1
         self.s_base += s.computed - self.g
         self.phase[(s.computed - self.g) % self.bs] += 1
@@ -148,6 +170,7 @@ class Engine:
         s.gen = s.gen_join + steps
         s.blocks = -(-s.computed // self.bs)
         self.n_dec -= 1
+        self.fin_sum -= s.fin_g
         self.s_base -= s.c_join - s.join_g
         self.phase[(s.c_join - s.join_g) % self.bs] -= 1
         s.state = GONE  # the finish heap entry becomes stale
@@ -251,6 +274,23 @@ class Engine:
     def _admission_blocks(self, s: Seq, n: int) -> int:
         return -(-(s.computed + n) // self.bs) - s.blocks + self.extra_per_seq
 
+    def _full_blocks(self, s: Seq) -> int:
+        """Blocks ``s`` still needs to finish: the rest of its prompt and all its output."""
+        return (-(-(s.target + s.out - s.gen) // self.bs) - s.blocks
+                + (0 if s.extra else self.extra_per_seq))
+
+    def running_reserve(self) -> int:
+        """Blocks held back for the running requests' future tokens (reserving admission)."""
+        if not self.reserving:
+            return 0
+        rest = self.fin_sum - self.n_dec * self.g  # decoders' remaining output tokens
+        prompt = 0
+        for s in self.prefilling:
+            rest += s.out - s.gen
+            prompt += s.target - s.computed
+        slack = len(self.order) if self.reserve_frac >= 1.0 else 0  # block rounding
+        return -(-int(prompt + self.reserve_frac * rest) // self.bs) + slack
+
     def _can_admit(self) -> bool:
         s = self._peek_waiting()
         if s is None or len(self.order) >= self.max_seqs:
@@ -261,10 +301,12 @@ class Engine:
         elif not self.chunked:
             need = self._admission_blocks(s, left)
         else:
-            n = min(left, self.chunk, self.budget - self.n_dec)
+            n = min(left, self.chunk, self.budget - (self.n_dec if self.mixed else 0))
             if n <= 0:
                 return False
             need = self._admission_blocks(s, n)
+        if self.reserving:
+            need = max(need, self._full_blocks(s)) + self.running_reserve()
         return need <= self.free
 
     def _swap_ready(self) -> bool:
@@ -277,7 +319,7 @@ class Engine:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
         self.version += 1
         if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
-                and not self._swap_ready() and self.n_dec <= self.budget:
+                and not self._swap_ready() and (self.n_dec <= self.budget or not self.mixed):
             if self._start_window(t):
                 return
         batch = self._schedule()
@@ -296,8 +338,8 @@ class Engine:
         chunks: list[tuple[Seq, int]] = []
         preempted = False
         prefill_only = False
-        if not self.chunked and not self.mixed and self.role != "decode":
-            prefill_only = self._can_admit() and not self.swapped
+        if not self.mixed and self.role != "decode":
+            prefill_only = bool(self.prefilling) or (self._can_admit() and not self.swapped)
         dec_b = 0
         if not prefill_only and self.n_dec:
             need = self.phase[(-self.g) % self.bs]
@@ -315,42 +357,43 @@ class Engine:
             dec_b = self.n_dec
             budget -= dec_b
         # continue partially prefilled prompts (chunked mode), in admission order
-        if not prefill_only:
-            for s in list(self.prefilling):
-                if budget <= 0:
+        for s in list(self.prefilling):
+            if budget <= 0:
+                break
+            if s.state != PREFILL:
+                continue
+            n = min(s.target - s.computed, self.chunk, budget)
+            need = -(-(s.computed + n) // self.bs) - s.blocks
+            while need > self.free:
+                v = self._victim()
+                if v is None or v is s:
+                    if v is s:
+                        extra_cost += self._preempt(s)
+                        preempted = True
+                    need = -1
                     break
-                if s.state != PREFILL:
-                    continue
-                n = min(s.target - s.computed, self.chunk, budget)
-                need = -(-(s.computed + n) // self.bs) - s.blocks
-                while need > self.free:
-                    v = self._victim()
-                    if v is None or v is s:
-                        if v is s:
-                            extra_cost += self._preempt(s)
-                            preempted = True
-                        need = -1
-                        break
-                    extra_cost += self._preempt(v)
-                    preempted = True
-                if need < 0:
-                    continue
-                self.free -= need
-                s.blocks += need
-                chunks.append((s, n))
-                budget -= n
+                extra_cost += self._preempt(v)
+                preempted = True
+            if need < 0:
+                continue
+            self.free -= need
+            s.blocks += need
+            chunks.append((s, n))
+            budget -= n
         # admit waiting requests (not in a step that had to preempt: vLLM V1 does the same)
-        if not preempted and (self.chunked or self.mixed or prefill_only
-                              or self.role == "decode"):
+        if not preempted and (self.mixed or prefill_only or self.role == "decode"):
             first = True
+            reserve = self.running_reserve() if self.reserving else 0
             while self.waiting and len(self.order) < self.max_seqs:
                 s = self._peek_waiting()
                 left = s.target - s.computed
                 if left == 0:  # KV already here (decode worker): it joins the decoders
                     need = (-(-s.computed // self.bs) + self.extra_per_seq
                             + self._new_block(s))
-                    if need > self.free or budget < 1:
+                    full = self._full_blocks(s) if self.reserving else need
+                    if max(need, full) + reserve > self.free or budget < 1:
                         break
+                    reserve += max(full - need, 0)
                     self._pop_waiting()
                     self.free -= need
                     s.blocks, s.extra = -(-s.computed // self.bs), self.extra_per_seq
@@ -367,8 +410,10 @@ class Engine:
                         break
                     n = left  # a whole prompt may overrun what the decodes left of the budget
                 need = self._admission_blocks(s, n)
-                if need > self.free:
+                full = self._full_blocks(s) if self.reserving else need
+                if max(need, full) + reserve > self.free:
                     break
+                reserve += max(full - need, 0)
                 self._pop_waiting()
                 self.free -= need
                 s.extra = self.extra_per_seq
@@ -381,6 +426,9 @@ class Engine:
                 first = False
         if not chunks and not dec_b:
             return None
+        used = self.total - self.free
+        if used > self.peak_used:
+            self.peak_used = used
         tokens = dec_b + sum(n for _, n in chunks)
         logits = dec_b + sum(1 for s, n in chunks if s.computed + n >= s.target)
         seqs = dec_b + len(chunks)
@@ -434,6 +482,8 @@ class Engine:
             _, k, _, _ = self.window
             self.window = None
             self.free -= self._blocks_needed(k)
+            if self.total - self.free > self.peak_used:
+                self.peak_used = self.total - self.free
             self.g += k
             self._finish_decoders(t)
             self.start(t)

@@ -100,7 +100,7 @@ def test_unusable_input_raises_badinput_naming_the_field(config, field):
         EV.evaluate(config)
     assert err.value.field == field
     if field == "tpp":
-        assert "allowed: model, gpu" in str(err.value)
+        assert "allowed: engine, model, gpu" in str(err.value)
 
 
 def _run(config, fast_forward=True):
