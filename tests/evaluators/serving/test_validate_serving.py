@@ -23,7 +23,8 @@ def test_every_case_names_its_engine_source_and_runs(report):
         assert len(case["source"]) > 30 and case["reference"] and case["source_group"]
         assert case["config"].get("engine", "vllm") == case["engine"]
     n_ref = sum(len(c["reference"]) for c in cases)
-    quantitative = [r for r in report.rows if r.metric != "qualitative_effect"]
+    quantitative = [r for r in report.rows if r.metric != "qualitative_effect"
+                    and not r.metric.startswith("heldout_median_")]
     assert len(quantitative) == n_ref
     assert all(math.isfinite(r.predicted) and r.predicted > 0 for r in quantitative)
 
@@ -48,6 +49,14 @@ def test_report_states_held_out_medians_against_the_targets(report):
             assert n >= 10 and f"validation {group} {value:.1f}%" in note
             assert ("meets" if value <= target else "MISSES") in note
     assert set(vs.targets_met(report)) == {(e, g) for e in vs.ENGINES for g in vs.ENGINE_TARGETS}
+    # --check holds every engine's held-out median to its target
+    summary = report.summary()
+    for group, target in vs.ENGINE_TARGETS.items():
+        s = summary[f"heldout_median_{group}"]
+        assert s["n"] == len(vs.ENGINES) and s["target_max_pct"] == target
+        assert s["max_abs_error_pct"] == pytest.approx(max(
+            med[(e, "validation", group)][0] for e in vs.ENGINES))
+    assert report.meets_targets() == all(vs.targets_met(report).values())
 
 
 #: held-out median |error| % per engine and group reached by this version (a regression guard,
