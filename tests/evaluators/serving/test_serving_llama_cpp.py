@@ -129,3 +129,28 @@ def test_ram_too_small_is_infeasible(tmp_path):
     tiny.write_text(text)
     res = EV.evaluate({**BASE, "gpu": str(tiny)})
     assert res.status.value == "infeasible" and "GiB of RAM" in res.reason
+
+
+def test_calibration_fits_the_cpu_constants_from_measured_runs(tmp_path):
+    """The llama.cpp profile's constants are meant to be fitted to serving-real runs: runs
+    simulated with a known weight bandwidth and matmul efficiency are fitted back to them."""
+    import json
+
+    from evaluators._calibration import calibrate, read_rows
+    from evaluators._profiles import with_constants
+
+    truth = with_constants(EV.stack_profile(BASE), {"weight_bandwidth_efficiency": 3.0,
+                                                    "matmul_efficiency": 0.5})
+    lines = []
+    for slots, n_in in ((1, 64), (1, 512), (2, 256), (4, 128), (8, 256), (8, 32)):
+        cfg = {**BASE, "max_num_seqs": slots, "workload": {**LOAD, "input_len": n_in}}
+        m = EV.evaluate_with(cfg, truth).metrics
+        lines.append({"config": cfg, "metrics": {k: m[k] for k in ("ttft_ms_p50",
+                                                                   "tpot_ms_p50")}})
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    report = calibrate(EV, read_rows(path), ["weight_bandwidth_efficiency",
+                                             "matmul_efficiency"])
+    assert report.fitted["weight_bandwidth_efficiency"] == pytest.approx(3.0, rel=0.15)
+    assert report.fitted["matmul_efficiency"] == pytest.approx(0.5, rel=0.15)
+    assert report.loo_after["tpot_ms_p50"] < 0.05 < report.loo_before["tpot_ms_p50"]
