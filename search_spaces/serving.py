@@ -16,16 +16,26 @@ Constraints (with their numbers) come from ``evaluators.serving._plan.problems``
 divisible by ``tp``, ``ep`` dividing ``tp`` and the experts, the GPU budget, weights + activations
 + the longest request's KV fitting in memory, prompts fitting the token budget without chunked
 prefill, and no duplicate spellings of one plan.
+
+``engine`` in the context picks the stack (vllm, sglang, trtllm: the GPU knobs above, plus
+``dp_attention`` for MoE models; defaults are that engine's). ``engine = "llama.cpp"`` searches
+``llama-server``'s knobs instead, with ``gpu`` a CPU hardware profile file: slots
+(``max_num_seqs``), ``max_num_batched_tokens``, ``ubatch_size``, ``kv_dtype``,
+``kv_cache_tokens``, ``threads``, ``threads_batch`` and ``flash_attn`` (the knobs serving-real
+drives, so a study can screen with serving-sim and measure with serving-real).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from pathlib import Path
+
 from evaluators._catalog import get_hardware, model_from_config
+from evaluators.serving._cpu_plan import kv_bytes_per_token, weight_bytes
 from evaluators.serving._plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES,
-                                      PREEMPTION_MODES, WEIGHT_DTYPES, engine_memory, parse,
-                                      plan_workload, problems)
+                                      PREEMPTION_MODES, WEIGHT_DTYPES, engine_memory, engine_of,
+                                      parse, plan_workload, problems)
 from tuner import BadInput, BaseSpace, Categorical, Param
 
 AGG = {"disaggregated": (False,)}
@@ -34,6 +44,9 @@ CHUNKED = {"chunked_prefill": (True,)}
 WHOLE = {"chunked_prefill": (False,)}
 _SMALL_WORKLOAD = {"mode": "poisson", "rate": 4.0, "num_requests": 60, "seed": 0,
                    "input_len": {"dist": "uniform", "low": 64, "high": 512}, "output_len": 64}
+#: a CPU hardware profile measured on a small VM, for the llama.cpp example
+CPU_EXAMPLE = str(Path(__file__).resolve().parents[1] / "evaluators" / "serving" / "data"
+                  / "cpu_example.toml")
 
 
 class ServingSpace(BaseSpace):
@@ -47,6 +60,9 @@ class ServingSpace(BaseSpace):
          "slo_ttft_ms": 500.0, "slo_tpot_ms": 50.0},
         {"model": "mixtral-8x7b", "gpu": ["h100_sxm", "h200_sxm"], "num_gpus": 4,
          "workload": _SMALL_WORKLOAD},
+        {"engine": "llama.cpp", "model": "smollm2-135m", "gpu": CPU_EXAMPLE,
+         "workload": {"mode": "closed", "concurrency": 4, "num_requests": 16,
+                      "input_len": 128, "output_len": 16}},
     )
 
     def validate_context(self, context: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +72,9 @@ class ServingSpace(BaseSpace):
             raise BadInput(f"space.context.{unknown[0]}", "unknown key; allowed: "
                            + ", ".join(CONFIG_KEYS) + " (or inline model dimensions)")
         model_from_config(ctx)  # unknown model / bad inline dimensions -> BadInput
+        self._engine = engine_of(ctx)
+        if self._engine == "llama.cpp":
+            return self._validate_cpu(ctx)
         gpus = ctx.get("gpu", "h100_sxm")
         names = gpus if isinstance(gpus, list) else [gpus]
         if not names:
@@ -77,7 +96,32 @@ class ServingSpace(BaseSpace):
         self._moe = probe.model.is_moe
         return ctx
 
+    def _validate_cpu(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        if "workload" not in ctx:
+            raise BadInput("space.context.workload", "required (a table, a catalog name or "
+                           "{\"trace\": \"file.csv\"})")
+        probe = parse(ctx)  # a CPU profile in gpu, valid knobs and workload
+        plan_workload(probe)
+        self._cores = max(1, probe.hw.sm_count)
+        self._ctx_max = probe.model.max_seq_len
+        return ctx
+
+    def _cpu_parameters(self) -> dict[str, Param]:
+        c = self._cores
+        threads = tuple(sorted({1, max(1, c // 2), c, 2 * c}))
+        ctx = tuple(v for v in (2048, 4096, 8192, 16384, 32768) if v <= self._ctx_max) \
+            or (self._ctx_max,)
+        return {"max_num_seqs": Categorical((1, 2, 4, 8, 16)),
+                "max_num_batched_tokens": Categorical((256, 512, 1024, 2048)),
+                "ubatch_size": Categorical((64, 128, 256, 512)),
+                "kv_dtype": Categorical(("f16", "q8_0", "q4_0")),
+                "kv_cache_tokens": Categorical(ctx),
+                "threads": Categorical(threads), "threads_batch": Categorical(threads),
+                "flash_attn": Categorical((True, False))}
+
     def parameters(self) -> Mapping[str, Param]:
+        if self._engine == "llama.cpp":
+            return self._cpu_parameters()
         p: dict[str, Param] = {}
         if len(self._gpus) > 1:
             p["gpu"] = Categorical(self._gpus)
@@ -91,6 +135,7 @@ class ServingSpace(BaseSpace):
         p["decode_tp"] = Categorical((1, 2, 4, 8), when=DISAGG)
         if self._moe:
             p["ep"] = Categorical((1, 2, 4, 8))
+            p["dp_attention"] = Categorical((False, True), when=AGG)
         p["weight_dtype"] = Categorical(WEIGHT_DTYPES)
         p["kv_dtype"] = Categorical(KV_DTYPES)
         p["max_num_seqs"] = Categorical((64, 128, 256, 512, 1024))
@@ -110,6 +155,11 @@ class ServingSpace(BaseSpace):
         except BadInput as exc:
             return [str(exc)]
         out = []
+        if plan.engine == "llama.cpp" and config.get("ubatch_size", 512) > \
+                plan.max_num_batched_tokens:
+            out.append(f"ubatch_size {config.get('ubatch_size', 512)} > max_num_batched_tokens "
+                       f"{plan.max_num_batched_tokens} (llama.cpp clamps it: the same plan as "
+                       "ubatch = batch)")
         chunk = config.get("prefill_chunk_size")
         if chunk is not None and chunk > plan.max_num_batched_tokens:
             out.append(f"prefill_chunk_size {chunk} exceeds max_num_batched_tokens "
@@ -126,6 +176,13 @@ class ServingSpace(BaseSpace):
         feats: dict[str, float] = {"num_gpus": float(plan.gpus_used),
                                    "mean_request_tokens": stats["mean_input_len"]
                                    + stats["mean_output_len"]}
+        if plan.engine == "llama.cpp":
+            kv = kv_bytes_per_token(plan.model, plan.kv_dtype)
+            feats["weight_gib"] = weight_bytes(plan.model, plan.weight_dtype) / GIB
+            feats["kv_cache_gib"] = plan.kv_cache_tokens * kv / GIB
+            feats["requests_in_kv"] = plan.kv_cache_tokens / feats["mean_request_tokens"]
+            feats["threads_per_core"] = plan.threads_batch / max(1, plan.hw.sm_count)
+            return feats
         for role, count, tp, pp, ep in plan.engine_kinds():
             mem = engine_memory(plan, tp, pp, ep)
             prefix = "" if role == "mixed" else f"{role}_"

@@ -6,15 +6,20 @@ space              ``search_spaces/serving.py`` (``serving``; its constraints ar
 evaluators         ``sim.py``: ``serving-sim`` (:class:`ServingSimEvaluator`, discrete-event
                    simulator); ``real.py``: ``serving-real`` (:class:`ServingRealEvaluator`, a
                    real engine per config, measured under the same workload and metric names)
-model modules      ``_plan`` (config -> plan, geometry, memory), ``_latency`` (step times),
-                   ``_engine`` (one engine's scheduler and KV cache), ``_cluster`` (replicas,
-                   router, prefill/decode split), ``_workloads`` (arrivals, lengths, traces),
+model modules      ``_plan`` (config -> plan per engine), ``_geometry`` (per-GPU shapes and
+                   memory), ``_latency`` (GPU step times), ``_cpu_plan`` / ``_cpu_latency``
+                   (llama.cpp on a CPU profile), ``_engine`` (one engine's scheduler and KV
+                   cache), ``_decoders`` (the decode aggregate), ``_cluster`` (API front end,
+                   replicas, router, prefill/decode split), ``_workloads`` (arrivals, lengths,
+                   traces),
                    ``_engines`` (config -> each real engine's flags), ``_load`` (drives a
                    workload against a live endpoint)
 shared pieces      ``evaluators/_perf.py`` (roofline), ``evaluators/_catalog.py`` + ``catalog/``
                    (``catalog/workloads/`` holds the named workloads)
-data               ``data/engine.toml`` (engine constants with sources),
-                   ``data/validation/`` (published runs and effects, with a README)
+profiles           ``profiles/<engine>.toml``: vllm, sglang, trtllm, llama.cpp (constants with
+                   sources, ``[fit]`` bounds for ``tuner calibrate``)
+data               ``data/validation/`` (published runs per engine and effects, with a
+                   README), ``data/cpu_example.toml`` (a measured CPU hardware profile)
 validation         ``validation.py`` (``tuner validate serving``; ``--fit`` re-fits constants)
 studies            ``studies/serving-*.toml``
 tests              ``tests/evaluators/serving/``, ``tests/search_spaces/test_serving_space.py``

@@ -8,18 +8,29 @@ engine with the fewest outstanding requests (ties round-robin). Disaggregated pr
 hand a request to the decode router when its first token is out, after the KV transfer
 (per-GPU KV shard bytes over NVLink inside a node, the GPU's network across nodes, or
 ``kv_link_gbit_s``). Open-loop arrivals come from the workload; a closed-loop client sends the
-next request when one finishes. Every request reaches the engines ``api_overhead_ms`` after it
-arrives.
+next request when one finishes.
+
+The API server stands between the client and the engines: one per replica (or prefill
+worker), each a single process that does a request's parsing, input processing and
+tokenization in series (``frontend_ms_per_request`` + ``frontend_us_per_token`` per prompt
+token of the engine's profile), so requests sent together reach the engine one after another;
+on top of that every request's TTFT carries the front end's latency (``api_overhead_ms``:
+HTTP, IPC, streaming the first token back). This is what breaks the lock-step of a closed
+loop: requests that finish in the same step send their successors together, the front end
+spaces them out, and the engine starts a step with whatever has arrived, so they spread over
+steps and stay spread. Offline runs (``offline = true``) have no API server.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import random
 from typing import Any, Callable
 
 from evaluators._perf import eff, p2p_time
 from evaluators.serving._engine import GONE, WAITING, Engine, Seq
+from evaluators.serving._cpu_latency import CpuStepModel
 from evaluators.serving._latency import StepModel
 from evaluators.serving._plan import GIB, engine_memory
 
@@ -77,10 +88,25 @@ class SimResult:
     def steps(self) -> int:
         return sum(e.steps for e in self.engines)
 
+    def kv_overflow(self) -> tuple[int, int] | None:
+        """(peak cells, capacity) of the first engine whose unbounded cache (llama.cpp's
+        slots) outgrew its capacity, else None."""
+        for e in self.engines:
+            if e.admission == "slots" and e.peak_used > e.capacity:
+                return e.peak_used * e.bs, e.capacity * e.bs
+        return None
+
 
 def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
     pools: dict[str, list[Engine]] = {}
     bs = plan.kv_block_size
+    if plan.engine == "llama.cpp":
+        pool = pools.setdefault("mixed", [])
+        model = CpuStepModel(plan)
+        for _ in range(plan.replicas):
+            pool.append(Engine(len(pool), "mixed", model, plan.kv_cache_tokens, 0, plan, 0,
+                               0.0, sim))
+        return pools
     for role, count, tp, pp, ep in plan.engine_kinds():
         model = StepModel(plan, tp, pp, ep)
         mem = engine_memory(plan, tp, pp, ep)
@@ -105,6 +131,26 @@ def kv_transfer_time(plan: Any, prompt_tokens: int) -> float:
         return p2p_time(plan.hw, nbytes, True, plan.kv_link_gbit_s)
     inter = plan.gpus_used > plan.hw.gpus_per_node
     return p2p_time(plan.hw, nbytes, inter)
+
+
+class FrontEnd:
+    """The API servers: FIFO, ``servers`` in parallel, each request's work done in series."""
+
+    def __init__(self, plan: Any) -> None:
+        self.on = not plan.offline
+        self.free = [0.0] * max(1, plan.frontends)
+        self.per_req = plan.c("frontend_ms_per_request") / 1e3 if self.on else 0.0
+        self.per_tok = plan.c("frontend_us_per_token") / 1e6 if self.on else 0.0
+        self.latency = plan.api_overhead_ms / 1e3
+
+    def enter(self, t: float, prompt: int) -> float:
+        """When a request sent at ``t`` reaches the engines."""
+        if not self.on:
+            return t
+        start = heapq.heappop(self.free)
+        done = (start if start > t else t) + self.per_req + self.per_tok * prompt
+        heapq.heappush(self.free, done)
+        return done + self.latency
 
 
 def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
@@ -151,7 +197,7 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
             nxt = seqs[released[0]]
             released[0] += 1
             nxt.arrival = arrival[nxt.rid] = t
-            sim.push_arrival(t + front, nxt)
+            sim.push_arrival(fe.enter(t, nxt.prompt), nxt)
 
     def on_handoff(s: Seq, t: float) -> None:
         s.target = s.computed = s.prompt
@@ -159,23 +205,38 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
         sim.push_arrival(t + kv_transfer_time(plan, s.prompt), s)
 
     sim.on_done, sim.on_handoff = on_done, on_handoff
-    # the API server's work before the engine sees a request (HTTP, chat template, tokenize)
-    front = plan.api_overhead_ms / 1e3
+    fe = FrontEnd(plan)
     if closed:
         static: list[Seq] = []
         first_batch = min(workload.concurrency, n)
         released[0] = first_batch
-        for s in seqs[:first_batch]:
+        steady = workload.warmup >= first_batch > 1
+        rng = random.Random(first_batch * 7919 + n)  # deterministic phases
+        for i, s in enumerate(seqs[:first_batch]):
             s.arrival = arrival[s.rid] = 0.0
-            sim.push_arrival(front, s)
+            done_tokens = int(s.out * rng.random()) if steady and i else 0
+            if done_tokens:
+                # the loop has been running: this client's request is a random way through
+                # its output, its KV already in the cache (a warm-up request, not measured)
+                s.gen = done_tokens
+                s.target = s.computed = s.prompt + done_tokens
+                sim.push_arrival(0.0, s)
+            else:
+                sim.push_arrival(fe.enter(0.0, s.prompt), s)
+        reach: list[float] = []
     else:
         static = sorted(seqs, key=lambda s: (s.arrival, s.rid))
+        # several API servers may finish requests out of arrival order
+        timed = sorted(((fe.enter(s.arrival, s.prompt), s) for s in static),
+                       key=lambda p: (p[0], p[1].rid))
+        reach = [p[0] for p in timed]
+        static = [p[1] for p in timed]
     i_static = 0
     heap = sim.heap
     events = 0
     inf = math.inf
     while True:
-        t_static = static[i_static].arrival + front if i_static < len(static) else inf
+        t_static = reach[i_static] if i_static < len(static) else inf
         if heap and heap[0][0] <= t_static and (heap[0][0] < t_static or heap[0][1] == 0):
             t, kind, _, obj, version = heapq.heappop(heap)
             if kind == 1:

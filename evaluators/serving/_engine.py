@@ -11,67 +11,64 @@ vLLM does:
   in-flight batching, SGLang, vLLM V1) new prompts join the running decodes' step; without it
   (vLLM V0's default scheduler) a step either prefills newly admitted prompts only (decodes
   stall) or decodes every running request;
+* chunked prefill without ``mixed_prefill`` (SGLang's default): a step either prefills (chunks
+  of waiting and partially prefilled prompts, within the budget) or decodes every running
+  request; prefill steps go first whenever a prompt can be admitted or continued;
 * KV blocks of ``kv_block_size`` tokens are allocated as tokens are written; when none are
   free, the most recently admitted request (or the lowest-priority one under the ``priority``
   policy) is preempted: *recompute* frees its blocks and re-queues it to prefill prompt +
   generated tokens again; *swap* copies its blocks to host memory over PCIe (the copy time is
   added to the step) and swaps them back in before new requests are admitted;
+* admission follows the engine's profile (``admission``): ``preempt`` (vLLM) admits a prompt
+  when its chunk's blocks are free; ``reserve`` (SGLang's ``new_token_ratio``) also needs room
+  for the new request's whole output and ``reserve_output_fraction`` of every running
+  request's remaining output; ``guaranteed_no_evict`` (TensorRT-LLM's default capacity
+  scheduler) reserves every running request's whole remaining output, so nothing is ever
+  preempted; ``slots`` (llama.cpp) admits into a free slot whatever the cache holds, and the
+  peak use of the cache is reported (llama-server fails every request when it overflows);
 * waiting requests are ordered FCFS, by shortest prompt, or by priority (lower value first).
 
 How engines form a deployment (replicas, pipeline virtual engines, prefill/decode workers, the
 router, arrivals and the closed-loop client) is in ``_cluster``.
 
-Speed: decoding requests are held as an aggregate (count, KV sum, block phases, a finish heap),
-so a step costs O(prefill chunks + finishing requests), not O(batch). Stretches of steps
-where nothing but decoding can happen are advanced in closed form: step latency is affine in
-the step index (the KV read grows by one token per sequence per step), and the stretch ends at
-the next finish or block shortage, or early (at a step boundary) when a request arrives.
+Speed: decoding requests are held as an aggregate and decode-only stretches are advanced in
+closed form (``_decoders``), so a step costs O(prefill chunks + finishing requests).
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from typing import Any, Callable
 
+from evaluators.serving._decoders import DECODE, GONE, PREFILL, SWAPPED, WAITING, DecodeBatch, \
+    Seq
 from evaluators.serving._latency import StepModel
 
 
-WAITING, PREFILL, DECODE, SWAPPED, GONE = range(5)  # Seq.state
-
-
-class Seq:
-    """One request's state. While decoding on an engine its counters live in the engine's
-    aggregate (``join_g``/``c_join``/``gen_join``) and are materialised when it leaves."""
-
-    __slots__ = ("rid", "arrival", "prompt", "out", "prio", "target", "computed", "gen",
-                 "blocks", "extra", "state", "join_g", "c_join", "gen_join", "fin_g",
-                 "swapped_decoding")
-
-    def __init__(self, rid: int, arrival: float, prompt: int, out: int, prio: int) -> None:
-        self.rid, self.arrival, self.prompt, self.out, self.prio = rid, arrival, prompt, out, prio
-        self.target = prompt  # tokens to (re)compute before the next token is sampled
-        self.computed = 0  # tokens whose KV is in the cache
-        self.gen = 0  # tokens generated
-        self.blocks = 0
-        self.extra = 0  # sliding-window blocks
-        self.state = WAITING
-        self.join_g = self.c_join = self.gen_join = self.fin_g = 0
-        self.swapped_decoding = False
-
-
-class Engine:
+class Engine(DecodeBatch):
     """One scheduler + KV pool. ``sim`` receives finished / handed-off requests."""
 
     def __init__(self, idx: int, role: str, model: StepModel, blocks: int, extra_blocks: int,
                  plan: Any, swap_blocks: int, swap_s_per_block: float, sim: Any) -> None:
         self.idx, self.role, self.m, self.sim = idx, role, model, sim
-        self.total = self.free = blocks
         self.extra_per_seq = extra_blocks
         self.bs = plan.kv_block_size
         self.max_seqs = plan.max_num_seqs
         self.budget = plan.max_num_batched_tokens
+        self.admission = plan.admission
+        self.reserve_frac = (1.0 if self.admission == "guaranteed_no_evict" else
+                             float(plan.c("reserve_output_fraction"))
+                             if self.admission == "reserve" else 0.0)
+        self.reserving = self.admission in ("reserve", "guaranteed_no_evict")
+        #: KV capacity in blocks (llama.cpp's slots: the pool is unbounded, its peak is kept)
+        self.capacity = blocks
+        if self.admission == "slots":
+            blocks = 1 << 60
+        self.peak_used = 0
+        self.total = self.free = blocks
+        self.alloc_total = 0  # blocks handed out so far (prefix-cache eviction clock)
+        self.prefix_cache = bool(plan.profile.constants.get("prefix_caching", False))
         self.chunk = plan.prefill_chunk_size if plan.chunked_prefill else 10**12
         self.chunked = plan.chunked_prefill
         self.mixed = plan.mixed_prefill  # whole prompts share steps with decodes
@@ -93,6 +90,7 @@ class Engine:
         self.g = 0
         self.n_dec = 0
         self.s_base = 0  # sum of KV tokens of decoding requests = s_base + n_dec * g
+        self.fin_sum = 0  # sum of the decoders' finish steps (remaining output: fin_sum - n*g)
         self.phase = [0] * self.bs  # decoders by (c_join - join_g) mod bs
         self.fin: list[tuple[int, int, Seq]] = []  # (finish step, tiebreak, request)
         # event bookkeeping
@@ -129,55 +127,6 @@ class Engine:
 
     def enqueue(self, s: Seq) -> None:
         self._push_waiting(s)
-
-    # -- decode aggregate ----------------------------------------------------------------
-    def _join_decode(self, s: Seq) -> None:
-        s.state = DECODE
-        s.join_g, s.c_join, s.gen_join = self.g, s.computed, s.gen
-        s.fin_g = self.g + (s.out - s.gen)
-        self.n_dec += 1
-        self.s_base += s.computed - self.g
-        self.phase[(s.computed - self.g) % self.bs] += 1
-        self.uniq += 1
-        heapq.heappush(self.fin, (s.fin_g, self.uniq, s))
-
-    def _leave_decode(self, s: Seq) -> None:
-        """Materialise a decoding request's counters and drop it from the aggregate."""
-        steps = self.g - s.join_g
-        s.computed = s.c_join + steps
-        s.gen = s.gen_join + steps
-        s.blocks = -(-s.computed // self.bs)
-        self.n_dec -= 1
-        self.s_base -= s.c_join - s.join_g
-        self.phase[(s.c_join - s.join_g) % self.bs] -= 1
-        s.state = GONE  # the finish heap entry becomes stale
-
-    def _blocks_needed(self, k: int) -> int:
-        """New blocks the decoders need over the next ``k`` steps."""
-        if k <= 0 or self.n_dec == 0:
-            return 0
-        bs, g, ph = self.bs, self.g, self.phase
-        cycles, rem = divmod(k, bs)
-        need = cycles * self.n_dec
-        for s in range(rem):
-            need += ph[(-(g + s)) % bs]
-        return need
-
-    def _max_steps_for_blocks(self, limit: int) -> int:
-        if self.n_dec == 0:
-            return limit
-        if self.free >= self.n_dec * (limit // self.bs + 1):
-            return limit
-        cycles = min(self.free // self.n_dec, limit // self.bs)
-        k, left = cycles * self.bs, self.free - cycles * self.n_dec
-        g, bs, ph = self.g, self.bs, self.phase
-        while k < limit:
-            need = ph[(-(g + k)) % bs]
-            if need > left:
-                break
-            left -= need
-            k += 1
-        return k
 
     # -- preemption ----------------------------------------------------------------------
     def _victim(self) -> Seq | None:
@@ -221,11 +170,35 @@ class Engine:
             s.swapped_decoding = was_decoding
             self.swapped.append(s)
             return n * self.swap_cost
+        if self.prefix_cache:
+            # its blocks join the free list's tail: they keep their content (prefix cache)
+            # until the blocks free before them have been handed out
+            s.kept, s.mark = s.blocks, self.alloc_total + self.free
         self._release(s)
         s.target = s.prompt + s.gen
         s.computed = 0
         self._push_waiting(s, front=True)
         return 0.0
+
+    def _restore(self, s: Seq) -> tuple[int, int, int]:
+        """Re-admitting a preempted request: its blocks still cached are hits (taken back
+        from the free list, not recomputed). Returns what ``_undo`` needs."""
+        saved = (s.kept, s.mark)
+        hit = max(0, s.kept - max(0, self.alloc_total - s.mark))
+        s.kept = 0
+        tokens = min(hit * self.bs, s.target - 1)
+        blocks = -(-tokens // self.bs) if tokens > 0 else 0
+        s.computed, s.blocks = tokens, blocks
+        self.free -= blocks
+        return (blocks, *saved)
+
+    def _undo(self, s: Seq, restored: tuple[int, int, int] | None) -> None:
+        """``s`` was not admitted after all: the cache is as it was."""
+        if restored is None:
+            return
+        self.free += restored[0]
+        s.kept, s.mark = restored[1], restored[2]
+        s.computed = s.blocks = 0
 
     def _swap_in(self) -> float:
         cost = 0.0
@@ -237,6 +210,7 @@ class Engine:
             self.swapped.popleft()
             self.swap_free += s.blocks
             self.free -= s.blocks + self.extra_per_seq
+            self.alloc_total += s.blocks + self.extra_per_seq
             s.extra = self.extra_per_seq
             cost += s.blocks * self.swap_cost
             self._admit(s)
@@ -251,20 +225,47 @@ class Engine:
     def _admission_blocks(self, s: Seq, n: int) -> int:
         return -(-(s.computed + n) // self.bs) - s.blocks + self.extra_per_seq
 
+    def _full_blocks(self, s: Seq) -> int:
+        """Blocks ``s`` still needs to finish: the rest of its prompt and all its output."""
+        return (-(-(s.target + s.out - s.gen) // self.bs) - s.blocks
+                + (0 if s.extra else self.extra_per_seq))
+
+    def running_reserve(self) -> int:
+        """Blocks held back for the running requests' future tokens (reserving admission)."""
+        if not self.reserving:
+            return 0
+        rest = self.fin_sum - self.n_dec * self.g  # decoders' remaining output tokens
+        prompt = 0
+        for s in self.prefilling:
+            rest += s.out - s.gen
+            prompt += s.target - s.computed
+        slack = len(self.order) if self.reserve_frac >= 1.0 else 0  # block rounding
+        return -(-int(prompt + self.reserve_frac * rest) // self.bs) + slack
+
     def _can_admit(self) -> bool:
         s = self._peek_waiting()
         if s is None or len(self.order) >= self.max_seqs:
             return False
+        if s.kept and not s.computed:  # judge it with its cached blocks, as admission does
+            restored = self._restore(s)
+            ok = self._can_admit_now(s)
+            self._undo(s, restored)
+            return ok
+        return self._can_admit_now(s)
+
+    def _can_admit_now(self, s: Seq) -> bool:
         left = s.target - s.computed
         if left == 0:
             need = -(-s.computed // self.bs) + self.extra_per_seq + self._new_block(s)
         elif not self.chunked:
             need = self._admission_blocks(s, left)
         else:
-            n = min(left, self.chunk, self.budget - self.n_dec)
+            n = min(left, self.chunk, self.budget - (self.n_dec if self.mixed else 0))
             if n <= 0:
                 return False
             need = self._admission_blocks(s, n)
+        if self.reserving:
+            need = max(need, self._full_blocks(s)) + self.running_reserve()
         return need <= self.free
 
     def _swap_ready(self) -> bool:
@@ -277,7 +278,7 @@ class Engine:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
         self.version += 1
         if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
-                and not self._swap_ready() and self.n_dec <= self.budget:
+                and not self._swap_ready() and (self.n_dec <= self.budget or not self.mixed):
             if self._start_window(t):
                 return
         batch = self._schedule()
@@ -296,8 +297,8 @@ class Engine:
         chunks: list[tuple[Seq, int]] = []
         preempted = False
         prefill_only = False
-        if not self.chunked and not self.mixed and self.role != "decode":
-            prefill_only = self._can_admit() and not self.swapped
+        if not self.mixed and self.role != "decode":
+            prefill_only = bool(self.prefilling) or (self._can_admit() and not self.swapped)
         dec_b = 0
         if not prefill_only and self.n_dec:
             need = self.phase[(-self.g) % self.bs]
@@ -311,48 +312,53 @@ class Engine:
             if need > self.free:
                 need = 0  # nothing left to preempt: cannot happen when a request fits
             self.free -= need
+            self.alloc_total += need
             self.allocated = True
             dec_b = self.n_dec
             budget -= dec_b
         # continue partially prefilled prompts (chunked mode), in admission order
-        if not prefill_only:
-            for s in list(self.prefilling):
-                if budget <= 0:
+        for s in list(self.prefilling):
+            if budget <= 0:
+                break
+            if s.state != PREFILL:
+                continue
+            n = min(s.target - s.computed, self.chunk, budget)
+            need = -(-(s.computed + n) // self.bs) - s.blocks
+            while need > self.free:
+                v = self._victim()
+                if v is None or v is s:
+                    if v is s:
+                        extra_cost += self._preempt(s)
+                        preempted = True
+                    need = -1
                     break
-                if s.state != PREFILL:
-                    continue
-                n = min(s.target - s.computed, self.chunk, budget)
-                need = -(-(s.computed + n) // self.bs) - s.blocks
-                while need > self.free:
-                    v = self._victim()
-                    if v is None or v is s:
-                        if v is s:
-                            extra_cost += self._preempt(s)
-                            preempted = True
-                        need = -1
-                        break
-                    extra_cost += self._preempt(v)
-                    preempted = True
-                if need < 0:
-                    continue
-                self.free -= need
-                s.blocks += need
-                chunks.append((s, n))
-                budget -= n
+                extra_cost += self._preempt(v)
+                preempted = True
+            if need < 0:
+                continue
+            self.free -= need
+            self.alloc_total += need
+            s.blocks += need
+            chunks.append((s, n))
+            budget -= n
         # admit waiting requests (not in a step that had to preempt: vLLM V1 does the same)
-        if not preempted and (self.chunked or self.mixed or prefill_only
-                              or self.role == "decode"):
+        if not preempted and (self.mixed or prefill_only or self.role == "decode"):
             first = True
+            reserve = self.running_reserve() if self.reserving else 0
             while self.waiting and len(self.order) < self.max_seqs:
                 s = self._peek_waiting()
+                hit = self._restore(s) if s.kept and not s.computed else None
                 left = s.target - s.computed
                 if left == 0:  # KV already here (decode worker): it joins the decoders
                     need = (-(-s.computed // self.bs) + self.extra_per_seq
                             + self._new_block(s))
-                    if need > self.free or budget < 1:
+                    full = self._full_blocks(s) if self.reserving else need
+                    if max(need, full) + reserve > self.free or budget < 1:
                         break
+                    reserve += max(full - need, 0)
                     self._pop_waiting()
                     self.free -= need
+                    self.alloc_total += need
                     s.blocks, s.extra = -(-s.computed // self.bs), self.extra_per_seq
                     self._admit(s)
                     self._join_decode(s)
@@ -360,17 +366,23 @@ class Engine:
                     dec_b += 1
                     continue
                 if budget <= 0:
+                    self._undo(s, hit)
                     break
                 n = min(left, self.chunk, budget)
                 if not self.chunked and n < left:
                     if not first or (chunks and left > self.budget):
+                        self._undo(s, hit)
                         break
                     n = left  # a whole prompt may overrun what the decodes left of the budget
                 need = self._admission_blocks(s, n)
-                if need > self.free:
+                full = self._full_blocks(s) if self.reserving else need
+                if max(need, full) + reserve > self.free:
+                    self._undo(s, hit)
                     break
+                reserve += max(full - need, 0)
                 self._pop_waiting()
                 self.free -= need
+                self.alloc_total += need
                 s.extra = self.extra_per_seq
                 s.blocks += need - self.extra_per_seq
                 s.state = PREFILL
@@ -381,6 +393,9 @@ class Engine:
                 first = False
         if not chunks and not dec_b:
             return None
+        used = self.total - self.free
+        if used > self.peak_used:
+            self.peak_used = used
         tokens = dec_b + sum(n for _, n in chunks)
         logits = dec_b + sum(1 for s, n in chunks if s.computed + n >= s.target)
         seqs = dec_b + len(chunks)
@@ -393,47 +408,17 @@ class Engine:
         """Block a decoder holding ``s.computed`` tokens needs for its next token (0 or 1)."""
         return 1 if s.computed % self.bs == 0 else 0
 
-    def _start_window(self, t: float) -> bool:
-        self.fin_clean()
-        n = self.fin[0][0] - self.g if self.fin else 1
-        n = self._max_steps_for_blocks(n)
-        if n <= 0:
-            return False
-        b = self.n_dec
-        base = self.s_base + b * self.g
-        l0 = self.m.decode_step(b, base + b)
-        slope = 0.0
-        if n > 1:
-            slope = (self.m.decode_step(b, base + b * n) - l0) / (n - 1)
-        self.window = (t, n, l0, slope)
-        self.busy = True
-        self.pending = None
-        self.sim.push(t + _cum(n, l0, slope), self)
-        return True
-
-    def fin_clean(self) -> None:
-        fin = self.fin
-        while fin and (fin[0][2].state != DECODE or fin[0][2].fin_g != fin[0][0]):
-            heapq.heappop(fin)
-
-    def interrupt(self, t: float) -> None:
-        """A request arrived at ``t`` during a decode stretch: end it at the next boundary."""
-        if self.window is None:
-            return
-        t0, n, a, b = self.window
-        k = _steps_until(t - t0, a, b)
-        if k < n:
-            self.window = (t0, k, a, b)
-            self.version += 1
-            self.sim.push(t0 + _cum(k, a, b), self)
-
     def complete(self, t: float) -> None:
         """The step (or stretch) scheduled earlier ends at ``t``: apply it, start the next."""
         self.steps += 1
         if self.window is not None:
             _, k, _, _ = self.window
             self.window = None
-            self.free -= self._blocks_needed(k)
+            need = self._blocks_needed(k)
+            self.free -= need
+            self.alloc_total += need
+            if self.total - self.free > self.peak_used:
+                self.peak_used = self.total - self.free
             self.g += k
             self._finish_decoders(t)
             self.start(t)
@@ -464,39 +449,5 @@ class Engine:
                 s.target = s.computed
                 self._join_decode(s)
         self.start(t)
-
-    def _finish_decoders(self, t: float) -> None:
-        fin = self.fin
-        while fin and fin[0][0] <= self.g:
-            g_fin, _, s = heapq.heappop(fin)
-            if s.state != DECODE or s.fin_g != g_fin:
-                continue
-            self._leave_decode(s)
-            self._release(s)
-            self.sim.done(s, t)
-
-
-def _cum(k: int, a: float, b: float) -> float:
-    """Duration of ``k`` steps whose latencies are ``a, a+b, a+2b, ...``."""
-    return k * a + b * k * (k - 1) / 2
-
-
-def _steps_until(x: float, a: float, b: float) -> int:
-    """Smallest k >= 1 whose cumulative duration reaches ``x``."""
-    if x <= 0:
-        return 1
-    if abs(b) < 1e-15:
-        k = math.ceil(x / a)
-    else:
-        c = a - b / 2
-        disc = c * c + 2 * b * x
-        k = math.ceil((-c + math.sqrt(max(disc, 0.0))) / b) if disc > 0 else 1
-    k = max(k, 1)
-    while k > 1 and _cum(k - 1, a, b) >= x:
-        k -= 1
-    while _cum(k, a, b) < x:
-        k += 1
-    return k
-
 
 __all__ = ["DECODE", "Engine", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]

@@ -1,24 +1,37 @@
-"""Latency of one engine step (one forward pass over a continuous batch) from the roofline.
+"""Latency of one GPU engine step (one forward pass over a continuous batch) from the roofline.
 
 A step runs ``T`` new tokens through every layer: decode sequences contribute one token each,
-prefill chunks contribute their chunk. Its time is the sum over layers of
+prefill chunks contribute their chunk. Its GPU time is the sum over layers of
 
 * the GEMMs (QKV/O or MLA projections, MLP or routed experts + shared experts) at ``T`` rows,
   from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode);
 * attention: decode reads every sequence's KV cache, prefill is quadratic in the chunk
-  (``_perf.attention_time``);
-* two tensor-parallel all-reduces of the hidden states (``_perf.collective_time``'s bandwidth
-  term plus a small-message latency);
+  (``_perf.attention_time``, at the engine's ``prefill_attention_efficiency`` of the fused
+  kernel's roofline: chunked prefill attends through the paged cache with varlen kernels);
+* two tensor-parallel all-reduces of the hidden states (``_perf.collective_seconds``'s
+  bandwidth term plus the engine's small-message latency);
 * the non-GEMM kernels (norms, rotary, cache write, activation) as launch + traffic;
 
-plus the LM head and sampler over the sequences that emit a token, pipeline hand-offs, and a
-host-side overhead per step. Pipeline parallelism does not shorten a step: a request's token
-still passes every layer, so a ``pp``-stage engine runs ``pp`` micro-batches concurrently
-(modelled as ``pp`` virtual engines, see ``_cluster``).
+plus the LM head and sampler over the sequences that emit a token and pipeline hand-offs.
+The engine's profile adds what its software does around that GPU work:
+
+* CUDA graphs: a decode batch up to ``cuda_graph_max_batch`` replays the graph captured for
+  the next size (multiples of ``cuda_graph_pad``), so it computes padded rows; mixed steps of
+  up to that many tokens replay one too where the engine captures them (``cuda_graph_mixed``:
+  vLLM V1's piecewise graphs); any other step
+  launches its kernels from the host, which costs ``eager_launch_us_per_layer`` per layer and
+  overlaps the GPU work it launches (``max(GPU, launches)``);
+* host work per step (``step_overhead_us`` + ``per_seq_overhead_us`` per running request):
+  between steps, or overlapped with the GPU step when the engine schedules ahead
+  (``cpu_overlap``: SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler).
 
 MoE layers route ``T * top_k`` token-expert pairs uniformly: the expected number of distinct
 experts hit is ``E * (1 - (1 - k/E)^T)``; under expert parallelism the busiest rank sets the
-time (mean + sqrt(2 ln ep) standard deviations of a binomial split).
+time (mean + sqrt(2 ln ep) standard deviations of a binomial split). Under attention data
+parallelism every GPU runs attention and dense layers for its own requests with whole weights,
+and the MoE layers see the tokens of all ``tp`` GPUs (their loads assumed equal: the router
+balances them), dispatched to the experts' GPUs and combined back by two all-to-alls (or,
+with tensor-parallel experts, gathered to every GPU and reduce-scattered back).
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import math
 
 from evaluators._perf import BYTES, attention_time, collective_seconds, consts, eff, \
     gemm_seconds, memory_time, p2p_time
-from evaluators.serving._plan import Plan, constant, geometry
+from evaluators.serving._plan import Plan, geometry
 
 US = 1e-6
 
@@ -39,7 +52,8 @@ class StepModel:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
         self.c = consts(hw)
-        self.g = geometry(m, tp, ep)
+        self.g = geometry(m, tp, ep, plan.dp_attention)
+        self.dp = tp if plan.dp_attention else 1
         wd = plan.weight_dtype
         # operand bytes: the weights dominate the traffic of every GEMM that streams them
         # (decode); prefill GEMMs are compute-bound, so the activations' width hardly matters
@@ -49,16 +63,23 @@ class StepModel:
         else:  # bf16, or weight-only int4 (Marlin W4A16) / fp8 without fp8 tensor cores
             self.cdtype = "bf16"
         self.kvdtype = plan.kv_dtype
+        c = plan.c
         self.launch = eff(hw, "kernel_launch_us") * US
-        self.n_elem = constant(hw, "step", "elementwise_kernels_per_layer")
-        self.n_moe_extra = constant(hw, "step", "moe_extra_kernels_per_layer")
+        self.n_elem = float(c("elementwise_kernels_per_layer"))
+        self.n_moe_extra = float(c("moe_extra_kernels_per_layer"))
         if m.attention == "mla":
-            self.n_elem += constant(hw, "step", "mla_extra_kernels_per_layer")
-        self.step_us = constant(hw, "step", "step_overhead_us") * US
-        self.seq_us = constant(hw, "step", "per_seq_overhead_us") * US
-        self.ar_lat = constant(hw, "comm", "allreduce_latency_us") * US
-        self.moe_eff = constant(hw, "moe", "expert_efficiency")
+            self.n_elem += float(c("mla_extra_kernels_per_layer"))
+        self.step_us = float(c("step_overhead_us")) * US
+        self.seq_us = float(c("per_seq_overhead_us")) * US
+        self.overlap = bool(c("cpu_overlap"))
+        self.ar_lat = float(c("allreduce_latency_us")) * US
+        self.moe_eff = float(c("expert_efficiency"))
+        self.pre_attn_eff = float(c("prefill_attention_efficiency"))
+        self.graph_max = int(c("cuda_graph_max_batch"))
+        self.graph_pad = max(1, int(c("cuda_graph_pad")))
+        self.graph_mixed = bool(c("cuda_graph_mixed"))
         self.layers = self.g.num_layers
+        self.eager = float(c("eager_launch_us_per_layer")) * US * self.layers
         self._linear: dict[int, float] = {}
         self._head: dict[int, float] = {}
         # attention geometry (MLA decodes on the latent cache with absorbed projections)
@@ -77,13 +98,28 @@ class StepModel:
         return gemm_seconds(self.c, t, n, k, self.cdtype, batch, self.in_bytes)
 
     def _allreduce(self, t: float) -> float:
-        if self.tp == 1:
+        if self.g.attn_tp == 1:
             return 0.0
         nbytes = t * self.model.hidden_size * BYTES["bf16"]
-        ring = collective_seconds(self.c, "all_reduce", nbytes, self.tp,
+        ring = collective_seconds(self.c, "all_reduce", nbytes, self.g.attn_tp,
                                   self.hw.gpus_per_node, self.c.nic_bw)
-        # small messages: vLLM's custom one-shot all-reduce latency instead of NCCL's
+        # small messages: the engine's one-shot all-reduce latency instead of NCCL's
         return ring - self.c.coll_lat + self.ar_lat
+
+    def _moe_exchange(self, t: float) -> float:
+        """Moving ``t`` local tokens to the experts and back under attention data parallelism:
+        with expert parallelism an all-to-all of their top-k copies each way (dispatch,
+        combine); with tensor-parallel experts an all-gather of every rank's tokens and a
+        reduce-scatter of the outputs."""
+        h = self.model.hidden_size * BYTES["bf16"]
+        gpn, nic = self.hw.gpus_per_node, self.c.nic_bw
+        if self.ep > 1:
+            one = collective_seconds(self.c, "all_to_all", t * self.model.top_k * h, self.tp,
+                                     gpn, nic)
+            return 2 * (one - self.c.coll_lat + self.ar_lat)
+        full = t * self.dp * h  # every rank's tokens
+        return sum(collective_seconds(self.c, k, full, self.tp, gpn, nic) - self.c.coll_lat
+                   + self.ar_lat for k in ("all_gather", "reduce_scatter"))
 
     def _elementwise(self, t: float, kernels: float) -> float:
         # each kernel reads and writes the hidden states once
@@ -125,8 +161,11 @@ class StepModel:
             shared = sum(self._gemm(t, n, k) for n, k in g.shared_gemms)
             if g.shared_gemms:
                 shared += self._elementwise(t, 1)  # the shared expert's activation
+            routed = self._experts(t * self.dp)
+            if self.dp > 1:
+                routed += self._moe_exchange(t)
             moe = (common + gemm_seconds(self.c, t, m.num_experts, m.hidden_size, "bf16")
-                   + self._experts(t) + shared + self._elementwise(t, self.n_moe_extra))
+                   + routed + shared + self._elementwise(t, self.n_moe_extra))
             total += g.moe_layers * moe
         if self.pp > 1:
             act = t * m.hidden_size * BYTES["bf16"]
@@ -139,14 +178,30 @@ class StepModel:
         got = self._head.get(n)
         if got is None:
             m = self.model
-            vocab = m.vocab_size / self.tp
+            vocab = m.vocab_size / self.g.attn_tp
             got = gemm_seconds(self.c, n, vocab, m.hidden_size, "bf16") \
                 + memory_time(self.hw, 3 * n * vocab * 4) + self.launch * 3
             self._head[n] = got
         return got
 
-    def overhead(self, seqs: int) -> float:
+    def _host(self, seqs: int) -> float:
         return self.step_us + self.seq_us * seqs
+
+    def _finish(self, gpu: float, seqs: int, graph: bool) -> float:
+        """Wall time of a step: GPU work, kernel launches and the engine's host work."""
+        launch = 0.0 if graph else self.eager
+        if self.overlap:
+            return max(gpu, launch + self._host(seqs))
+        return max(gpu, launch) + self._host(seqs)
+
+    def padded(self, b: int) -> int:
+        """Rows a graph-captured decode batch of ``b`` computes."""
+        if b <= 4:
+            return 4 if b == 3 else b
+        return -(-b // self.graph_pad) * self.graph_pad
+
+    def overhead(self, seqs: int) -> float:
+        return self._host(seqs)
 
     def attn_decode(self, b: int, kv_sum: float) -> float:
         """All layers' decode attention for ``b`` sequences holding ``kv_sum`` KV tokens."""
@@ -177,7 +232,7 @@ class StepModel:
             m = self.model
             n = self.g.heads * (m.qk_nope_head_dim + (m.v_head_dim or m.head_dim))
             t += self.layers * self._gemm(kv_end - q, n, m.kv_lora_rank)
-        return t
+        return t / self.pre_attn_eff
 
     def attention_launch_saving(self, calls: int) -> float:
         """One fused attention kernel serves the whole batch: refund the extra launches."""
@@ -186,21 +241,27 @@ class StepModel:
     # -- whole steps ---------------------------------------------------------------------
     def decode_step(self, b: int, kv_sum: float) -> float:
         """A decode-only step of ``b`` sequences whose KV caches hold ``kv_sum`` tokens."""
-        return self.linear(b) + self.head(b) + self.attn_decode(b, kv_sum) + self.overhead(b)
+        graph = b <= self.graph_max
+        rows = self.padded(b) if graph else b
+        gpu = self.linear(rows) + self.head(rows) + self.attn_decode(b, kv_sum)
+        return self._finish(gpu, b, graph)
 
     def step(self, tokens: int, logits: int, seqs: int, dec_b: int, dec_kv: float,
              chunks: list[tuple[int, int]]) -> float:
         """A mixed step: ``dec_b`` decodes over ``dec_kv`` KV tokens plus prefill ``chunks``
         of (new tokens, context length after the chunk)."""
-        t = self.linear(tokens) + self.head(logits) + self.overhead(seqs)
+        if not chunks:
+            return self.decode_step(dec_b, dec_kv)
+        gpu = self.linear(tokens) + self.head(logits)
         calls = 0
         if dec_b:
-            t += self.attn_decode(dec_b, dec_kv)
+            gpu += self.attn_decode(dec_b, dec_kv)
             calls += 1
         for q, kv_end in chunks:
-            t += self.attn_prefill(q, kv_end)
+            gpu += self.attn_prefill(q, kv_end)
             calls += 1
-        return t - self.attention_launch_saving(calls)
+        graph = self.graph_mixed and tokens <= self.graph_max
+        return self._finish(gpu - self.attention_launch_saving(calls), seqs, graph)
 
 
 __all__ = ["StepModel"]

@@ -1,11 +1,19 @@
-"""``serving-sim``: a discrete-event simulator of LLM serving (vLLM/SGLang-style engines).
+"""``serving-sim``: a discrete-event simulator of LLM serving engines.
 
-Config keys (all optional but ``workload``; defaults are vLLM's on the chosen GPU):
+Config keys (all optional but ``workload``; defaults are the chosen engine's on the chosen GPU):
 
 ==========================  =================================================================
+``engine``                  vllm (default) | sglang | trtllm | llama.cpp: the serving stack,
+                            whose profile (``profiles/<engine>.toml``) sets its defaults,
+                            admission policy and step constants
 ``model``                   catalog name or Hugging Face id (or inline dimensions)
 ``gpu``                     ``h100_sxm`` (default), ``h200_sxm``, ``a100_sxm_80gb``, ``b200``...
+                            or a hardware profile file (``*.toml``)
 ``tp``, ``pp``, ``ep``      parallelism of one replica (``ep`` divides ``tp``; MoE only)
+``dp_attention``            attention data parallel across the replica's ``tp`` GPUs (SGLang
+                            ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``):
+                            each GPU serves its own requests from its own KV cache, MoE layers
+                            exchange tokens by all-to-all over the expert-parallel group
 ``replicas``                independent replicas behind a least-outstanding-requests router
 ``disaggregated``           prefill/decode split: ``prefill_workers`` x ``prefill_tp`` GPUs and
                             ``decode_workers`` x ``decode_tp`` GPUs; ``kv_link_gbit_s``
@@ -13,29 +21,39 @@ Config keys (all optional but ``workload``; defaults are vLLM's on the chosen GP
                             the GPU's network otherwise)
 ``weight_dtype``            bf16 | fp8 (W8A8; weight-only on GPUs without fp8) | int4 (W4A16)
 ``kv_dtype``                bf16 | fp8
-``max_num_seqs``            running-request cap (1024 on H100-class GPUs, 256 on A100)
-``max_num_batched_tokens``  token budget per step (8192 on H100-class GPUs, 2048 on A100)
-``chunked_prefill``         true (vLLM V1, Sarathi) | false (whole prompts per step)
+``max_num_seqs``            running-request cap (engine default)
+``max_num_batched_tokens``  token budget per step (engine default)
+``chunked_prefill``         split prompts across steps (engine default)
 ``prefill_chunk_size``      max prompt tokens of one request per step (default: the budget)
-``mixed_prefill``           without chunking: whole prompts join the decodes' step (true,
-                            TensorRT-LLM/SGLang) or get prefill-only steps (false, vLLM V0)
-``kv_block_size``           tokens per KV block (16)
-``gpu_memory_utilization``  fraction of GPU memory for weights + activations + KV cache (0.9)
+``mixed_prefill``           prompt tokens share steps with decodes (vLLM, TensorRT-LLM) or get
+                            prefill-only steps (SGLang's default, vLLM V0)
+``kv_block_size``           tokens per KV block (engine default: 16, SGLang 1, TRT-LLM 32)
+``gpu_memory_utilization``  the engine's KV memory fraction (its own meaning: of total memory
+                            for vLLM, of total for weights + KV for SGLang, of free memory
+                            after weights for TensorRT-LLM)
 ``preemption_mode``         recompute | swap (``swap_space_gib`` of host memory per GPU, 4)
 ``scheduling_policy``       fcfs | shortest_prompt_first | priority (lower value first)
 ``max_model_len``           longest request accepted (default: the model's)
-``api_overhead_ms``         API-server time before the engine sees a request (added to TTFT;
-                            default from ``data/engine.toml``; 0 for offline runs)
+``api_overhead_ms``         the API server's latency per request (default from the profile)
+``offline``                 no API server (offline benchmarks such as ``vllm bench latency``)
 ``workload``                see ``evaluators/serving/_workloads.py``
 ``slo_ttft_ms``,            SLOs for ``goodput_req_s`` (requests meeting both per second);
 ``slo_tpot_ms``             unset means no limit
 ``num_gpus``                GPU budget: plans using more are infeasible
 ==========================  =================================================================
 
+``engine = "llama.cpp"`` takes ``llama-server``'s knobs instead (``_cpu_plan``: slots, batch
+and ubatch sizes, KV cache cells and type, threads, flash attention) on a CPU hardware profile.
+
+Options: ``profile``, a profile file (``tuner calibrate`` writes one) refining the engine's
+shipped profile; with an ``[uncertainty]`` table every prediction carries a 90% band
+(``<metric>_lo`` / ``_hi`` in the artifacts).
+
 Approximations worth knowing: replicas are all simulated behind one router (not one replica
 with a share of the traffic); a ``pp``-stage replica is ``pp`` virtual engines, each with 1/pp
-of the KV blocks (vLLM V0's layout); prefix caching, speculative decoding, CUDA-graph padding
-and detokenisation are not modelled; requests generate exactly ``output_len`` tokens.
+of the KV blocks (vLLM V0's layout); attention-DP ranks are simulated as engines of their own
+whose MoE layers assume the other ranks carry the same load; prefix caching and speculative
+decoding are not modelled; requests generate exactly ``output_len`` tokens.
 """
 
 from __future__ import annotations
@@ -45,11 +63,17 @@ import math
 import platform
 from typing import Any, Mapping
 
+from pathlib import Path
+
 from evaluators._catalog import CATALOG_DIR
+from evaluators._profiles import Profile, profile_dir
 from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import ENGINE_DATA, GIB, _cached_workload, engine_memory, parse, \
+from evaluators.serving._plan import GIB, _cached_workload, engine_memory, parse, \
     plan_workload, problems
-from tuner import BaseEvaluator, EvalResult
+from evaluators.serving._plan import stack_profile as _stack_profile
+from tuner import BadInput, BaseEvaluator, EvalResult
+
+_OPTIONS = ("profile",)
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
            "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok",
@@ -124,37 +148,79 @@ class ServingSimEvaluator(BaseEvaluator):
     """Discrete-event continuous-batching simulator over the shared roofline."""
 
     name = "serving-sim"
-    version = "1"
+    version = "2"
     metrics = METRICS
     domains = ("serving",)
+    #: calibration contract (evaluators/_calibration.py): profiles of this domain
+    profile_domain = "serving"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise BadInput(f"evaluator.options.{unknown[0]}",
+                           "unknown option; allowed: " + ", ".join(_OPTIONS))
+        prof = options.get("profile")
+        if prof is not None and (not isinstance(prof, str) or not prof.endswith(".toml")):
+            raise BadInput("evaluator.options.profile", f"{prof!r} must be a profile file "
+                           "(.toml) refining a shipped engine profile")
+
+    def stack_profile(self, config: Mapping[str, Any]) -> Profile:
+        """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""
+        return _stack_profile(config, self.options.get("profile"))
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
-        plan = parse(config)  # unusable input raises BadInput (the CLI exits 2)
+        return self.evaluate_with(config, self.stack_profile(config))
+
+    def evaluate_with(self, config: Mapping[str, Any], profile: Profile) -> EvalResult:
+        """Simulate ``config`` under ``profile`` (calibration moves its constants)."""
+        plan = parse(config, profile)  # unusable input raises BadInput (the CLI exits 2)
         workload = plan_workload(plan)
         reasons = problems(plan)
         if reasons:
             return EvalResult.infeasible("; ".join(reasons))
         res = simulate(plan, workload)
+        overflow = res.kv_overflow()
+        if overflow:
+            return EvalResult.infeasible(
+                f"the {overflow[1]}-cell KV cache overflows (the running slots need "
+                f"{overflow[0]} cells): llama-server fails every request then ('Context size "
+                "has been exceeded'); raise kv_cache_tokens or lower max_num_seqs")
         if res.unfinished:
             return EvalResult.infeasible(
                 f"{res.unfinished} of {len(workload)} requests never completed "
                 "(KV cache too small for the requests admitted together)")
         metrics = serving_metrics(plan, res, workload)
-        for role, _, tp, pp, ep in plan.engine_kinds():
-            mem = engine_memory(plan, tp, pp, ep)
-            prefix = "" if role == "mixed" else f"{role}_"
-            metrics[f"{prefix}weight_gib_per_gpu"] = mem.weights / GIB
-            metrics[f"{prefix}kv_cache_tokens"] = float(mem.kv_tokens(plan.kv_block_size))
-        return EvalResult.ok(metrics, artifacts={"steps": res.steps,
-                                                 "workload": workload.description})
+        if plan.engine == "llama.cpp":
+            metrics["kv_cache_tokens"] = float(plan.kv_cache_tokens)
+            metrics["kv_peak_tokens"] = float(max(e.peak_used for e in res.engines))
+        else:
+            for role, _, tp, pp, ep in plan.engine_kinds():
+                mem = engine_memory(plan, tp, pp, ep)
+                prefix = "" if role == "mixed" else f"{role}_"
+                metrics[f"{prefix}weight_gib_per_gpu"] = mem.weights / GIB
+                metrics[f"{prefix}kv_cache_tokens"] = float(mem.kv_tokens(plan.kv_block_size))
+        artifacts: dict[str, Any] = {"steps": res.steps, "workload": workload.description,
+                                     "engine": plan.engine, "profile": profile.path}
+        bands = profile.bands({m: metrics[m] for m in METRICS if m in metrics})
+        if bands:
+            artifacts["bands"] = bands
+            artifacts.update(bands)
+        return EvalResult.ok(metrics, artifacts=artifacts)
 
     def environment(self) -> dict[str, str]:
-        # constants, GPU and model catalogs and the workload catalog (named workloads and the
-        # bundled traces): a change to any of them changes what a config simulates to
-        digest = hashlib.sha256(ENGINE_DATA.read_bytes())
+        # engine profiles, GPU and model catalogs and the workload catalog (named workloads
+        # and the bundled traces): a change to any of them changes what a config simulates to
+        digest = hashlib.sha256()
+        paths = sorted(profile_dir("serving").glob("*.toml"))
         for sub in ("hardware", "models", "workloads"):
-            for path in sorted((CATALOG_DIR / sub).glob("*")):
-                digest.update(path.name.encode() + path.read_bytes())
+            paths += sorted((CATALOG_DIR / sub).glob("*"))
+        if self.options.get("profile"):
+            paths.append(Path(self.options["profile"]).expanduser())
+        for path in paths:
+            digest.update(path.name.encode())
+            if path.is_file():
+                digest.update(path.read_bytes())
         return {"python": platform.python_version(),
                 "serving_constants": digest.hexdigest()[:12]}
 

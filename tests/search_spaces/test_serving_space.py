@@ -133,3 +133,49 @@ def test_study_spaces_are_small_enough_to_enumerate(path):
     metrics = set(ServingSimEvaluator.metrics)
     assert {o.metric for o in spec.objectives} <= metrics
     assert {c.metric for c in spec.constraints} <= metrics
+
+
+LLAMA_CTX = {"engine": "llama.cpp", "model": "smollm2-135m",
+             "gpu": "evaluators/serving/data/cpu_example.toml",
+             "workload": {"mode": "closed", "concurrency": 8, "num_requests": 32,
+                          "input_len": 256, "output_len": 64}}
+
+
+def test_llama_cpp_context_searches_llama_servers_knobs():
+    from evaluators.serving._engines import LLAMA_CPP
+
+    space = ServingSpace(LLAMA_CTX)
+    assert set(space.params) == {"max_num_seqs", "max_num_batched_tokens", "ubatch_size",
+                                 "kv_dtype", "kv_cache_tokens", "threads", "threads_batch",
+                                 "flash_attn"}
+    assert set(space.params) <= set(LLAMA_CPP.flags)  # serving-real can run every config
+    assert space.params["threads"].choices == (1, 2, 4)  # from the profile's 2 cores
+    assert max(space.params["kv_cache_tokens"].choices) <= 8192  # SmolLM2's context
+    assert space.is_finite()
+    ev = ServingSimEvaluator()
+    seen = set()
+    for cfg in list(space.enumerate())[:400:37]:
+        reasons = space.constraints(cfg)
+        res = ev.evaluate(cfg)
+        if reasons:
+            continue
+        assert res.status.value in ("ok", "infeasible"), res.reason
+        seen.add(res.status.value)
+    assert "ok" in seen
+
+
+def test_llama_cpp_duplicate_ubatch_spellings_are_constrained():
+    space = ServingSpace(LLAMA_CTX)
+    cfg = {**space.context, "max_num_batched_tokens": 256, "ubatch_size": 512}
+    assert any("clamps it" in r for r in space.constraints(cfg))
+    cfg = {**space.context, "max_num_batched_tokens": 512, "kv_dtype": "q4_0",
+           "flash_attn": False}
+    assert any("flash attention" in r for r in space.constraints(cfg))
+    feats = space.features({**space.context, "threads_batch": 4})
+    assert feats["threads_per_core"] == 2.0 and feats["weight_gib"] > 0
+
+
+def test_moe_spaces_offer_attention_data_parallelism():
+    space = ServingSpace({**CTX, "model": "Qwen/Qwen3-235B-A22B", "engine": "sglang"})
+    assert space.params["dp_attention"].choices == (False, True)
+    assert "dp_attention" not in ServingSpace(CTX).params

@@ -15,9 +15,12 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 TARGET_S = 2.0
+CPU_PROFILE = str(Path(__file__).resolve().parents[2] / "evaluators" / "serving" / "data"
+                  / "cpu_example.toml")
 
 
 def scenarios(n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -38,6 +41,16 @@ def scenarios(n: int) -> list[tuple[str, dict[str, Any]]]:
         ("llama3.1-8b 1xA100 small KV (preemption), Poisson 30 req/s",
          {"model": "llama3.1-8b", "gpu": "a100_sxm_80gb", "gpu_memory_utilization": 0.3,
           "workload": {**chat, "rate": 30.0}}),
+        ("sglang llama3.1-8b 1xH100, ShareGPT-like Poisson 20 req/s",
+         {"engine": "sglang", "model": "llama3.1-8b", "gpu": "h100_sxm",
+          "workload": {**chat, "rate": 20.0}}),
+        ("trtllm deepseek-v3 8xH200 DP attention + EP8, closed loop 512 users",
+         {"engine": "trtllm", "model": "deepseek-v3", "gpu": "h200_sxm", "tp": 8, "ep": 8,
+          "dp_attention": True, "weight_dtype": "fp8",
+          "workload": {**chat, "mode": "closed", "concurrency": 512}}),
+        ("llama.cpp smollm2-135m on a 2-core CPU profile, 8 slots, closed loop 8 users",
+         {"engine": "llama.cpp", "model": "smollm2-135m", "gpu": CPU_PROFILE,
+          "max_num_seqs": 8, "workload": {**chat, "mode": "closed", "concurrency": 8}}),
     ]
 
 

@@ -1,0 +1,132 @@
+"""serving-sim engine profiles: the ``engine`` key, shipped profiles as data, the ``profile``
+option, uncertainty bands and the calibration contract."""
+
+import json
+import math
+
+import pytest
+
+from evaluators._calibration import calibrate, read_rows
+from evaluators._profiles import load_profile, profile_names, with_constants
+from evaluators.serving._plan import ENGINES, parse
+from evaluators.serving.sim import ServingSimEvaluator
+from tuner import BadInput, UnknownName
+
+WL = {"mode": "closed", "concurrency": 4, "num_requests": 24, "input_len": 300,
+      "output_len": 40}
+BASE = {"model": "llama3.1-8b", "gpu": "h100_sxm", "workload": WL}
+
+
+def test_every_engine_has_a_shipped_profile_with_sources_and_fit_bounds():
+    assert set(profile_names("serving")) == set(ENGINES)
+    gpu_keys = set(load_profile("serving", "vllm", "engine").constants)
+    for name in ("sglang", "trtllm"):  # GPU engines share one schema
+        assert set(load_profile("serving", name, "engine").constants) == gpu_keys
+    for name in ENGINES:
+        prof = load_profile("serving", name, "engine")
+        assert prof.fit_bounds and prof.description
+        text = open(prof.path).read()
+        assert text.count("#") > 10  # each value says where it comes from
+
+
+def test_unknown_engine_names_the_allowed_ones():
+    with pytest.raises(UnknownName) as err:
+        ServingSimEvaluator().evaluate({**BASE, "engine": "tgi"})
+    assert err.value.field == "engine"
+    for name in ENGINES:
+        assert name in str(err.value)
+
+
+def test_engine_defaults_come_from_its_profile():
+    vllm, sglang, trt = (parse({**BASE, "engine": e}) for e in ("vllm", "sglang", "trtllm"))
+    assert (vllm.admission, sglang.admission, trt.admission) == (
+        "preempt", "reserve", "guaranteed_no_evict")
+    assert vllm.chunked_prefill and vllm.mixed_prefill and vllm.kv_block_size == 16
+    assert sglang.chunked_prefill and not sglang.mixed_prefill and sglang.kv_block_size == 1
+    assert not trt.chunked_prefill and trt.mixed_prefill and trt.kv_block_size == 32
+    assert (vllm.max_num_seqs, trt.max_num_seqs) == (1024, 2048)
+    a100 = parse({**BASE, "gpu": "a100_sxm_80gb"})
+    assert (a100.max_num_batched_tokens, a100.max_num_seqs) == (2048, 256)
+    # a config knob still wins over the engine default
+    assert parse({**BASE, "engine": "trtllm", "chunked_prefill": True}).chunked_prefill
+
+
+def _write(tmp_path, text, name="p.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_profile_option_overrides_the_engine_profile(tmp_path):
+    slow = _write(tmp_path, 'base = "vllm"\n[constants]\nstep_overhead_us = 20000.0\n')
+    shipped = ServingSimEvaluator().evaluate(BASE).metrics
+    ev = ServingSimEvaluator(profile=slow)
+    got = ev.evaluate(BASE).metrics
+    assert got["tpot_ms_p50"] > shipped["tpot_ms_p50"] + 15  # +20 ms per step
+    assert ev.stack_profile(BASE)["step_overhead_us"] == 20000.0
+    assert ev.fingerprint() != ServingSimEvaluator().fingerprint()
+    # the fingerprint follows the file's content, not only its path
+    fp = ev.fingerprint()
+    _write(tmp_path, 'base = "vllm"\n[constants]\nstep_overhead_us = 30000.0\n')
+    assert ServingSimEvaluator(profile=slow).fingerprint() != fp
+
+
+@pytest.mark.parametrize("text, match", [
+    ('base = "vllm"\n[constants]\nstep_overhead = 1.0\n', "step_overhead: unknown constant"),
+    ('base = "vllm"\n[constants]\nadmission = 3\n', "admission: 3 must be of the type"),
+    ('base = "tgi"\n', "base"),
+    ('base = "vllm"\nconstants = [\n', "not valid TOML"),
+])
+def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
+    with pytest.raises((BadInput, UnknownName), match=match):
+        ServingSimEvaluator(profile=_write(tmp_path, text)).evaluate(BASE)
+
+
+def test_profile_of_another_engine_is_refused(tmp_path):
+    path = _write(tmp_path, 'base = "sglang"\n[constants]\napi_latency_ms = 5.0\n')
+    with pytest.raises(BadInput, match="refines the 'sglang' profile but the config's engine "
+                                       "is 'vllm'"):
+        ServingSimEvaluator(profile=path).evaluate(BASE)
+    assert ServingSimEvaluator(profile=path).evaluate({**BASE, "engine": "sglang"}).status \
+        .value == "ok"
+
+
+def test_unknown_option_and_bad_profile_option_are_refused():
+    with pytest.raises(BadInput, match="unknown option"):
+        ServingSimEvaluator(profiles="x.toml")
+    with pytest.raises(BadInput, match="must be a profile file"):
+        ServingSimEvaluator(profile="vllm")
+
+
+def test_uncertainty_in_the_profile_gives_bands(tmp_path):
+    path = _write(tmp_path, 'base = "vllm"\n[uncertainty]\ntpot_ms_p50 = 0.1\n'
+                  'ttft_ms_p50 = 0.2\n')
+    res = ServingSimEvaluator(profile=path).evaluate(BASE)
+    m, a = res.metrics, res.artifacts
+    for metric, sd in (("tpot_ms_p50", 0.1), ("ttft_ms_p50", 0.2)):
+        lo, hi = a[f"{metric}_lo"], a[f"{metric}_hi"]
+        assert lo < m[metric] < hi
+        assert hi / lo == pytest.approx(math.exp(2 * 1.645 * sd))
+    assert "throughput_tok_s_lo" not in a
+    assert "tpot_ms_p50_lo" not in ServingSimEvaluator().evaluate(BASE).artifacts
+
+
+def test_calibration_recovers_a_profile_constant(tmp_path):
+    """serving-sim implements the calibration contract: runs simulated with a known API
+    latency are fitted back to it."""
+    ev = ServingSimEvaluator()
+    assert ev.profile_domain == "serving"
+    truth = with_constants(ev.stack_profile(BASE), {"api_latency_ms": 12.0})
+    lines = []
+    for n_in, conc in ((200, 1), (600, 2), (1500, 4), (3000, 2), (100, 1), (400, 3),
+                       (800, 1), (2000, 4)):
+        cfg = {**BASE, "workload": {**WL, "input_len": n_in, "concurrency": conc}}
+        m = ev.evaluate_with(cfg, truth).metrics
+        lines.append({"config": cfg, "metrics": {k: m[k] for k in ("ttft_ms_p50",
+                                                                   "tpot_ms_p50")}})
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    report = calibrate(ev, read_rows(path), ["api_latency_ms"])
+    # the fit's prior (a pull towards the shipped value) costs a little accuracy
+    assert report.fitted["api_latency_ms"] == pytest.approx(12.0, abs=2.0)
+    assert report.loo_after["ttft_ms_p50"] < report.loo_before["ttft_ms_p50"]
