@@ -4,8 +4,8 @@ The keys and their meanings are those ``serving-real`` maps to ``llama-server`` 
 (``_engines.LLAMA_CPP``), so one config is simulated and measured alike:
 
 =========================  =====================================================================
-``max_num_seqs``           ``--parallel``: server slots, each serving one request (default 1,
-                           as serving-real starts the server without the key)
+``max_num_seqs``           ``--parallel``: server slots, each serving one request (default 4:
+                           build 11434's "auto" without the flag, as its ``/props`` reports)
 ``max_num_batched_tokens`` ``--batch-size``: tokens one ``llama_decode`` call takes (2048)
 ``ubatch_size``            ``--ubatch-size``: tokens per forward pass (512; at most the batch)
 ``kv_cache_tokens``        ``--ctx-size``: cells of the one unified KV cache the slots share
@@ -90,7 +90,7 @@ def parse_llama_cpp(config: Mapping[str, Any], prof: Profile) -> Any:
         decode_workers=1, decode_tp=1,
         weight_dtype=_choice(config, "weight_dtype", "q4_1", LLAMA_WEIGHT_DTYPES),
         kv_dtype=_choice(config, "kv_dtype", "f16", LLAMA_KV_DTYPES),
-        max_num_seqs=_int(config, "max_num_seqs", 1), max_num_batched_tokens=batch,
+        max_num_seqs=_int(config, "max_num_seqs", 4), max_num_batched_tokens=batch,
         chunked_prefill=_bool(config, "chunked_prefill", True), prefill_chunk_size=batch,
         mixed_prefill=True, kv_block_size=1, gpu_memory_utilization=1.0,
         preemption_mode="recompute", scheduling_policy="fcfs", swap_space_gib=0.0,

@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping
 
 #: config keys that only shape the simulation or the load, never an engine flag
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",
-                             "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len"})
+                             "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len",
+                             "offline"})
 #: plan keys that a single measured engine instance cannot honour, with the default it must have
 SINGLE_INSTANCE = {"replicas": 1, "disaggregated": False}
 
@@ -92,6 +93,7 @@ LLAMA_CPP = Adapter(
         "threads_batch": _flag("--threads-batch"),
         "flash_attn": lambda v, c: ["--flash-attn", "on" if v else "off"],
         "chunked_prefill": lambda v, c: [],  # always: prompts share the logical batch
+        "weight_dtype": lambda v, c: [],  # describes the GGUF file (option `weights`)
         "tp": lambda v, c: [], "pp": lambda v, c: [],
     },
     limits={
@@ -146,6 +148,8 @@ SGLANG = Adapter(
                                            {"fcfs": "fcfs", "shortest_prompt_first": "lpm",
                                             "priority": "fcfs"}[v]],
         "kv_block_size": _flag("--page-size"),
+        "dp_attention": lambda v, c: (["--enable-dp-attention", "--dp-size",
+                                       str(c.get("tp", 1))] if v else []),
     },
     limits={
         "kv_dtype": _one_of("bf16", "fp8"),
@@ -163,10 +167,10 @@ def launch_argv(engine: str, weights: str, port: int, config: Mapping[str, Any],
     a = ADAPTERS[engine]
     host = ["--host", "127.0.0.1", "--port", str(port)]
     if engine == "llama.cpp":
+        # a knob left out keeps llama-server's default (e.g. 4 slots sharing the model's
+        # context), as serving-sim's llama.cpp defaults assume
         head = [executable or "llama-server", "--model", weights, *host, "--kv-unified",
                 "--cont-batching", "--no-webui"]
-        if "max_num_seqs" not in config:
-            head += ["--parallel", "1"]
     elif engine == "vllm":
         head = [*(executable.split() if executable else ["vllm"]), "serve", weights, *host]
         if config.get("max_model_len"):
