@@ -304,6 +304,9 @@ def plan_errors(p: Plan) -> list[str]:
         elif not p.sequence_parallel:
             errs.append("tp_comm_overlap needs sequence_parallel (the overlapped collectives "
                         "are the all-gather/reduce-scatter pair)")
+    if p.moe_a2a_overlap and not p.stack.ep_a2a:
+        errs.append(f"moe_a2a_overlap: the {p.profile.name} stack does not overlap the expert "
+                    "all-to-all with another micro-batch's compute")
     if p.zero_shard_size:
         group = p.dp * p.cp
         if p.zero_stage == 0:

@@ -280,7 +280,7 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
 
     moe_f = moe_act_f = 0.0
     if sh.moe:
-        mt = _moe.moe_time(c, p, sh, tokens, nic_bw, fwd, bwd)
+        mt = _moe.moe_time(c, p, sh, tokens, nic_bw, fwd + comm_f, bwd + comm_b)
         fwd += mt.fwd
         bwd += mt.bwd
         comm_f += mt.comm_fwd
