@@ -66,7 +66,7 @@ def _layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic: float) -> LayerTime
 
 def _extras(c: GpuConsts, p: Plan, nic: float) -> StageExtras:
     key = (p.model_key, c.hw.name, p.dtype, p.tp, p.cp, p.micro_batch, p.seq_len,
-           p.sequence_parallel, p.gpus_per_node, nic, p.stack.key)
+           p.sequence_parallel, p.gpus_per_node, nic, p.stack.key, p.loss_parallel)
     return _cached(_EXTRAS, key, lambda: stage_extras(c, p, nic))
 
 
