@@ -153,12 +153,13 @@ class Stack:
     """A profile's constants resolved for one GPU, as attributes for the hot loops."""
 
     __slots__ = ("profile", "key", "gemm", "attn_fwd", "attn_bwd", "ew", "layer_overhead",
-                 "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap", "tp_overlap", "tp_bwd_overlap",
-                 "tp_sm_cost", "a2a_eff", "deepep_eff", "ep_a2a", "ep_sm_cost", "imbalance", "grouped_gemm",
-                 "balanced_split", "weight_bytes", "master_bytes", "grad_bytes",
-                 "optimizer_bytes", "prefetch", "context_bytes", "nccl_bytes", "frag", "logit_bytes",
-                 "fp8_recipe", "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes",
-                 "fp8_cast_bytes", "fp8_elem", "amax_history")
+                 "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap",
+                 "tp_overlap", "tp_bwd_overlap", "tp_sm_cost", "a2a_eff", "deepep_eff",
+                 "ep_a2a", "ep_sm_cost", "imbalance", "grouped_gemm", "balanced_split",
+                 "weight_bytes", "master_bytes", "grad_bytes", "optimizer_bytes", "prefetch",
+                 "context_bytes", "nccl_bytes", "frag", "logit_bytes", "fp8_recipe",
+                 "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes", "fp8_cast_bytes",
+                 "fp8_elem", "amax_history")
 
     def __init__(self, profile: Profile, hw: Hardware, compiled: bool) -> None:
         c = profile.constants
