@@ -246,8 +246,12 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         acts = per_mb * in_flight(p, rank)
     if last:  # the logits and what the stack's cross entropy keeps beside them
         heads = 1 + p.mtp_layers
-        working = max(working, heads * tokens * m.vocab_size / t * st.logit_bytes
-                      + 2.0 * m.hidden_size * tokens)
+        shard = m.vocab_size / t
+        if p.loss_parallel or t == 1:
+            logits = shard * st.logit_bytes
+        else:  # the local 16-bit shard, then the full vocabulary on every TP rank
+            logits = 2.0 * shard + m.vocab_size * st.logit_bytes
+        working = max(working, heads * tokens * logits + 2.0 * m.hidden_size * tokens)
     if z == 3:
         # the gathered units (current + prefetched layers, or the embedding / output head)
         # and one unit's unsharded gradients

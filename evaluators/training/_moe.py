@@ -21,15 +21,29 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
 * Permute/unpermute (gather of each token's ``top_k`` copies and the weighted sum back) and
   the expert activation: memory-bound, scaled by the stack's ``elementwise_traffic``.
 * Dispatch and combine all-to-all over the EP group (NVLink inside a node, the network
-  across), forward and again in backward, at the stack's ``a2a_efficiency``; with
-  ``moe_a2a_overlap`` (Megatron ``--overlap-moe-expert-parallel-comm``) it runs beside another
-  micro-batch's compute of the layer, of which the stack uses ``ep_overlap`` as hiding window. With ``etp > 1`` the dispatched
-  tokens are all-gathered and reduce-scattered over the expert-tensor group.
+  across), forward and again in backward, at the achieved share of the links' bandwidth of
+  the dispatcher (the stack's ``a2a_efficiency`` for NCCL's all-to-all, ``deepep_efficiency``
+  for DeepEP). With ``etp > 1`` the dispatched tokens are all-gathered and reduce-scattered
+  over the expert-tensor group.
   ``moe_dispatcher``: ``alltoall`` sends every routed copy to its expert's GPU (NCCL
   all-to-all); ``deepep`` (DeepEP, DeepSeek 2025) sends a token once to each remote node
   holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
   token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
   sending ``top_k * (N - 1) / N`` copies across.
+* ``moe_a2a_overlap`` (Megatron-Core ``--overlap-moe-expert-parallel-comm
+  --delay-wgrad-compute``, ``combined_1f1b``): the forward of one micro-batch and the
+  backward of another run layer by layer side by side, the all-to-alls on a communication
+  stream beside the other micro-batch's compute, in three phases per layer
+  (``model_chunk_schedule_plan.py``)::
+
+      comm:    combine_bwd      | dispatch_fwd -> dispatch_bwd          | combine_fwd
+      compute: attention_fwd    | experts_dgrad -> experts_wgrad -> experts_fwd | attention_bwd
+
+  Each pair costs ``max(comm, compute) + ep_overlap_sm_cost * min(comm, compute)``: the
+  communication kernels take SMs from the compute beside them (DeepEP 24 of 132 on H100).
+  Only the steady 1F1B phase pairs micro-batches: the pipeline's warm-up forwards and
+  cool-down backwards (``(v - 1) * pp + pp - 1`` of ``m * v`` chunk passes on the average
+  rank; one of ``m`` without pipelining) keep their all-to-alls exposed.
 """
 
 from __future__ import annotations
@@ -114,14 +128,36 @@ def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: i
     return (inter if inter > intra else intra) + latency + c.hop_lat
 
 
+def _paired(comm: float, compute: float, sm_cost: float) -> float:
+    """Seconds of a communication and a compute piece run side by side on two streams."""
+    if comm > compute:
+        return comm + sm_cost * compute
+    return compute + sm_cost * comm
+
+
+def unpaired_share(p: object) -> float:
+    """Share of a rank's layer passes outside the steady 1F1B phase (warm-up forwards and
+    cool-down backwards: no other micro-batch to overlap their all-to-alls with)."""
+    pp, v, mb = p.pp, p.pp_interleave, max(p.num_micro, 1)  # type: ignore[attr-defined]
+    if pp == 1:
+        warm = 1.0
+    elif v == 1:
+        warm = (pp - 1) / 2.0
+    else:
+        warm = (v - 1) * pp + pp - 1.0
+    share = warm / (mb * v)
+    return share if share < 1.0 else 1.0
+
+
 def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: float,
              layer_fwd: float = 0.0, layer_bwd: float = 0.0) -> MoeTime:
     """The routed part of one MoE layer (shared experts are ordinary TP GEMMs); ``layer_fwd``
-    / ``layer_bwd``: the rest of the layer's compute, what an overlapped all-to-all hides in."""
+    / ``layer_bwd``: the rest of the layer (attention, its TP communication, shared experts),
+    what an overlapped all-to-all runs beside."""
     st: Stack = p.stack  # type: ignore[attr-defined]
     m = p.model  # type: ignore[attr-defined]
     h, e_all, k = m.hidden_size, m.num_experts, sh.top_k
-    tp, ep, etp = p.tp, p.ep, p.etp  # type: ignore[attr-defined]
+    ep, etp = p.ep, p.etp  # type: ignore[attr-defined]
     t_in = tokens_in(p, tokens)
     own = t_in / etp  # tokens this rank routes itself
     load = load_factor(p, st)
@@ -138,8 +174,6 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     gg = p.grouped_gemm  # type: ignore[attr-defined]
     f1, d1, w1 = _grouped(c, st, m_e, sh.expert_n1, h, sh.local_experts, dtype, gg)
     f2, d2, w2 = _grouped(c, st, m_e, h, sh.expert_f, sh.local_experts, dtype, gg)
-    fwd = router + f1 + f2
-    bwd = 2.0 * router + d1 + w1 + d2 + w2
 
     # memory-bound: permute + unpermute of the token copies, the expert activation, casts
     act_in = 6.0 if sh.gated else 4.0
@@ -151,26 +185,33 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
         cast_f = st.fp8_elem * routed * (h + sh.expert_f)
         cast_b = st.fp8_elem * routed * (sh.expert_n1 + h)
     act_fwd = st.ew * act_in * routed * sh.expert_f / c.hbm_bw + c.launch
-    fwd += (nbytes + cast_f) / c.hbm_bw + (kernels + 2 * (dtype == "fp8")) * c.launch
-    bwd += (2.0 * nbytes + cast_b) / c.hbm_bw + (2 * kernels + 2 * (dtype == "fp8")) * c.launch
+    fp8_k = 2 * (dtype == "fp8")
+    mlp_f = f1 + f2 + (nbytes + cast_f) / c.hbm_bw + (kernels + fp8_k) * c.launch
+    dgrad = d1 + d2 + (2.0 * nbytes + cast_b) / c.hbm_bw + (2 * kernels + fp8_k) * c.launch
+    wgrad = w1 + w2
+    fwd = router + mlp_f
+    bwd = 2.0 * router + dgrad + wgrad
 
     comm_f = comm_b = 0.0
     if ep > 1:
         nbytes_a2a = own * k * load * h * ACT_BYTES
         if p.moe_dispatcher == "deepep":  # type: ignore[attr-defined]
             a2a = _deepep_seconds(c, nbytes_a2a / k, k, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
-                                  nic_bw) / st.a2a_eff
+                                  nic_bw) / st.deepep_eff
         else:
             a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
                                      nic_bw, etp) / st.a2a_eff
-        exposed_f = exposed_b = 2.0 * a2a  # dispatch + combine
+        exposed = 4.0 * a2a  # dispatch + combine, forward and backward
         if p.moe_a2a_overlap:  # type: ignore[attr-defined]
-            # hidden behind another micro-batch's compute of the same layer (1F1B overlap):
-            # the stack uses ``ep_overlap`` of that window; the rest stays exposed
-            exposed_f = max(exposed_f - st.ep_overlap * (fwd + layer_fwd), 0.1 * exposed_f)
-            exposed_b = max(exposed_b - st.ep_overlap * (bwd + layer_bwd), 0.1 * exposed_b)
-        comm_f += exposed_f
-        comm_b += exposed_b
+            a_f, a_b = layer_fwd + router, layer_bwd + 2.0 * router
+            pair = (_paired(a2a, a_f, st.ep_sm_cost) + _paired(a2a, dgrad, st.ep_sm_cost)
+                    + _paired(a2a, wgrad, st.ep_sm_cost) + mlp_f
+                    + _paired(a2a, a_b, st.ep_sm_cost))
+            hidden_pair = pair - (a_f + a_b + mlp_f + dgrad + wgrad)
+            u = unpaired_share(p)
+            exposed = u * exposed + (1.0 - u) * hidden_pair
+        comm_f += 0.5 * exposed
+        comm_b += 0.5 * exposed
     if etp > 1:
         gathered = routed * h * ACT_BYTES
         ag = collective_seconds(c, "all_gather", gathered, etp, p.gpus_per_node, nic_bw, 1)  # type: ignore[attr-defined]
@@ -180,4 +221,4 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in"]
+__all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in", "unpaired_share"]

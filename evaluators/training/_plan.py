@@ -58,6 +58,10 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "moe_grouped_gemm": None,
     # what selective recomputation rebuilds (default: the attention core)
     "recompute_modules": None,
+    # with TP, the cross entropy runs on vocabulary-sharded logits (Megatron's vocab-parallel
+    # loss, torchtitan's loss_parallel); false: the logits are all-gathered to the full
+    # vocabulary on every TP rank first (DTensor ColwiseParallel output Replicate)
+    "loss_parallel": True,
 }
 _POSITIVE_INTS = ("seq_len", "global_batch", "micro_batch", "num_gpus", "tp", "pp", "cp", "ep",
                   "pp_interleave")
@@ -65,7 +69,8 @@ _NONNEG_INTS = ("etp", "pp_first_stage_layers", "pp_last_stage_layers", "mtp_lay
                 "zero_shard_size", "recompute_layers")
 _BOOLS = ("sequence_parallel", "offload_optimizer", "offload_activations", "dropout",
           "overlap_grad_reduce", "tp_comm_overlap", "allow_cross_node_tp", "compile",
-          "pp_embedding_as_layer", "pp_loss_as_layer", "moe_force_balance", "moe_a2a_overlap")
+          "pp_embedding_as_layer", "pp_loss_as_layer", "moe_force_balance", "moe_a2a_overlap",
+          "loss_parallel")
 STATE_DTYPES = ("fp32", "bf16")
 MOE_DISPATCHERS = ("alltoall", "deepep")
 _CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS,
@@ -304,6 +309,9 @@ def plan_errors(p: Plan) -> list[str]:
         elif not p.sequence_parallel:
             errs.append("tp_comm_overlap needs sequence_parallel (the overlapped collectives "
                         "are the all-gather/reduce-scatter pair)")
+    if p.moe_a2a_overlap and not p.stack.ep_a2a:
+        errs.append(f"moe_a2a_overlap: the {p.profile.name} stack does not overlap the expert "
+                    "all-to-all with another micro-batch's compute")
     if p.zero_shard_size:
         group = p.dp * p.cp
         if p.zero_stage == 0:

@@ -49,7 +49,9 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "tp_backward_overlap": (bool, None),
     "tp_overlap_sm_cost": (float, (0.0, 1.0)),
     "a2a_efficiency": (float, (0.05, 1.0)),
-    "ep_overlap": (float, (0.0, 1.0)),
+    "deepep_efficiency": (float, (0.05, 1.4)),
+    "ep_a2a_overlap": (bool, None),
+    "ep_overlap_sm_cost": (float, (0.0, 1.0)),
     "moe_imbalance": (float, (1.0, 4.0)),
     "grouped_gemm": (bool, None),
     "pipeline_split": (str, PIPELINE_SPLITS),
@@ -151,12 +153,13 @@ class Stack:
     """A profile's constants resolved for one GPU, as attributes for the hot loops."""
 
     __slots__ = ("profile", "key", "gemm", "attn_fwd", "attn_bwd", "ew", "layer_overhead",
-                 "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap", "tp_overlap", "tp_bwd_overlap",
-                 "tp_sm_cost", "a2a_eff", "ep_overlap", "imbalance", "grouped_gemm",
-                 "balanced_split", "weight_bytes", "master_bytes", "grad_bytes",
-                 "optimizer_bytes", "prefetch", "context_bytes", "nccl_bytes", "frag", "logit_bytes",
-                 "fp8_recipe", "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes",
-                 "fp8_cast_bytes", "fp8_elem", "amax_history")
+                 "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap",
+                 "tp_overlap", "tp_bwd_overlap", "tp_sm_cost", "a2a_eff", "deepep_eff",
+                 "ep_a2a", "ep_sm_cost", "imbalance", "grouped_gemm", "balanced_split",
+                 "weight_bytes", "master_bytes", "grad_bytes", "optimizer_bytes", "prefetch",
+                 "context_bytes", "nccl_bytes", "frag", "logit_bytes", "fp8_recipe",
+                 "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes", "fp8_cast_bytes",
+                 "fp8_elem", "amax_history")
 
     def __init__(self, profile: Profile, hw: Hardware, compiled: bool) -> None:
         c = profile.constants
@@ -175,7 +178,9 @@ class Stack:
         self.tp_bwd_overlap = bool(c["tp_backward_overlap"])
         self.tp_sm_cost = float(c["tp_overlap_sm_cost"])
         self.a2a_eff = float(c["a2a_efficiency"])
-        self.ep_overlap = float(c["ep_overlap"])
+        self.deepep_eff = float(c["deepep_efficiency"])
+        self.ep_a2a = bool(c["ep_a2a_overlap"])
+        self.ep_sm_cost = float(c["ep_overlap_sm_cost"])
         self.imbalance = float(c["moe_imbalance"])
         self.grouped_gemm = bool(c["grouped_gemm"])
         self.balanced_split = c["pipeline_split"] == "balanced"

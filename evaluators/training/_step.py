@@ -58,13 +58,15 @@ def _layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic: float) -> LayerTime
     key = (p.model_key, c.hw.name, sh.moe, p.dtype, p.tp, p.cp, p.ep, p.etp, p.micro_batch,
            p.seq_len, p.sequence_parallel, p.attention_impl, p.dropout, p.tp_comm_overlap,
            p.gpus_per_node, nic, p.stack.key, p.moe_force_balance, p.moe_capacity_factor,
-           p.moe_a2a_overlap, p.grouped_gemm, p.moe_dispatcher)
+           p.grouped_gemm, p.moe_dispatcher,
+           # the overlapped all-to-all depends on the schedule's unpaired share
+           (p.pp, p.pp_interleave, p.num_micro) if p.moe_a2a_overlap and sh.moe else None)
     return _cached(_LAYER_TIMES, key, lambda: layer_time(c, p, sh, nic))
 
 
 def _extras(c: GpuConsts, p: Plan, nic: float) -> StageExtras:
     key = (p.model_key, c.hw.name, p.dtype, p.tp, p.cp, p.micro_batch, p.seq_len,
-           p.sequence_parallel, p.gpus_per_node, nic, p.stack.key)
+           p.sequence_parallel, p.gpus_per_node, nic, p.stack.key, p.loss_parallel)
     return _cached(_EXTRAS, key, lambda: stage_extras(c, p, nic))
 
 

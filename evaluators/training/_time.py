@@ -280,7 +280,7 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
 
     moe_f = moe_act_f = 0.0
     if sh.moe:
-        mt = _moe.moe_time(c, p, sh, tokens, nic_bw, fwd, bwd)
+        mt = _moe.moe_time(c, p, sh, tokens, nic_bw, fwd + comm_f, bwd + comm_b)
         fwd += mt.fwd
         bwd += mt.bwd
         comm_f += mt.comm_fwd
@@ -320,12 +320,17 @@ def stage_extras(c: GpuConsts, p: Plan, nic_bw: float) -> StageExtras:
     dt = "bf16" if p.dtype == "fp8" else p.dtype
     f, d, w = gemm3(c, st, tokens, int(vt), h, dt, 1, 2.0)
     last = f + d + w
-    # vocab-parallel cross entropy in fp32: ~14 bytes per logit forward, 6 backward
-    last += st.ew * 20.0 * tokens * vt / c.hbm_bw + 6 * c.launch
+    # cross entropy in fp32: ~14 bytes per logit forward, 6 backward; vocab-parallel (three
+    # small all-reduces of per-token max / sum / target logit) or on all-gathered logits
+    parallel = p.loss_parallel or t == 1
+    last += st.ew * 20.0 * tokens * (vt if parallel else v) / c.hbm_bw + 6 * c.launch
     if t > 1:
         if p.sequence_parallel:
             last += collective_seconds(c, "all_gather", act, t, gpn, nic_bw, 1)
-        last += 3 * collective_seconds(c, "all_reduce", tokens * 4.0, t, gpn, nic_bw, 1)
+        if parallel:
+            last += 3 * collective_seconds(c, "all_reduce", tokens * 4.0, t, gpn, nic_bw, 1)
+        else:  # 16-bit logits gathered forward; their gradient is sliced locally backward
+            last += collective_seconds(c, "all_gather", tokens * v * 2.0, t, gpn, nic_bw, 1)
     return StageExtras(first, last, 2.0 * tokens * h * v / t)
 
 

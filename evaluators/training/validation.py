@@ -40,8 +40,8 @@ TARGETS = {
 #: median |error| % of throughput on validation rows, per stack group: the goal
 GROUP_TARGETS = {"megatron-dense": 8.0, "moe": 12.0, "pytorch-native": 12.0}
 #: what ``tuner validate training --check`` enforces: the goal where it is reached, else what
-#: the simulator reaches today (MoE: 24% against the 12% goal; see the README)
-CHECK_LIMITS = {"megatron-dense": 8.0, "moe": 25.0, "pytorch-native": 12.0}
+#: the simulator reaches today (MoE: 13.7% against the 12% goal; see the README)
+CHECK_LIMITS = {"megatron-dense": 8.0, "moe": 14.0, "pytorch-native": 12.0}
 #: what Megatron-LM GPT runs of 2021-2022 used (not searched: facts of the published setups)
 _MEGATRON_GPT = {"vocab_size": 51200, "gated_mlp": False, "tied_embeddings": True,
                  "attention": "mha", "seq_len": 2048, "gpu": "a100_sxm_80gb", "dtype": "fp16",

@@ -69,3 +69,22 @@ def test_fixed_memory_and_fragmentation_come_from_the_stack():
     assert peak == pytest.approx(megatron["allocated"] + megatron["workspace"]
                                  + megatron["fragmentation"], rel=1e-6)
     assert mem(L70, TrainingSimEvaluator(workspace_gib=4.0))["workspace"] == 4.0
+
+
+def test_logits_gathered_for_the_loss_sit_on_every_tp_rank():
+    """Without a vocab-parallel loss each TP rank holds the full-vocabulary logits."""
+    tp4 = {**L8, "tp": 4, "sequence_parallel": True, "micro_batch": 4, "global_batch": 64}
+    sharded = EV.evaluate(tp4)
+    gathered = EV.evaluate({**tp4, "loss_parallel": False})
+    tokens, vocab = 4 * 8192, 128256
+    logit_bytes = 6.0  # the torchtitan profile's bytes per logit at the loss
+    extra = (tokens * vocab * logit_bytes * (1 - 1 / 4) + 2 * tokens * vocab / 4) / 2**30
+    assert gathered.artifacts["memory_gib"]["transient"] == pytest.approx(
+        sharded.artifacts["memory_gib"]["transient"] + extra, rel=0.01)
+    # the gather and the full-vocabulary cross entropy cost time too
+    assert gathered.metrics["step_time_s"] > sharded.metrics["step_time_s"]
+    # without TP there is nothing to gather
+    one = {**L8, "micro_batch": 1}
+    assert mem({**one, "loss_parallel": False}) == mem(one)
+    with pytest.raises(BadInput, match="loss_parallel"):
+        EV.evaluate({**one, "loss_parallel": "yes"})

@@ -81,3 +81,58 @@ def test_expert_tensor_parallel_and_expert_memory():
     res = EV.evaluate({**QWEN, "etp": 4, "ep": 32})
     assert res.status.value == "infeasible"
     assert "etp*ep = 4*32 does not divide tp*cp*dp = 32" in res.reason
+
+
+def _with(**values):
+    from evaluators._profiles import with_constants
+    from evaluators.training._profile import framework_profile
+    return with_constants(framework_profile("megatron"), values)
+
+
+def _layer(cfg, profile=None):
+    res = EV.evaluate_with(cfg, profile) if profile is not None else EV.evaluate(cfg)
+    assert res.status.value == "ok", res.reason
+    return res.artifacts["time_s"]
+
+
+def test_each_dispatcher_runs_at_its_own_efficiency():
+    across = {**QWEN, "ep": 32, "recompute": "selective"}
+    nccl, deepep = {**across, "moe_dispatcher": "alltoall"}, {**across, "moe_dispatcher": "deepep"}
+    slow_nccl = _with(a2a_efficiency=0.3)
+    assert _layer(nccl, slow_nccl)["layer_comm_exposed"] > 1.5 * _layer(nccl)["layer_comm_exposed"]
+    # DeepEP does not go through NCCL's all-to-all: its constant is its own
+    assert _layer(deepep, slow_nccl)["layer_comm_exposed"] == pytest.approx(
+        _layer(deepep)["layer_comm_exposed"], rel=1e-9)
+    assert _layer(deepep, _with(deepep_efficiency=0.5))["layer_comm_exposed"] \
+        > 1.5 * _layer(deepep)["layer_comm_exposed"]
+
+
+def test_overlapped_all_to_all_pairs_with_the_other_micro_batch():
+    # tp 1: the layer's only exposed communication is the all-to-all
+    base = {**QWEN, "tp": 1, "sequence_parallel": False, "ep": 32, "moe_dispatcher": "deepep",
+            "global_batch": 2048}
+    plain = _layer(base)
+    over = _layer({**base, "moe_a2a_overlap": True})
+    free = _layer({**base, "moe_a2a_overlap": True}, _with(ep_overlap_sm_cost=0.0))
+    # hidden behind compute, never below it; SMs taken by the transfers cost compute time
+    assert free["layer_comm_exposed"] < over["layer_comm_exposed"] < plain["layer_comm_exposed"]
+    assert over["layer_fwd"] == pytest.approx(plain["layer_fwd"], rel=1e-9)
+    # at least the unpaired warm-up / cool-down passes stay exposed
+    p = parse_plan({**base, "moe_a2a_overlap": True})
+    u = _moe.unpaired_share(p)
+    assert u == pytest.approx(((4 - 1) * 8 + 8 - 1) / (p.num_micro * 4))
+    assert u * plain["layer_comm_exposed"] <= free["layer_comm_exposed"]
+    # a pair of pieces takes the longer one, plus the SM share the transfer takes
+    assert _moe._paired(1.0, 3.0, 0.0) == 3.0 and _moe._paired(3.0, 1.0, 0.0) == 3.0
+    assert _moe._paired(1.0, 3.0, 0.2) == pytest.approx(3.2)
+    # without pipelining only the step's first forward and last backward have no partner
+    flat = parse_plan({**base, "pp": 1, "pp_interleave": 1, "pp_embedding_as_layer": False,
+                       "pp_loss_as_layer": False, "moe_a2a_overlap": True})
+    assert _moe.unpaired_share(flat) == pytest.approx(1 / flat.num_micro)
+
+
+def test_all_to_all_overlap_is_a_stack_feature():
+    cfg = {**QWEN, "moe_a2a_overlap": True, "framework": "torchtitan"}
+    res = EV.evaluate(cfg)
+    assert res.status.value == "infeasible"
+    assert "moe_a2a_overlap: the torchtitan stack does not overlap" in res.reason
