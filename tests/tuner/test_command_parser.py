@@ -21,7 +21,9 @@ def test_every_command_is_an_add_arguments_run_pair(name):
 def _minimal(name: str) -> list[str]:
     return {"run": ["s.toml"], "worker": ["s.toml", "--storage", "sqlite:///x.db"],
             "evaluate": ["toy"], "show": ["s"], "pareto": ["s"], "export": ["s"],
-            "validate": ["training"], "ci": ["s.toml", "--baseline", "b.json"]}.get(name, [])
+            "validate": ["training"], "ci": ["s.toml", "--baseline", "b.json"],
+            "calibrate": ["training-sim", "--measurements", "r.jsonl", "--out", "p.toml"],
+            "profile-hardware": ["--out", "hw.toml"]}.get(name, [])
 
 
 @pytest.mark.parametrize("argv,field", [
