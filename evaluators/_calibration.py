@@ -156,11 +156,14 @@ def _setup(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | None
                            "fittable: " + ", ".join(base.fit_bounds))
     if not names:
         raise BadInput("--constants", f"profile {base.name!r} declares no fittable constants")
-    known = set(getattr(evaluator, "metrics", ()) or ())
+    # the metrics an evaluator says a fit should weigh (others restate them: a row's
+    # throughput, total and per-GPU rates would otherwise count three times)
+    known = set(getattr(evaluator, "calibration_metrics", ())
+                or getattr(evaluator, "metrics", ()) or ())
     metrics = sorted({m for r in rows for m in r.metrics if not known or m in known})
     if not metrics:
-        raise BadInput("--measurements", "no row reports a metric this evaluator predicts ("
-                       + ", ".join(sorted(known)) + ")")
+        raise BadInput("--measurements", "no row reports a metric this evaluator is "
+                       "calibrated on (" + ", ".join(sorted(known)) + ")")
     return base, names, metrics
 
 

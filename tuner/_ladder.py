@@ -175,14 +175,15 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool = True,
         runner.record_study_attr("tuner.fidelity", [vars(x) for x in rounds])
         if summary.interrupted:
             break
-        if fid.recalibrate and len(measured) >= 2 and r < fid.rounds:
+        # a fit needs rows to agree on: below three it follows noise
+        if fid.recalibrate and len(measured) >= 3 and r < fid.rounds:
             rows = [Row(c, {k: v for k, v in m.items() if v > 0}, f"measured {i}")
                     for i, (c, m) in enumerate(measured.values())]
             profile = fit_profile(screen, rows, profile)
             log("  recalibrated: " + ", ".join(f"{k} = {v:.4g}" for k, v in
                                                profile.constants.items()
                                                if k in profile.fit_bounds))
-    if fid.profile_out and profile is not None and fid.recalibrate and len(measured) >= 2:
+    if fid.profile_out and profile is not None and fid.recalibrate and len(measured) >= 3:
         from evaluators._calibration import calibrate, write_profile
 
         rows = [Row(c, {k: v for k, v in m.items() if v > 0}, f"measured {i}")

@@ -151,8 +151,11 @@ class ServingSimEvaluator(BaseEvaluator):
     version = "2"
     metrics = METRICS
     domains = ("serving",)
-    #: calibration contract (evaluators/_calibration.py): profiles of this domain
+    #: calibration contract (evaluators/_calibration.py): profiles of this domain, and the
+    #: metrics a fit weighs (the others restate these: totals, per-GPU, means)
     profile_domain = "serving"
+    calibration_metrics = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "ttft_ms_p99",
+                           "tpot_ms_p99")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -84,6 +84,8 @@ class TrainingSimEvaluator(BaseEvaluator):
                "cost_usd_per_mtok")
     domains = ("training",)
     profile_domain = "training"
+    #: what a calibration fit weighs (step time, tokens/s, TFLOP/s and MFU restate one figure)
+    calibration_metrics = ("tokens_per_s", "peak_memory_gib")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
