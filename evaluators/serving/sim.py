@@ -47,8 +47,8 @@ from typing import Any, Mapping
 
 from evaluators._catalog import CATALOG_DIR
 from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import ENGINE_DATA, GIB, _cached_workload, engine_memory, parse, \
-    plan_workload, problems
+from evaluators.serving._plan import ALLOWED_KEYS, ENGINE_DATA, GIB, _cached_workload, \
+    engine_memory, parse, plan_workload, problems
 from tuner import BaseEvaluator, EvalResult
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
@@ -127,6 +127,8 @@ class ServingSimEvaluator(BaseEvaluator):
     version = "1"
     metrics = METRICS
     domains = ("serving",)
+    options_table: dict = {}
+    config_keys = ALLOWED_KEYS
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         plan = parse(config)  # unusable input raises BadInput (the CLI exits 2)

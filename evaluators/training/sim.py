@@ -43,13 +43,13 @@ from typing import Any, Mapping
 from evaluators._perf import GpuConsts, consts
 from evaluators.training import _memory
 from evaluators.training._memory import GIB, StageMemory, stage_memory
-from evaluators.training._plan import Plan, parse_plan, plan_errors
+from evaluators.training._plan import ALLOWED_KEYS, Plan, parse_plan, plan_errors
 from evaluators.training._shapes import (LayerShapes, layer_shapes, model_flops_per_token,
                                          num_moe_layers)
 from evaluators.training._time import (ADAM_BYTES_PER_PARAM, CPU_ADAM_BYTES_PER_PARAM,
                                        GRAD_BYTES, PARAM_BYTES, LayerTime, StageExtras,
                                        dp_seconds, layer_time, p2p_seconds, stage_extras)
-from tuner import BadInput, BaseEvaluator, EvalResult
+from tuner import BadInput, BaseEvaluator, EvalResult, Option
 
 #: allowance on top of the modelled tensors (evaluator options override them)
 DEFAULT_OPTIONS = {
@@ -303,6 +303,9 @@ class TrainingSimEvaluator(BaseEvaluator):
     metrics = ("step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_memory_gib",
                "cost_usd_per_mtok")
     domains = ("training",)
+    options_table = {k: Option((int, float), v, check=lambda x: x >= 0, must="a number >= 0")
+                     for k, v in DEFAULT_OPTIONS.items()}
+    config_keys = ALLOWED_KEYS
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
