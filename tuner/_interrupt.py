@@ -24,6 +24,12 @@ class Interrupt:
         if self.hit:  # asked twice: stop now
             raise KeyboardInterrupt
         self.hit = True
+        self.signum = signum
+
+    def describe(self) -> str:
+        """How the run was stopped, for messages ("Ctrl-C", "SIGTERM")."""
+        signum = getattr(self, "signum", signal.SIGINT)
+        return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
     def check(self) -> None:
         """Raise ``KeyboardInterrupt`` if a signal arrived."""

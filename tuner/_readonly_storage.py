@@ -6,8 +6,8 @@ when it opens a database, and ``study.trials`` loads every trial with every attr
 (SQLite has one writer; optuna-dashboard #545 shows a dashboard locking a study) and must refresh
 cheaply. So this module:
 
-* opens SQLite with a read-only URI (``mode=ro``) and other databases with read-only sessions
-  that are never committed;
+* opens SQLite read-only without creating anything beside it (``sqlite_reader``) and other
+  databases with read-only sessions that are never committed;
 * reads Optuna's tables with plain SQL: aggregates for the overview, and for a study only the
   columns the views need (the large ``config``/``artifacts`` attributes are read per trial);
 * reads trials incrementally (``TrialCache``): finished trials are immutable in Optuna, so
@@ -18,60 +18,97 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from tuner._errors import BadInput
 from tuner._record import (
     CACHED,
+    CONSTRAINT_PREFIX,
+    CONSTRAINTS_KEY,
     EVAL_S,
     FEASIBLE,
     FINISHED_STATES,
     METRICS,
     REASON,
     STATUS,
+    constraint_values,
     feasible_of,
     status_of,
 )
 from tuner._secrets import redact
+from tuner._storage_errors import storage_error
 
 #: trial user attributes every study view needs (``config`` and ``artifacts`` are read on demand)
 LIGHT_ATTRS = (STATUS, FEASIBLE, REASON, METRICS, CACHED, EVAL_S)
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's 32766 host-parameter limit
 
 
-def readonly_url(url: str) -> str:
-    """``url`` rewritten so that SQLite opens the file read-only.
-
-    ``sqlite:///PATH`` becomes ``sqlite:///file:PATH?mode=ro&uri=true``; other URLs are kept
-    (their sessions are made read-only in ``open_readonly``).
-    """
+def _sqlite_path(url: str) -> str | None:
+    """The file behind an SQLite URL (None for another database); ``BadInput`` for an
+    in-memory one or a file that does not exist (a reader never creates one)."""
     u = sa.engine.make_url(url)
     if u.get_backend_name() != "sqlite":
-        return url
+        return None
     db = u.database or ""
     if db in ("", ":memory:"):
         raise BadInput("storage", "an in-memory SQLite database cannot be opened by another "
                        "process; give a file (sqlite:///PATH)")
     if db.startswith("file:"):
-        path, _, query = db[len("file:"):].partition("?")
-        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-    else:
-        path, params = db, {}
-    path = str(Path(path).expanduser().resolve())
-    if not Path(path).is_file():
+        db = db[len("file:"):].partition("?")[0]
+    path = Path(db).expanduser().resolve()
+    if not path.is_file():
         raise BadInput("storage", f"no database file at {path}")
-    params["mode"] = "ro"
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"sqlite:///file:{path}?{query}&uri=true"
+    return str(path)
 
 
-def _readonly_session_hook(engine: sa.Engine) -> None:
+def sqlite_reader(path: str) -> Callable[[], sqlite3.Connection]:
+    """A connection factory that reads ``path`` without writing to its folder.
+
+    SQLite's ``mode=ro`` still creates the ``-wal`` and ``-shm`` files beside a WAL database
+    and leaves them behind (and fails where the folder is read-only). So: while a ``-wal``
+    file exists a writer is (or was) at work and its files are there already: read with
+    ``mode=ro``, which sees its latest commits; otherwise nothing is writing: read with
+    ``immutable=1``, which creates nothing. Each connection decides afresh, so a reader that
+    outlives its first look (the dashboard) sees a runner that starts later.
+    """
+    uri_path = urllib.parse.quote(path)
+
+    def connect() -> sqlite3.Connection:
+        mode = "mode=ro" if Path(path + "-wal").exists() else "immutable=1"
+        return sqlite3.connect(f"file:{uri_path}?{mode}", uri=True, timeout=10,
+                               check_same_thread=False)
+
+    return connect
+
+
+def readonly_engine_kwargs(url: str) -> tuple[str, dict[str, Any]]:
+    """``(url, create_engine keyword arguments)`` of an engine that cannot write: SQLite
+    through ``sqlite_reader``; other databases through read-only sessions
+    (``make_sessions_readonly``). No pool: every connection is made afresh."""
+    path = _sqlite_path(url)
+    if path is None:
+        return url, {"poolclass": sa.pool.NullPool}
+    return "sqlite://", {"creator": sqlite_reader(path), "poolclass": sa.pool.NullPool}
+
+
+def readonly_url(url: str) -> str:
+    """``url`` as SQLite's read-only URI (``sqlite:///file:PATH?mode=ro&uri=true``); other
+    URLs unchanged. For tools that take a URL; ``readonly_engine_kwargs`` creates nothing."""
+    path = _sqlite_path(url)
+    if path is None:
+        return url
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def make_sessions_readonly(engine: sa.Engine) -> None:
     """Make every server-side session read-only, so a stray write fails loudly."""
     dialect = engine.dialect.name
     statement = {
@@ -92,17 +129,13 @@ def _readonly_session_hook(engine: sa.Engine) -> None:
 
 
 def open_readonly(url: str) -> sa.Engine:
-    """A SQLAlchemy engine on ``url`` that cannot write."""
-    ro = readonly_url(url)
-    kwargs: dict[str, Any] = {}
-    if ro.startswith("sqlite"):
-        # Streamlit runs each session in its own thread; a writer holds the lock only briefly
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+    """A SQLAlchemy engine on ``url`` that cannot write (and creates no file)."""
     try:
-        engine = sa.create_engine(ro, **kwargs)
+        engine_url, kwargs = readonly_engine_kwargs(url)
+        engine = sa.create_engine(engine_url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
-    _readonly_session_hook(engine)
+    make_sessions_readonly(engine)
     return engine
 
 
@@ -225,9 +258,11 @@ class ReadOnlyStorage:
     def _check_schema(self) -> None:
         try:
             names = set(sa.inspect(self.engine).get_table_names())
-        except sa.exc.OperationalError as exc:
-            raise BadInput("storage", f"cannot open {self.label!r}: "
-                           f"{str(exc.orig).splitlines()[0]}") from None
+        except Exception as exc:
+            err = storage_error(exc, self.url)
+            if err is None:
+                raise
+            raise err from None
         missing = {"studies", "trials", "trial_values", "trial_params",
                    "trial_user_attributes"} - names
         if missing:
@@ -283,10 +318,12 @@ class ReadOnlyStorage:
                 "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key = 'status' "
                 "GROUP BY t.study_id, a.value_json"):
             statuses.setdefault(sid, {})[str(_loads(raw))] = int(n)
-        # feasible: tuner's flag when present, else every COMPLETE trial (plain Optuna studies)
+        # feasible: tuner's flag when present, else a COMPLETE trial with no constraint value
+        # > 0 in either of Optuna's forms (plain Optuna studies)
         feasible_join = ("LEFT JOIN trial_user_attributes f ON f.trial_id = t.trial_id "
                          "AND f.key = 'feasible' WHERE t.state = 'COMPLETE' "
-                         "AND COALESCE(f.value_json, 'true') = 'true'")
+                         "AND (f.value_json = 'true' OR (f.value_json IS NULL AND NOT "
+                         f"{self._violated_sql()}))")
         feasible = {sid: int(n) for sid, n in self._rows(
             f"SELECT t.study_id, COUNT(*) FROM trials t {feasible_join} GROUP BY t.study_id")}
         best: dict[int, dict[int, tuple[float | None, float | None]]] = {}
@@ -300,12 +337,34 @@ class ReadOnlyStorage:
             sid = info.study_id
             st = states.get(sid, {})
             stat = dict(statuses.get(sid, {}))
-            if not stat:  # not a tuner study: derive from Optuna states
-                stat = {"ok": st.get("COMPLETE", 0), "failed": st.get("FAIL", 0)}
+            if not stat:  # not a tuner study: derive from Optuna states and constraints
+                ok = feasible.get(sid, 0)
+                stat = {"ok": ok, "infeasible": st.get("COMPLETE", 0) - ok,
+                        "failed": st.get("FAIL", 0)}
+                stat = {k: v for k, v in stat.items() if v}
             t0, t1 = times.get(sid, (None, None))
             out.append(StudySummary(info, st, stat, feasible.get(sid, 0), best.get(sid, {}),
                                     t0, t1))
         return out
+
+    def _violated_sql(self) -> str:
+        """SQL true when trial ``t`` has a constraint value > 0, in the named form, or (on
+        SQLite and PostgreSQL, which read JSON) the list form."""
+        named = ("EXISTS (SELECT 1 FROM trial_system_attributes c WHERE c.trial_id = "
+                 f"t.trial_id AND c.key LIKE '{CONSTRAINT_PREFIX}%' "
+                 "AND CAST(c.value_json AS REAL) > 0)")
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            listed = ("EXISTS (SELECT 1 FROM trial_system_attributes c, json_each(c.value_json)"
+                      f" j WHERE c.trial_id = t.trial_id AND c.key = '{CONSTRAINTS_KEY}' "
+                      "AND json_valid(c.value_json) AND j.value > 0)")
+        elif dialect == "postgresql":
+            listed = ("EXISTS (SELECT 1 FROM trial_system_attributes c, "
+                      "json_array_elements_text(c.value_json::json) j WHERE c.trial_id = "
+                      f"t.trial_id AND c.key = '{CONSTRAINTS_KEY}' AND j::float > 0)")
+        else:
+            return named
+        return f"({named} OR {listed})"
 
     def change_token(self, study_id: int) -> tuple[int, int, int]:
         """(trials, finished trials, max trial id): changes whenever the study does."""
@@ -359,14 +418,16 @@ class ReadOnlyStorage:
                 f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} AND a.key IN ({keys})",
                 **params):
             attrs.setdefault(tid, {})[key] = _loads(raw)
-        cons: dict[int, tuple[float, ...]] = {}
-        for tid, raw in self._rows(
-                "SELECT a.trial_id, a.value_json FROM trial_system_attributes a "
+        # both of Optuna's forms: the list (Optuna 3/4) and one row per name (Optuna 5)
+        cattrs: dict[int, dict[str, Any]] = {}
+        for tid, key, raw in self._rows(
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
                 f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
-                "AND a.key = 'constraints'", **params):
-            val = _loads(raw)
-            if isinstance(val, list):
-                cons[tid] = tuple(float(c) for c in val)
+                f"AND (a.key = '{CONSTRAINTS_KEY}' OR a.key LIKE '{CONSTRAINT_PREFIX}%')",
+                **params):
+            cattrs.setdefault(tid, {})[key] = _loads(raw)
+        cons: dict[int, tuple[float, ...]] = {
+            tid: tuple(constraint_values(a).values()) for tid, a in cattrs.items()}
         rows = []
         for tid, number, state, t0, t1 in base:
             state = str(state).rsplit(".", 1)[-1]

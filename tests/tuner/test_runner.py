@@ -101,7 +101,8 @@ def test_changed_directions_on_existing_study_is_refused():
     run(toy_study(trials=3))
     spec = toy_study(trials=5)
     spec["objectives"][1]["direction"] = "maximize"
-    with pytest.raises(BadInput, match="already exists with directions"):
+    with pytest.raises(BadInput, match=r"objectives: study 'toy' already holds trials for "
+                                       r"objectives \[score maximize, cost minimize\]"):
         run(spec)
 
 
