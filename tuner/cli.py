@@ -247,7 +247,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(f"study [bold]{res.name}[/]  domain {a.get('tuner.domain', '?')}  evaluator "
                   f"{a.get('tuner.evaluator', '?')}  sampler {a.get('tuner.sampler', '?')}",
                   highlight=False, soft_wrap=True)
-    console.print(f"state: {_state_line(res, study._storage)}", highlight=False,
+    rdb = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache layer
+    console.print(f"state: {_state_line(res, rdb)}", highlight=False,
                   soft_wrap=True)
     counts = res.counts()
     console.print("trials: " + ", ".join(f"{v} {OUTCOME_LABELS.get(k, k)}"

@@ -22,9 +22,8 @@ import copy
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -85,22 +84,6 @@ def resume_seed(seed: int | None, n_stored: int) -> int | None:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, n_stored]).generate_state(1)[0])
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while the final bookkeeping is written (a third Ctrl-C then
-    arrives after it, not in the middle)."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    except (AttributeError, ValueError, OSError):  # not on this platform or thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Runner:
@@ -318,12 +301,14 @@ class Runner:
                                        row if i == 0 else None)
             except KeyboardInterrupt:
                 interrupted = True
-                stop_reason = f"interrupted ({stop.describe()}): completed trials are stored"
             except BaseException as exc:
                 error = exc
             finally:
-                with _signals_deferred():
+                with stop.hold():  # a signal that arrived at any point above counts
+                    interrupted = interrupted or (stop.hit and error is None)
                     self._wind_down(pool, study, inflight, sid, interrupted, error)
+        if interrupted:
+            stop_reason = f"interrupted ({stop.describe()}): completed trials are stored"
         if error is not None:
             raise storage_error(error) or error
         total = n_prev + sum(counts.values())
