@@ -115,10 +115,12 @@ class Runner:
         self.on_trial = on_trial
         self.warm_start = list(warm_start)
         self.start_over = start_over
+        # built before the storage is opened, so a bad sampler option touches nothing; a
+        # resumed run gets another one, seeded for its part (``_open_studies``)
+        self.sampler: Any = self.setup.make_sampler(self.spec.seed)
         self.rdb = open_rdb(storage or spec.storage)
         self.storage_label = redact(str(self.rdb.engine.url))
         self.cache = EvalCache(self.rdb.engine, self.fingerprint, self.evaluator_name)
-        self.sampler: Any = None  # built when the stored trials are known (``run``)
 
     # the setup's parts, under the names callers use
     @property
@@ -169,7 +171,8 @@ class Runner:
         attrs = {**self.setup.study_attrs(self.trials_target), **state_attrs("running")}
         for k, v in attrs.items():
             self.rdb.set_study_user_attr(sid, k, v)
-        self.sampler = self.setup.make_sampler(resume_seed(spec.seed, len(previous)))
+        if previous:
+            self.sampler = self.setup.make_sampler(resume_seed(spec.seed, len(previous)))
         mem = optuna.create_study(directions=spec.directions, sampler=self.sampler,
                                   study_name=spec.name)
         if previous:

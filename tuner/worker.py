@@ -129,6 +129,7 @@ class Worker:
         self.wall_time_s = wall_time_s or spec.budget.wall_time_s
         if self.trials_target is None and self.wall_time_s is None:
             raise BadInput("budget", "give trials and/or wall_time_s (or --trials/--timeout)")
+        self.sampler = self._worker_sampler()  # before the storage: bad options touch nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", FutureWarning)
@@ -137,7 +138,6 @@ class Worker:
         self.storage_label = redact(str(self.rdb.engine.url))
         self.cache = EvalCache(self.rdb.engine, self.fingerprint, self.evaluator_name)
         _fleet.create_claims_table(self.rdb.engine)
-        self.sampler = self._worker_sampler()
         self._orphans: list[int] = []
         self.counts: dict[str, int] = {}
         self._repeats = 0

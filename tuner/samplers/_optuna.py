@@ -21,10 +21,23 @@ from tuner.samplers._view import InfeasibleView
 _PLAIN = (bool, int, float, str)
 
 
-def _check_type(name: str, key: str, value: Any, default: Any) -> None:
-    """A plain default (a number, a flag, a name) fixes the option's type."""
-    if default is None or default is inspect.Parameter.empty or \
-            not isinstance(default, _PLAIN):
+#: an annotation of only these names (and None) fixes the option's type -> a default of it
+_ANNOTATED = {frozenset({"bool"}): False, frozenset({"int"}): 0,
+              frozenset({"float"}): 0.0, frozenset({"float", "int"}): 0.0,
+              frozenset({"str"}): ""}
+
+
+def _check_type(name: str, key: str, value: Any, param: inspect.Parameter) -> None:
+    """A plain default (a number, a flag, a name), or a plain annotation when the default
+    is None, fixes the option's type."""
+    default = param.default
+    if default is None or default is inspect.Parameter.empty:
+        names = frozenset(t.strip() for t in str(param.annotation).replace("'", "")
+                          .split("|")) - {"None"}
+        default = _ANNOTATED.get(names)
+        if default is None or value is None:
+            return
+    if not isinstance(default, _PLAIN):
         return
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
@@ -37,7 +50,7 @@ def _check_type(name: str, key: str, value: Any, default: Any) -> None:
         ok, kind = isinstance(value, str), "a string"
     if not ok:
         raise BadInput(f"sampler.options.{key}", f"{value!r} must be {kind} (option of "
-                       f"{name}, default {default!r})")
+                       f"{name})")
 
 
 def _build(cls: type, name: str, seed: int | None, options: dict[str, Any],
@@ -50,7 +63,7 @@ def _build(cls: type, name: str, seed: int | None, options: dict[str, Any],
         raise BadInput(f"sampler.options.{sorted(unknown)[0]}",
                        f"unknown option for {name}; allowed: " + ", ".join(sorted(allowed)))
     for key, value in options.items():
-        _check_type(name, key, value, params[key].default)
+        _check_type(name, key, value, params[key])
     try:
         sampler = cls(seed=seed, **options)
     except (TypeError, ValueError) as exc:
