@@ -10,6 +10,7 @@ as a block of ``name = value`` lines instead.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Sequence
 
 #: narrowest the config column may get before the table is printed as blocks instead
@@ -102,8 +103,11 @@ def _print_blocks(console: Any, heading: str, front: Sequence[Any],
         for h, vals in cols:
             console.print(f"  {h} = {vals[j]}", highlight=False)
         if varying:
-            console.print("  config: " + " ".join(
-                f"{p}={fmt(t.params.get(p, '-'))}" for p in varying), highlight=False)
+            text = " ".join(f"{p}={fmt(t.params.get(p, '-'))}" for p in varying)
+            for line in textwrap.wrap(text, width=max(40, console.width - 2),
+                                      initial_indent="  config: ",
+                                      subsequent_indent="          "):
+                console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_result(out: dict[str, Any], console: Any) -> None:
