@@ -415,8 +415,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``tuner worker STUDY.toml --storage URL [--trials N] [--timeout S] [--heartbeat S]``."""
     p.add_argument("study")
     p.add_argument("--storage", required=True, metavar="URL",
-                   help="SQLAlchemy URL of the shared database, e.g. "
-                        "postgresql+psycopg://user@host/db (required: no default)")
+                   help="SQLAlchemy URL of the shared database (required), e.g. "
+                        "postgresql+psycopg://user@host/db")
     p.add_argument("--trials", type=int, help="total trials for the study")
     p.add_argument("--timeout", type=float, help="wall-time budget of this worker in seconds")
     p.add_argument("--sampler")

@@ -30,7 +30,8 @@ def study_state(s: StudySummary, now: float | None = None) -> str:
 
 def overview_rows(summaries: Sequence[StudySummary], now: float | None = None
                   ) -> list[dict[str, Any]]:
-    """Identity, state, counts by state/outcome and best feasible value per objective."""
+    """Identity, state, counts by state/outcome and best feasible value per objective; running
+    studies first, then by last update."""
     rows = []
     for s in summaries:
         objs = study_objectives(s.info)
@@ -58,4 +59,8 @@ def overview_rows(summaries: Sequence[StudySummary], now: float | None = None
             if isinstance(updated, (int, float)) else
             (s.last_complete.replace(tzinfo=timezone.utc) if s.last_complete else None),
         })
+    # running studies first (then stale ones), each group most recently updated first
+    first = {"running": 0, "stale": 1}
+    never = datetime.min.replace(tzinfo=timezone.utc)
+    rows.sort(key=lambda r: (first.get(r["state"], 2), -(r["updated"] or never).timestamp()))
     return rows
