@@ -30,10 +30,10 @@ import os
 import shlex
 import string
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from tuner import (BadInput, BaseEvaluator, EvalResult, Option, describe_exit, run_command,
-                   tail)
+from tuner import BadInput, BaseEvaluator, EvalResult, Option, describe_exit, run_command, tail
 
 _OPTIONS = ("command", "timeout_s", "cwd", "env", "metrics")
 

@@ -3,8 +3,13 @@
 import pytest
 
 from tuner import BadInput, registry
-from tuner.testing import (check_evaluator, check_input_checks, check_sampler, check_space,
-                           evaluator_cases)
+from tuner.testing import (
+    check_evaluator,
+    check_input_checks,
+    check_sampler,
+    check_space,
+    evaluator_cases,
+)
 from tuner.testing.toys import ToySpace
 
 

@@ -16,5 +16,5 @@ __version__ = "0.1.0"
 
 __all__ = ["BadInput", "BaseEvaluator", "BaseSpace", "CatalogError", "Categorical", "EvalResult",
            "Float", "Int", "MissingExtra", "Option", "Param", "ServerError", "ServerProcess",
-           "Status", "TunerError", "UnknownName", "ValidationReport", "ValidationRow", "config_key",
-           "describe_exit", "free_port", "is_active", "kill_group", "run_command", "tail"]
+           "Status", "TunerError", "UnknownName", "ValidationReport", "ValidationRow",
+           "config_key", "describe_exit", "free_port", "is_active", "kill_group", "run_command", "tail"]

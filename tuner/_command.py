@@ -12,7 +12,8 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from tuner._errors import BadInput, TunerError
 

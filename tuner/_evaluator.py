@@ -7,9 +7,10 @@ import enum
 import hashlib
 import json
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from tuner._errors import BadInput
 
@@ -35,16 +36,16 @@ class EvalResult:
         object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
 
     @classmethod
-    def ok(cls, metrics: Mapping[str, float], artifacts: Mapping[str, Any] | None = None) -> "EvalResult":
+    def ok(cls, metrics: Mapping[str, float], artifacts: Mapping[str, Any] | None = None) -> EvalResult:
         return cls(Status.OK, {k: float(v) for k, v in metrics.items()}, None, artifacts or {})
 
     @classmethod
     def infeasible(cls, reason: str, metrics: Mapping[str, float] | None = None,
-                   artifacts: Mapping[str, Any] | None = None) -> "EvalResult":
+                   artifacts: Mapping[str, Any] | None = None) -> EvalResult:
         return cls(Status.INFEASIBLE, metrics or {}, reason, artifacts or {})
 
     @classmethod
-    def failed(cls, reason: str) -> "EvalResult":
+    def failed(cls, reason: str) -> EvalResult:
         return cls(Status.FAILED, {}, reason, {})
 
     def to_json(self, artifacts: bool = False) -> dict[str, Any]:
@@ -55,7 +56,7 @@ class EvalResult:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "EvalResult":
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
         return cls(Status(data["status"]), data.get("metrics") or {}, data.get("reason"),
                    data.get("artifacts") or {})
 

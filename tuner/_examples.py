@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(n) for n in found)
         for name, path in found.items():
             print(f"{name:<{width}}  {describe(path)}")
-        print(f"\ntuner init NAME writes NAME.toml here; then: tuner run NAME.toml",
+        print("\ntuner init NAME writes NAME.toml here; then: tuner run NAME.toml",
               file=sys.stderr)
         return 0
     name = args.example.removesuffix(".toml")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from tuner._pareto import pareto_mask
 from tuner._record import trial_feasible
@@ -41,8 +42,14 @@ class StudyProgress:
         self._t0 = time.monotonic()
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -65,7 +72,7 @@ class StudyProgress:
             self._keys.append(params_key(t.params))
             self._values.append(list(t.values))
 
-    def __enter__(self) -> "StudyProgress":
+    def __enter__(self) -> StudyProgress:
         self._t0 = self._last = time.monotonic()
         if self.mode == "bar":
             self._progress.__enter__()

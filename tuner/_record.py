@@ -29,8 +29,9 @@ What a trial stores:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tuner._evaluator import EvalResult, Status
 

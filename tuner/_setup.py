@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tuner import registry
 from tuner._errors import BadInput
@@ -61,7 +62,7 @@ class StudySetup:
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, spec: StudySpec, sampler: str | None = None) -> "StudySetup":
+    def build(cls, spec: StudySpec, sampler: str | None = None) -> StudySetup:
         """Space, evaluator and sampler choice for ``spec`` (``sampler`` overrides the file).
 
         Raises ``BadInput``/``UnknownName`` naming the field for anything the spec gets wrong.

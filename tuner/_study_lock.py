@@ -167,7 +167,7 @@ class StudyLock:
         except Exception:  # storage gone: the row goes stale and is taken over
             pass
 
-    def __enter__(self) -> "StudyLock":
+    def __enter__(self) -> StudyLock:
         self.acquire()
         return self
 

@@ -11,7 +11,8 @@ as a block of ``name = value`` lines instead.
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 #: narrowest the config column may get before the table is printed as blocks instead
 MIN_CONFIG_WIDTH = 24

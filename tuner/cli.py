@@ -13,8 +13,9 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from tuner._command import (
     EXIT_BAD_INPUT,

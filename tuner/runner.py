@@ -22,8 +22,9 @@ import copy
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -217,7 +218,6 @@ class Runner:
         interrupted = False
         error: BaseException | None = None
         stop_reason = "budget reached"
-        directions = self.spec.directions
         progress = StudyProgress(self.spec, total=target, done=n_prev, mode=self.progress,
                                  interval_s=self.progress_interval_s)
         progress.load(previous)

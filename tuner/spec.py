@@ -14,8 +14,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuner._errors import BadInput, UnknownName
 from tuner import registry
+from tuner._errors import BadInput, UnknownName
 
 _OPS = ("<=", "<", ">=", ">", "==")
 #: evaluation processes one run may start (``workers``, ``--workers``)

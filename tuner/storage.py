@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
 
-from tuner._errors import BadInput, TunerError
+from tuner._errors import BadInput
 from tuner._evaluator import EvalResult
 from tuner._secrets import SECRET_KEY_PATTERN, redact, redact_secrets
 from tuner._storage_errors import storage_error
@@ -97,7 +98,7 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
 def open_rdb_readonly(url: str | None = None) -> optuna.storages.RDBStorage:
     """The storage for a command that only reads: never writes, never creates a file or a
     folder (SQLite is opened read-only, ``tuner._readonly_storage.sqlite_reader``)."""
-    from tuner._readonly_storage import make_sessions_readonly, readonly_engine_kwargs
+    from tuner._readonly_engine import make_sessions_readonly, readonly_engine_kwargs
 
     url = storage_url(url, create=False)
     try:

@@ -9,10 +9,10 @@ from typing import Any
 import streamlit as st
 
 import tuner.analysis as A
-from tuner.analysis._importance import MAX_TRIALS
 from dashboard import _data as D
 from dashboard import _plots as P
 from dashboard import _widgets as W
+from tuner.analysis._importance import MAX_TRIALS
 
 url = D.storage_url()
 name = W.pick_study(url)
@@ -334,7 +334,8 @@ def pick_tab() -> None:
     st.subheader("Best config under limits")
     st.caption("E.g. the highest throughput with p99 TTFT ≤ 500 ms and cost ≤ 0.4 USD/Mtok.")
     c = st.columns([2, 3])
-    goal_metric = c[0].selectbox("optimize", metrics, key=f"pk_goal::{name}", format_func=metric_label)
+    goal_metric = c[0].selectbox("optimize", metrics, key=f"pk_goal::{name}",
+                                 format_func=metric_label)
     goal = axis(goal_metric)
     limits = []
     ranges = sd.memo("ranges", A.metric_ranges, tuple(metrics), tuple(objs))

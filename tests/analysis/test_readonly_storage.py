@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import optuna
 import pytest
+from conftest import toy_study
 
 import tuner.analysis as A
-from conftest import toy_study
 from tuner._readonly_storage import ReadOnlyStorage, StudyInfo, StudySummary, TrialCache
 from tuner.runner import Runner
 from tuner.spec import parse_spec
@@ -109,7 +109,7 @@ def test_exports_and_json_hold_real_values_or_none(tmp_path, capsys):
 def _summary(name: str, state: str | None, updated: float) -> StudySummary:
     attrs = {"tuner.state": state, "tuner.updated_at": updated} if state else {}
     return StudySummary(StudyInfo(1, name, ("minimize",), attrs), {"COMPLETE": 1}, {"ok": 1},
-                        1, {}, None, datetime.fromtimestamp(updated, tz=timezone.utc)
+                        1, {}, None, datetime.fromtimestamp(updated, tz=UTC)
                         .replace(tzinfo=None))
 
 

@@ -177,8 +177,10 @@ def test_unknown_config_keys_are_refused_before_evaluating(tmp_path):
 def test_deep_or_huge_json_configs_are_refused(tmp_path):
     _refused(_tuner(tmp_path, "evaluate", "kernel-sim", "--config", "[" * 30000 + "]" * 30000),
              "--config")
-    _refused(_tuner(tmp_path, "evaluate", "kernel-sim", "--config",
-                    json.dumps({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})),
+    nested: list = [1]
+    for _ in range(34):
+        nested = [nested]
+    _refused(_tuner(tmp_path, "evaluate", "kernel-sim", "--config", json.dumps({"a": nested})),
              "--config", "nested more than 32 levels")
 
 

@@ -14,8 +14,15 @@ import pytest
 import sqlalchemy as sa
 
 from tuner._errors import TunerError
-from tuner.benchmarks.reliability import (default_sigint, kill_group, spawn, stored_trials,
-                                          toy_study_toml, tuner_cmd, wait_until)
+from tuner.benchmarks.reliability import (
+    default_sigint,
+    kill_group,
+    spawn,
+    stored_trials,
+    toy_study_toml,
+    tuner_cmd,
+    wait_until,
+)
 from tuner.runner import Runner
 from tuner.spec import parse_spec
 

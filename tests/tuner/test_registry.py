@@ -9,8 +9,8 @@ import sys
 
 import optuna
 import pytest
-
 from conftest import toy_study, write_toml
+
 from tuner import BadInput, registry
 from tuner.samplers import make_sampler, sampler_plugin
 from tuner.testing.toys import ToySpace

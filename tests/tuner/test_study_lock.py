@@ -11,8 +11,14 @@ import sqlalchemy as sa
 
 from tuner._errors import BadInput
 from tuner._study_lock import LOCKS, StudyLock, create_table, holder, live_holder
-from tuner.benchmarks.reliability import (kill_group, spawn, stored_trials, toy_study_toml,
-                                          tuner_cmd, wait_until)
+from tuner.benchmarks.reliability import (
+    kill_group,
+    spawn,
+    stored_trials,
+    toy_study_toml,
+    tuner_cmd,
+    wait_until,
+)
 
 
 def _engine(tmp_path):
@@ -40,8 +46,9 @@ def test_a_dead_holder_does_not_hold_the_study_forever(tmp_path):
     now = time.time()
     with engine.begin() as conn:
         # a runner on this host whose process is gone (a pid that cannot exist)
-        conn.execute(LOCKS.insert().values(study_name="gone", holder="x", host=socket.gethostname(),
-                                           pid=2**22 + 7, acquired=now, heartbeat=now))
+        conn.execute(LOCKS.insert().values(study_name="gone", holder="x",
+                                           host=socket.gethostname(), pid=2**22 + 7,
+                                           acquired=now, heartbeat=now))
         # a runner on another machine whose heartbeat stopped two TTLs ago
         conn.execute(LOCKS.insert().values(study_name="silent", holder="y", host="elsewhere",
                                            pid=1, acquired=now - 500, heartbeat=now - 120))

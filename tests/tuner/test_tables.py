@@ -8,9 +8,9 @@ import re
 import subprocess
 import sys
 
+from conftest import toy_study, write_toml
 from rich.console import Console
 
-from conftest import toy_study, write_toml
 from tuner._progress import StudyProgress
 from tuner._results import StudyResults
 from tuner._tables import fmt, print_front

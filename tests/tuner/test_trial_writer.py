@@ -11,10 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from conftest import toy_study, write_toml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import toy_study, write_toml
 from tuner._trial_writer import TrialWriter
 from tuner.storage import open_rdb
 

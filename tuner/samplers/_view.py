@@ -23,7 +23,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner._record import (CONSTRAINTS_KEY, FEASIBLE, constraint_values, without_list_form)
+from tuner._record import CONSTRAINTS_KEY, FEASIBLE, constraint_values, without_list_form
 
 #: told a sampler for an infeasible trial before any feasible value is known
 PENALTY_FALLBACK = 1e12
