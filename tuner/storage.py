@@ -88,11 +88,24 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:
+        if _creation_race(exc):  # processes creating the tables together: callers retry
+            raise
         err = storage_error(exc, url)
         if err is None:
             raise
         raise err from None
     return rdb
+
+
+def _creation_race(exc: BaseException) -> bool:
+    """Two processes creating the same tables at once (PostgreSQL reports a duplicate type or
+    key): not a fault of the storage, the table exists a moment later."""
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError)):
+            return True
+        e = e.__cause__
+    return False
 
 
 def open_rdb_readonly(url: str | None = None) -> optuna.storages.RDBStorage:
