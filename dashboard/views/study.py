@@ -203,7 +203,7 @@ def parallel_tab() -> None:
     elif which == "Pareto front":
         subset = [by_number[n] for n in front_view.front_numbers]
     else:
-        subset = [r for r in rows if r.state in ("COMPLETE", "FAIL")]
+        subset = [r for r in rows if r.state in ("COMPLETE", "FAIL", "PRUNED")]
     if not subset or not (ps or ms):
         st.info("Nothing to draw: choose parameters/metrics, or wait for feasible trials.")
         return
