@@ -107,6 +107,8 @@ class StudySummary:
     best: Mapping[int, tuple[float | None, float | None]]  # objective -> (min, max) of feasible
     first_start: datetime | None
     last_complete: datetime | None
+    #: whether a live ``tuner run`` holds the study's writer lock (None: no lock recorded)
+    runner_alive: bool | None = None
 
     @property
     def n_trials(self) -> int:
@@ -215,6 +217,7 @@ class ReadOnlyStorage:
     def summaries(self) -> list[StudySummary]:
         """Every study with trial counts and best feasible values, from SQL aggregates."""
         infos = self.study_infos()
+        runners = self._runners()
         states: dict[int, dict[str, int]] = {}
         times: dict[int, tuple[Any, Any]] = {}
         for sid, state, n, t0, t1 in self._rows(
@@ -257,8 +260,20 @@ class ReadOnlyStorage:
                 stat = {k: v for k, v in stat.items() if v}
             t0, t1 = times.get(sid, (None, None))
             out.append(StudySummary(info, st, stat, feasible.get(sid, 0), best.get(sid, {}),
-                                    t0, t1))
+                                    t0, t1, runners.get(info.name, False if runners else None)))
         return out
+
+    def _runners(self) -> dict[str, bool]:
+        """Study name -> whether its ``tuner run`` lock holder is alive ({}: no lock table)."""
+        from tuner._study_lock import Holder
+
+        try:
+            rows = self._rows("SELECT study_name, holder, host, pid, acquired, heartbeat "
+                              "FROM tuner_study_locks")
+        except sa.exc.SQLAlchemyError:  # written before the lock existed: nothing known
+            return {}
+        # an empty table still says something: no study has a live run
+        return {name: Holder(*rest).alive() for name, *rest in rows} or {"": False}
 
     def _violated_sql(self) -> str:
         """SQL true when trial ``t`` has a constraint value > 0, in the named form, or (on

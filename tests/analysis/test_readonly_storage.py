@@ -133,3 +133,22 @@ def test_integer_knobs_are_integer_axes(tmp_path):
     assert axes["x"].integer and not axes["score"].integer and axes["mode"].ticks
     ticks = axes["x"].integer_ticks()
     assert ticks and all(isinstance(t, int) for t in ticks) and len(ticks) <= 9
+
+
+def test_a_study_whose_runner_is_gone_reads_as_interrupted_not_running(tmp_path):
+    import sqlalchemy as sa
+
+    from tuner._study_lock import StudyLock
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    Runner(parse_spec(toy_study(trials=5)), url, progress=False).run()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # what a SIGKILLed runner leaves: "running", no lock row
+        conn.execute(sa.text("UPDATE study_user_attributes SET value_json = '\"running\"' "
+                             "WHERE key = 'tuner.state'"))
+    _, summary = _rows(url, "toy")
+    assert summary.runner_alive is False and A.study_state(summary) == "interrupted"
+    with StudyLock(engine, "toy"):  # a live run holds the study: running it is
+        _, summary = _rows(url, "toy")
+        assert summary.runner_alive is True and A.study_state(summary) == "running"
+    engine.dispose()

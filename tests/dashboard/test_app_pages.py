@@ -251,6 +251,7 @@ def test_empty_and_missing_storages(tmp_path, monkeypatch):
 
 def test_pages_write_nothing_to_the_storage(app, storage):
     before = storage.digest()
+    files = sorted(p.name for p in storage.db.parent.iterdir())
     app()
     app("views/study.py", study="serving-tpe")
     for tab in ("Convergence", "Parallel coordinates", "Importance", "Feasibility", "Trials",
@@ -259,6 +260,8 @@ def test_pages_write_nothing_to_the_storage(app, storage):
     app("views/compare.py")
     app("views/fidelity.py")
     assert storage.digest() == before
+    # and nothing beside it: no -wal/-shm files left by a read-only connection
+    assert sorted(p.name for p in storage.db.parent.iterdir()) == files
 
 
 def test_an_unknown_study_in_the_link_says_so(app):

@@ -15,10 +15,14 @@ STALE_AFTER_S = 15 * 60
 
 
 def study_state(s: StudySummary, now: float | None = None) -> str:
-    """``running``, ``finished``, ``interrupted``, ``stale`` (running but silent) or ``-``."""
+    """``running``, ``finished``, ``interrupted``, ``failed``, ``stale`` (running but silent)
+    or ``-``. A study recorded as running whose ``tuner run`` no longer holds its lock was
+    stopped without recording it (killed): interrupted."""
     state = s.info.attr("state")
     if state is None:
         return "running" if s.states.get("RUNNING") else "-"
+    if state == "running" and s.runner_alive is False and s.info.attr("mode") != "shared":
+        return "interrupted"
     if state == "running":
         updated = s.info.attr("updated_at")
         last = s.last_complete.replace(tzinfo=UTC).timestamp() if s.last_complete \
