@@ -85,7 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"study [bold]{spec.name}[/]  domain {spec.space.domain}  evaluator "
                   f"{runner.evaluator_name}  sampler {runner.sampler_name}  storage "
                   f"{runner.storage_label}", highlight=False, soft_wrap=True)
+    stopped = _late_signals_finish_quietly()
     summary = runner.run()
+    stopped[0] = summary.interrupted
     console.print(
         f"{summary.trials_this_run} trials this run: {summary.evaluated} evaluated, "
         f"{summary.cached} from the cache, {summary.infeasible} infeasible, {summary.failed} "
@@ -93,6 +95,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{summary.stop_reason}", highlight=False, soft_wrap=True)
     print_front(summary.results, console)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _late_signals_finish_quietly() -> list[bool]:
+    """Ctrl-C/SIGTERM outside the run's own handling: an interruption (exit 130) before the
+    run has stopped, ignored once it has (its state is recorded; what is left is printing).
+    Set the returned flag when the run stopped."""
+    import signal
+
+    stopped = [False]
+
+    def late(signum: int, frame: Any) -> None:
+        if not stopped[0]:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, late)
+    return stopped
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -421,7 +441,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(only=argv[0] if argv else "").parse_args(argv)
     args.argv = argv[1:]  # the words after the command (``tuner bench`` records them)
-    return execute(args.func, args)
+    code = execute(args.func, args)
+    if code == EXIT_INTERRUPTED:
+        # the interruption is recorded; one more Ctrl-C/SIGTERM must not turn the exit into a
+        # kill while Python shuts down (which restores the default handlers)
+        import signal
+
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        except (AttributeError, ValueError, OSError):
+            pass
+    return code
 
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
