@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import astuple
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import streamlit as st
@@ -30,7 +31,7 @@ def storage_url() -> str:
         return url
     from tuner.storage import storage_url as default_url
 
-    return default_url(None)
+    return default_url(None, create=False)
 
 
 @st.cache_resource(show_spinner=False)
@@ -142,6 +143,10 @@ def load_study(url: str, name: str) -> StudyData | None:
 
 
 def bench_folders() -> list[str]:
-    """Where ``tuner bench`` results are looked for (its default ``--out`` is bench-results)."""
+    """Where ``tuner bench`` results are looked for: $TUNER_BENCH_DIR, its default ``--out``
+    (bench-results), and the results shipped with tuner (``tuner/bench/results``)."""
+    import tuner.bench
+
     folders = [os.environ[ENV_BENCH_DIR]] if os.environ.get(ENV_BENCH_DIR) else []
-    return folders + ["bench-results", "reports/bench", "reports"]
+    shipped = str(Path(tuner.bench.__file__).resolve().parent / "results")
+    return folders + ["bench-results", "reports/bench", "reports", shipped]

@@ -167,6 +167,9 @@ def parallel_figure(axes: Sequence[A.Axis], color_by: A.Axis | None) -> go.Figur
         if a.ticks is not None:
             d.update(tickvals=[t for t, _ in a.ticks], ticktext=[s for _, s in a.ticks],
                      range=[-0.5, max(0.5, len(a.ticks) - 0.5)])
+        elif a.integer:  # an integer knob: whole-number ticks, never 2.5
+            ticks = a.integer_ticks()
+            d.update(tickvals=ticks, ticktext=[str(t) for t in ticks])
         dims.append(d)
     line: dict[str, Any] = dict(color=COLORS["feasible"])
     if color_by is not None:

@@ -30,6 +30,8 @@ def pick_study(url: str, key: str = "study", label: str = "Study") -> str | None
                 f"--storage {D.storage(url).label}`.")
         return None
     wanted = st.query_params.get(key)
+    if wanted and wanted not in names:  # a stale link or a typo: say so, then offer the list
+        st.warning(f"There is no study {wanted!r} in this storage; choose one below.")
     index = names.index(wanted) if wanted in names else 0
     name = st.selectbox(label, names, index=index, key=f"pick_{key}")
     if st.query_params.get(key) != name:

@@ -30,9 +30,10 @@ import os
 import shlex
 import string
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from tuner import BadInput, BaseEvaluator, EvalResult, describe_exit, run_command, tail
+from tuner import BadInput, BaseEvaluator, EvalResult, Option, describe_exit, run_command, tail
 
 _OPTIONS = ("command", "timeout_s", "cwd", "env", "metrics")
 
@@ -101,6 +102,17 @@ class CommandEvaluator(BaseEvaluator):
     domains = ()
     example_options = {"command": [sys.executable, "-c", "import json, sys; c = json.load("
                                    "sys.stdin); print(json.dumps({{'n_keys': len(c)}}))"]}
+    options_table = {
+        "command": Option((str, list), None, "the command line, e.g. \"python bench.py --tp "
+                          "{tp}\" (a string or an argv list)", required=True,
+                          must="a command line string or a list of strings"),
+        "timeout_s": Option((int, float), 3600, "wall-time limit of one run",
+                            check=lambda v: 0 < v < math.inf,
+                            must="a positive number of seconds"),
+        "cwd": Option(str, None, "working directory"),
+        "env": Option(dict, None, "extra environment variables"),
+        "metrics": Option(list, None, "metric names the command must report"),
+    }
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

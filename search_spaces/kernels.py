@@ -36,11 +36,16 @@ import math
 from typing import Any, Mapping
 
 from evaluators._catalog import Hardware, get_hardware
-from evaluators.kernels._tiles import (DTYPE_BYTES, attention_choices, attention_context,
+from evaluators.kernels._tiles import (BLOCKS, DTYPE_BYTES, GROUP_M, NUM_STAGES, NUM_WARPS,
+                                       SPLIT_K, attention_choices, attention_context,
                                        attention_reasons, attention_resources, gemm_choices,
                                        gemm_context, gemm_reasons, gemm_resources, occupancy,
                                        problem_block_limit)
 from tuner import BadInput, BaseSpace, Categorical, Param
+
+#: every value a tile parameter can take (a study file may narrow or pin within these)
+DOMAIN = {"block_m": BLOCKS, "block_n": BLOCKS, "block_k": BLOCKS, "group_m": GROUP_M,
+          "num_warps": NUM_WARPS, "num_stages": NUM_STAGES, "split_k": SPLIT_K}
 
 
 class _TileSpace(BaseSpace):
@@ -93,7 +98,8 @@ class GemmTileSpace(_TileSpace):
                 "block_k": problem_block_limit(c["k"])}
 
     def parameters(self) -> Mapping[str, Param]:
-        return {k: Categorical(v) for k, v in gemm_choices(self.context).items()}
+        return {k: Categorical(v, allowed=DOMAIN[k])
+                for k, v in gemm_choices(self.context).items()}
 
     def constraints(self, config: Mapping[str, Any]) -> list[str]:
         c = self.context
@@ -131,7 +137,8 @@ class AttentionTileSpace(_TileSpace):
         return {"block_m": lim, "block_n": lim}
 
     def parameters(self) -> Mapping[str, Param]:
-        return {k: Categorical(v) for k, v in attention_choices(self.context).items()}
+        return {k: Categorical(v, allowed=DOMAIN[k])
+                for k, v in attention_choices(self.context).items()}
 
     def constraints(self, config: Mapping[str, Any]) -> list[str]:
         c = self.context

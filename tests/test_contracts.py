@@ -3,7 +3,13 @@
 import pytest
 
 from tuner import BadInput, registry
-from tuner.testing import check_evaluator, check_sampler, check_space, evaluator_cases
+from tuner.testing import (
+    check_evaluator,
+    check_input_checks,
+    check_sampler,
+    check_space,
+    evaluator_cases,
+)
 from tuner.testing.toys import ToySpace
 
 
@@ -32,11 +38,14 @@ def test_evaluator_contract(name):
     # is built in ``example_options`` and is checked on the toy space
     assert (cls.metrics and cls.domains) or cls.example_options, \
         f"{name}: declare metrics and domains, or example_options"
+    spaces = [registry.space_class(d)(ctx) for d in cls.domains
+              for ctx in registry.space_class(d).example_contexts]
+    # an unknown option, or an unknown key in a config of its domain, is refused by name
+    check_input_checks(cls, dict(cls.example_options),
+                       next(iter(evaluator_cases(spaces[0], n=1))) if spaces else None)
     evaluator = cls(**cls.example_options)
     evaluator.setup()
     try:
-        spaces = [registry.space_class(d)(ctx) for d in cls.domains
-                  for ctx in registry.space_class(d).example_contexts]
         for space in spaces or [ToySpace({"max_sum": 30})]:
             check_evaluator(evaluator, evaluator_cases(space, n=6))
     finally:

@@ -12,7 +12,8 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from tuner._errors import BadInput, TunerError
 
@@ -63,6 +64,12 @@ def execute(run: Run, args: argparse.Namespace) -> int:
     except Exception as exc:  # keep tracebacks for debugging, one line for users
         if os.environ.get("TUNER_DEBUG"):
             raise
+        from tuner._storage_errors import storage_error
+
+        fault = storage_error(exc)  # a database fault: say which, without the SQL
+        if fault is not None:
+            print(f"error: {one_line(fault)}", file=sys.stderr)
+            return EXIT_BAD_INPUT if isinstance(fault, BadInput) else EXIT_INTERNAL
         print(f"internal error: {type(exc).__name__}: {one_line(exc)} (set TUNER_DEBUG=1 for "
               "the traceback)", file=sys.stderr)
         return EXIT_INTERNAL

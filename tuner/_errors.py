@@ -39,4 +39,4 @@ class MissingExtra(TunerError):
     """An optional dependency is not installed; names the extra to install."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(f"{module} is not installed: pip install 'tuner[{extra}]'")
+        super().__init__(f"{module} is not installed: pip install 'mlsys-tuner[{extra}]'")

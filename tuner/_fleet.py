@@ -247,7 +247,7 @@ class BufferedStudy:
             if not _running(current):
                 raise optuna.exceptions.UpdateFinishedTrialError(
                     f"trial {trial.number} is already {current}")
-            for table, attrs in ((_U, trial.user), (_S, trial.system)):
+            for table, attrs in ((_U, trial.user), (_S, _record.with_list_form(trial.system))):
                 if not attrs:
                     continue
                 conn.execute(table.delete().where(table.c.trial_id == trial._trial_id,
@@ -357,6 +357,18 @@ def stale_trials(engine: sa.Engine, study_id: int, grace_s: float, lock_effectiv
     return out
 
 
+def live_workers(engine: sa.Engine, study_id: int, grace_s: float = 60.0) -> int:
+    """Running trials of the study whose worker still records heartbeats (a fleet at work)."""
+    q = (sa.select(sa.func.count()).select_from(_T.join(_H, _H.c.trial_id == _T.c.trial_id))
+         .where(_T.c.study_id == study_id, _T.c.state == TrialState.RUNNING))
+    with engine.connect() as conn:
+        now_db = conn.execute(sa.select(sa.func.now())).scalar()
+        if now_db is None:
+            return 0
+        cutoff = now_db.replace(tzinfo=None) - timedelta(seconds=grace_s)
+        return int(conn.execute(q.where(_H.c.heartbeat >= cutoff)).scalar() or 0)
+
+
 def fail_and_requeue(rdb: optuna.storages.RDBStorage, study: optuna.Study, trial_id: int,
                      reason: str, max_retries: int = MAX_RETRIES) -> tuple[int, str] | None:
     """Mark a running trial failed (reason stored) and queue a retry; returns (trial number,
@@ -388,5 +400,5 @@ def fail_and_requeue(rdb: optuna.storages.RDBStorage, study: optuna.Study, trial
 
 __all__ = ["BudgetLock", "BufferedStudy", "BufferedTrial", "CLAIMS", "Census", "Heartbeat",
            "MAX_RETRIES", "Retrying", "STORAGE_PATIENCE_S", "census", "claim",
-           "create_claims_table", "fail_and_requeue", "is_transient", "release",
+           "create_claims_table", "fail_and_requeue", "is_transient", "live_workers", "release",
            "short_error", "stale_trials"]

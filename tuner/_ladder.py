@@ -103,7 +103,7 @@ def median_errors(pairs: list[tuple[Mapping[str, float], Mapping[str, float]]],
     return out
 
 
-def run_ladder(spec: Any, storage: str | None, *, progress: bool = True,
+def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                log: Callable[[str], None] = print) -> tuple[Any, list[Round]]:
     """Run the study's ladder; the last round's ``RunSummary`` and every round's record."""
     from evaluators._calibration import Row, fit_profile

@@ -6,8 +6,8 @@ when it opens a database, and ``study.trials`` loads every trial with every attr
 (SQLite has one writer; optuna-dashboard #545 shows a dashboard locking a study) and must refresh
 cheaply. So this module:
 
-* opens SQLite with a read-only URI (``mode=ro``) and other databases with read-only sessions
-  that are never committed;
+* opens SQLite read-only without creating anything beside it and other databases with
+  read-only sessions that are never committed (``tuner._readonly_engine``);
 * reads Optuna's tables with plain SQL: aggregates for the overview, and for a study only the
   columns the views need (the large ``config``/``artifacts`` attributes are read per trial);
 * reads trials incrementally (``TrialCache``): finished trials are immutable in Optuna, so
@@ -19,91 +19,37 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from tuner._errors import BadInput
+
+# ``readonly_url`` stays importable from here, where it lived before the split
+from tuner._readonly_engine import open_readonly, readonly_url  # noqa: F401
 from tuner._record import (
     CACHED,
+    CONSTRAINT_PREFIX,
+    CONSTRAINTS_KEY,
     EVAL_S,
     FEASIBLE,
     FINISHED_STATES,
     METRICS,
     REASON,
     STATUS,
+    constraint_values,
     feasible_of,
     status_of,
 )
 from tuner._secrets import redact
+from tuner._storage_errors import storage_error
 
 #: trial user attributes every study view needs (``config`` and ``artifacts`` are read on demand)
 LIGHT_ATTRS = (STATUS, FEASIBLE, REASON, METRICS, CACHED, EVAL_S)
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's 32766 host-parameter limit
-
-
-def readonly_url(url: str) -> str:
-    """``url`` rewritten so that SQLite opens the file read-only.
-
-    ``sqlite:///PATH`` becomes ``sqlite:///file:PATH?mode=ro&uri=true``; other URLs are kept
-    (their sessions are made read-only in ``open_readonly``).
-    """
-    u = sa.engine.make_url(url)
-    if u.get_backend_name() != "sqlite":
-        return url
-    db = u.database or ""
-    if db in ("", ":memory:"):
-        raise BadInput("storage", "an in-memory SQLite database cannot be opened by another "
-                       "process; give a file (sqlite:///PATH)")
-    if db.startswith("file:"):
-        path, _, query = db[len("file:"):].partition("?")
-        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-    else:
-        path, params = db, {}
-    path = str(Path(path).expanduser().resolve())
-    if not Path(path).is_file():
-        raise BadInput("storage", f"no database file at {path}")
-    params["mode"] = "ro"
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"sqlite:///file:{path}?{query}&uri=true"
-
-
-def _readonly_session_hook(engine: sa.Engine) -> None:
-    """Make every server-side session read-only, so a stray write fails loudly."""
-    dialect = engine.dialect.name
-    statement = {
-        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-        "mysql": "SET SESSION TRANSACTION READ ONLY",
-        "mariadb": "SET SESSION TRANSACTION READ ONLY",
-    }.get(dialect)
-    if statement is None:
-        return
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute(statement)
-        cur.close()
-        if dialect == "postgresql":
-            dbapi_conn.commit()  # ends the implicit transaction that SET opened
-
-
-def open_readonly(url: str) -> sa.Engine:
-    """A SQLAlchemy engine on ``url`` that cannot write."""
-    ro = readonly_url(url)
-    kwargs: dict[str, Any] = {}
-    if ro.startswith("sqlite"):
-        # Streamlit runs each session in its own thread; a writer holds the lock only briefly
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
-    try:
-        engine = sa.create_engine(ro, **kwargs)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
-    _readonly_session_hook(engine)
-    return engine
 
 
 _LITERALS = {"true": True, "false": False, "null": None}
@@ -161,6 +107,8 @@ class StudySummary:
     best: Mapping[int, tuple[float | None, float | None]]  # objective -> (min, max) of feasible
     first_start: datetime | None
     last_complete: datetime | None
+    #: whether a live ``tuner run`` holds the study's writer lock (None: no lock recorded)
+    runner_alive: bool | None = None
 
     @property
     def n_trials(self) -> int:
@@ -225,9 +173,11 @@ class ReadOnlyStorage:
     def _check_schema(self) -> None:
         try:
             names = set(sa.inspect(self.engine).get_table_names())
-        except sa.exc.OperationalError as exc:
-            raise BadInput("storage", f"cannot open {self.label!r}: "
-                           f"{str(exc.orig).splitlines()[0]}") from None
+        except Exception as exc:
+            err = storage_error(exc, self.url)
+            if err is None:
+                raise
+            raise err from None
         missing = {"studies", "trials", "trial_values", "trial_params",
                    "trial_user_attributes"} - names
         if missing:
@@ -267,6 +217,7 @@ class ReadOnlyStorage:
     def summaries(self) -> list[StudySummary]:
         """Every study with trial counts and best feasible values, from SQL aggregates."""
         infos = self.study_infos()
+        runners = self._runners()
         states: dict[int, dict[str, int]] = {}
         times: dict[int, tuple[Any, Any]] = {}
         for sid, state, n, t0, t1 in self._rows(
@@ -283,10 +234,12 @@ class ReadOnlyStorage:
                 "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key = 'status' "
                 "GROUP BY t.study_id, a.value_json"):
             statuses.setdefault(sid, {})[str(_loads(raw))] = int(n)
-        # feasible: tuner's flag when present, else every COMPLETE trial (plain Optuna studies)
+        # feasible: tuner's flag when present, else a COMPLETE trial with no constraint value
+        # > 0 in either of Optuna's forms (plain Optuna studies)
         feasible_join = ("LEFT JOIN trial_user_attributes f ON f.trial_id = t.trial_id "
                          "AND f.key = 'feasible' WHERE t.state = 'COMPLETE' "
-                         "AND COALESCE(f.value_json, 'true') = 'true'")
+                         "AND (f.value_json = 'true' OR (f.value_json IS NULL AND NOT "
+                         f"{self._violated_sql()}))")
         feasible = {sid: int(n) for sid, n in self._rows(
             f"SELECT t.study_id, COUNT(*) FROM trials t {feasible_join} GROUP BY t.study_id")}
         best: dict[int, dict[int, tuple[float | None, float | None]]] = {}
@@ -300,12 +253,46 @@ class ReadOnlyStorage:
             sid = info.study_id
             st = states.get(sid, {})
             stat = dict(statuses.get(sid, {}))
-            if not stat:  # not a tuner study: derive from Optuna states
-                stat = {"ok": st.get("COMPLETE", 0), "failed": st.get("FAIL", 0)}
+            if not stat:  # not a tuner study: derive from Optuna states and constraints
+                ok = feasible.get(sid, 0)
+                stat = {"ok": ok, "infeasible": st.get("COMPLETE", 0) - ok,
+                        "failed": st.get("FAIL", 0)}
+                stat = {k: v for k, v in stat.items() if v}
             t0, t1 = times.get(sid, (None, None))
             out.append(StudySummary(info, st, stat, feasible.get(sid, 0), best.get(sid, {}),
-                                    t0, t1))
+                                    t0, t1, runners.get(info.name, False if runners else None)))
         return out
+
+    def _runners(self) -> dict[str, bool]:
+        """Study name -> whether its ``tuner run`` lock holder is alive ({}: no lock table)."""
+        from tuner._study_lock import Holder
+
+        try:
+            rows = self._rows("SELECT study_name, holder, host, pid, acquired, heartbeat "
+                              "FROM tuner_study_locks")
+        except sa.exc.SQLAlchemyError:  # written before the lock existed: nothing known
+            return {}
+        # an empty table still says something: no study has a live run
+        return {name: Holder(*rest).alive() for name, *rest in rows} or {"": False}
+
+    def _violated_sql(self) -> str:
+        """SQL true when trial ``t`` has a constraint value > 0, in the named form, or (on
+        SQLite and PostgreSQL, which read JSON) the list form."""
+        named = ("EXISTS (SELECT 1 FROM trial_system_attributes c WHERE c.trial_id = "
+                 f"t.trial_id AND c.key LIKE '{CONSTRAINT_PREFIX}%' "
+                 "AND CAST(c.value_json AS REAL) > 0)")
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            listed = ("EXISTS (SELECT 1 FROM trial_system_attributes c, json_each(c.value_json)"
+                      f" j WHERE c.trial_id = t.trial_id AND c.key = '{CONSTRAINTS_KEY}' "
+                      "AND json_valid(c.value_json) AND j.value > 0)")
+        elif dialect == "postgresql":
+            listed = ("EXISTS (SELECT 1 FROM trial_system_attributes c, "
+                      "json_array_elements_text(c.value_json::json) j WHERE c.trial_id = "
+                      f"t.trial_id AND c.key = '{CONSTRAINTS_KEY}' AND j::float > 0)")
+        else:
+            return named
+        return f"({named} OR {listed})"
 
     def change_token(self, study_id: int) -> tuple[int, int, int]:
         """(trials, finished trials, max trial id): changes whenever the study does."""
@@ -359,14 +346,16 @@ class ReadOnlyStorage:
                 f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} AND a.key IN ({keys})",
                 **params):
             attrs.setdefault(tid, {})[key] = _loads(raw)
-        cons: dict[int, tuple[float, ...]] = {}
-        for tid, raw in self._rows(
-                "SELECT a.trial_id, a.value_json FROM trial_system_attributes a "
+        # both of Optuna's forms: the list (Optuna 3/4) and one row per name (Optuna 5)
+        cattrs: dict[int, dict[str, Any]] = {}
+        for tid, key, raw in self._rows(
+                "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
                 f"JOIN trials t ON t.trial_id = a.trial_id WHERE {where} "
-                "AND a.key = 'constraints'", **params):
-            val = _loads(raw)
-            if isinstance(val, list):
-                cons[tid] = tuple(float(c) for c in val)
+                f"AND (a.key = '{CONSTRAINTS_KEY}' OR a.key LIKE '{CONSTRAINT_PREFIX}%')",
+                **params):
+            cattrs.setdefault(tid, {})[key] = _loads(raw)
+        cons: dict[int, tuple[float, ...]] = {
+            tid: tuple(constraint_values(a).values()) for tid, a in cattrs.items()}
         rows = []
         for tid, number, state, t0, t1 in base:
             state = str(state).rsplit(".", 1)[-1]

@@ -11,21 +11,27 @@ What a trial stores:
   (``ok | infeasible | failed``), ``reason`` (why it is not ok, with the numbers), ``feasible``
   (ok and every metric constraint met), ``cached`` (the result came from the cache or another
   trial), ``eval_s`` and ``artifacts``;
-* Optuna constraint values (``trial.set_constraint``: > 0 means violated): one per metric
-  constraint for measured results, ``feasible = 1`` for infeasible ones, ``feasible = 0`` when
-  the study has none, so constrained samplers (NSGA-II, TPE, the cost model) see the same
-  feasibility the tables show;
-* objective values: measured values, or for an infeasible result the *penalty*, the worst
-  feasible value seen so far per objective (``±1e12`` before there is one), so samplers that
-  ignore constraints still learn that the region is bad without an absurd outlier. Failed
-  evaluations are Optuna ``FAIL`` trials without values.
+* Optuna constraint values (> 0 means violated), the same names on every trial that ran or
+  could not run: ``feasible`` (1 when the config could not run, else 0) and one per metric
+  constraint (a metric the result lacks counts as violated). They are stored in both forms
+  Optuna's tools read: one system attribute per name (``constraints:NAME``, Optuna 5's
+  ``set_constraint``) and the list under ``constraints`` (Optuna 3/4, optuna-dashboard).
+  Optuna 5 reads the two forms as one set with each value twice, which changes no trial's
+  feasibility; ``constraint_values`` reads either form once;
+* objective values only when measured: an ok result, or an infeasible one that still reported
+  every objective (a plan that does not fit, with its predicted speed) is ``COMPLETE`` with its
+  real values; an infeasible result without them is ``PRUNED`` (Optuna's state for a trial
+  that was not run to the end) with no values; failed evaluations are ``FAIL`` trials.
+  Nothing made up is stored: what a sampler needs to learn from an infeasible point is
+  derived inside the sampler (``tuner.samplers._view``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from tuner._evaluator import EvalResult, Status
 
@@ -36,12 +42,12 @@ FEASIBLE, CACHED, EVAL_S, ARTIFACTS = "feasible", "cached", "eval_s", "artifacts
 RECORD_KEYS = (CONFIG, METRICS, STATUS, REASON, FEASIBLE, CACHED, EVAL_S, ARTIFACTS)
 #: fleet marks: the worker that ran a trial, and whether a lost trial was queued again
 WORKER, REQUEUED = "worker", "requeued"
-#: Optuna's system-attribute key (and prefix) for constraint values
+#: Optuna's system-attribute key for constraint values: the list form under this key, the
+#: named form under ``constraints:NAME``
 CONSTRAINTS_KEY = "constraints"
-#: the constraint name carried by results without metric constraints (1: infeasible, 0: fine)
+CONSTRAINT_PREFIX = CONSTRAINTS_KEY + ":"
+#: the constraint every trial that ran or could not run carries (1: could not run, 0: ran)
 FEASIBLE_CONSTRAINT = "feasible"
-#: objective value told for an infeasible result before any feasible one was seen
-PENALTY_FALLBACK = 1e12
 
 #: a trial's outcome, as counted in reports, and how tables and the dashboard name it
 OUTCOME_LABELS = {"ok": "feasible", "violating": "violates constraint",
@@ -50,31 +56,6 @@ FINISHED_STATES = ("COMPLETE", "FAIL", "PRUNED")
 
 
 # -- the write side ---------------------------------------------------------------------------
-class Penalty:
-    """The worst feasible value seen per objective: what infeasible trials are told."""
-
-    def __init__(self, directions: Sequence[str]) -> None:
-        self.directions = list(directions)
-        self.worst: list[float | None] = [None] * len(self.directions)
-
-    def update(self, values: Sequence[float]) -> None:
-        for i, (v, d) in enumerate(zip(values, self.directions)):
-            p = self.worst[i]
-            if p is None or (v > p if d == "minimize" else v < p):
-                self.worst[i] = v
-
-    def load(self, trials: Iterable[Any]) -> None:
-        """Take in the stored feasible trials (a resumed or shared study)."""
-        for t in trials:
-            if _state_name(t.state) == "COMPLETE" and t.user_attrs.get(FEASIBLE) and t.values:
-                self.update(t.values)
-
-    def values(self) -> list[float]:
-        return [p if p is not None else (PENALTY_FALLBACK if d == "minimize"
-                                         else -PENALTY_FALLBACK)
-                for p, d in zip(self.worst, self.directions)]
-
-
 @dataclass(frozen=True)
 class Judged:
     """One result read against the study's objectives and constraints, ready to store."""
@@ -91,7 +72,8 @@ class Judged:
 def objective_values(metrics: Mapping[str, Any], objectives: Sequence[Any]) -> list[float] | None:
     """The objectives' values from ``metrics`` when every one is there and finite."""
     vals = [metrics.get(o.metric) for o in objectives]
-    if all(v is not None and math.isfinite(v) for v in vals):
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+           for v in vals):
         return [float(v) for v in vals]  # type: ignore[arg-type]
     return None
 
@@ -107,23 +89,22 @@ def judge(result: EvalResult, objectives: Sequence[Any], constraints: Sequence[A
     reason = result.reason
     feasible = False
     violations: dict[str, float] = {}
-    if result.status == Status.OK:
-        violations = {str(c): c.violation(dict(result.metrics)) for c in constraints}
-        broken = [c for c, v in violations.items() if v > 0]
-        feasible = not broken
-        if broken:
+    if result.status != Status.FAILED:
+        metrics = dict(result.metrics)
+        ran = result.status == Status.OK
+        violations = {FEASIBLE_CONSTRAINT: 0.0 if ran else 1.0}
+        violations.update({str(c): c.violation(metrics) for c in constraints})
+        broken = [c for c in constraints if violations[str(c)] > 0]
+        feasible = ran and not broken
+        if ran and broken:
             reason = "violates " + ", ".join(
-                f"{c} (got {result.metrics.get(c.split()[0], float('nan')):.4g})"
-                for c in broken)
-    elif result.status == Status.INFEASIBLE:
-        violations = {FEASIBLE_CONSTRAINT: 1.0}
+                f"{c} (got {metrics.get(c.metric, float('nan')):.4g})" for c in broken)
     return Judged(result.status.value, values, feasible, violations, reason,
                   dict(result.metrics), dict(result.artifacts))
 
 
-def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged,
-          penalty: Penalty, cached: bool, eval_s: float,
-          extra: Mapping[str, Any] | None = None) -> None:
+def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged, cached: bool,
+          eval_s: float, extra: Mapping[str, Any] | None = None) -> None:
     """Set the record's attributes on ``trial`` and tell ``study`` its outcome.
 
     ``study``/``trial`` are Optuna's or anything with their ``tell``/``set_user_attr``/
@@ -144,26 +125,59 @@ def write(study: Any, trial: Any, config: Mapping[str, Any], judged: Judged,
     if judged.status == Status.FAILED.value:
         study.tell(trial, state=TrialState.FAIL)
         return
-    values = judged.values
-    if values is None:
-        values = penalty.values()
-    elif judged.feasible:
-        penalty.update(values)
-    for name, v in (judged.violations or {FEASIBLE_CONSTRAINT: 0.0}).items():
+    for name, v in judged.violations.items():
         trial.set_constraint(name, v)
-    study.tell(trial, values)
+    if judged.values is None:  # could not run and reported nothing to compare: no values
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, judged.values)
 
 
 def record(study: Any, trial: Any, config: Mapping[str, Any], result: EvalResult,
-           objectives: Sequence[Any], constraints: Sequence[Any], penalty: Penalty,
-           cached: bool, eval_s: float, extra: Mapping[str, Any] | None = None) -> Any:
+           objectives: Sequence[Any], constraints: Sequence[Any], cached: bool,
+           eval_s: float, extra: Mapping[str, Any] | None = None) -> Any:
     """Judge ``result``, store it on ``trial`` and tell ``study``; the stored ``FrozenTrial``."""
-    write(study, trial, config, judge(result, objectives, constraints), penalty, cached, eval_s,
-          extra)
+    write(study, trial, config, judge(result, objectives, constraints), cached, eval_s, extra)
     return study._storage.get_trial(trial._trial_id)
 
 
+def with_list_form(system_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``system_attrs`` plus the list form of its named constraint values (what the storage
+    keeps, so Optuna 3/4 and optuna-dashboard see the same feasibility as Optuna 5)."""
+    out = dict(system_attrs)
+    named = [v for k, v in system_attrs.items() if k.startswith(CONSTRAINT_PREFIX)]
+    if named and CONSTRAINTS_KEY not in out:
+        out[CONSTRAINTS_KEY] = named
+    return out
+
+
+def without_list_form(system_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``system_attrs`` without the list form when the named form is there (what a sampler
+    is shown: each constraint once)."""
+    if CONSTRAINTS_KEY in system_attrs and any(k.startswith(CONSTRAINT_PREFIX)
+                                               for k in system_attrs):
+        return {k: v for k, v in system_attrs.items() if k != CONSTRAINTS_KEY}
+    return dict(system_attrs)
+
+
 # -- the read side ----------------------------------------------------------------------------
+def constraint_values(system_attrs: Mapping[str, Any]) -> dict[str, float]:
+    """A trial's constraint values, each once: the named form when present (tuner and Optuna
+    5), else the list form (Optuna 3/4) under the names ``"0"``, ``"1"``..."""
+    named = {k[len(CONSTRAINT_PREFIX):]: v for k, v in system_attrs.items()
+             if k.startswith(CONSTRAINT_PREFIX)}
+    if named:
+        return {k: float(v) for k, v in named.items() if _number(v)}
+    listed = system_attrs.get(CONSTRAINTS_KEY)
+    if isinstance(listed, (list, tuple)):
+        return {str(i): float(v) for i, v in enumerate(listed) if _number(v)}
+    return {}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _state_name(state: Any) -> str:
     return getattr(state, "name", None) or str(state).rsplit(".", 1)[-1]
 
@@ -182,8 +196,10 @@ def status_of(state: Any, attrs: Mapping[str, Any],
     state = _state_name(state)
     if state == "FAIL":
         return "failed"
+    if state in ("COMPLETE", "PRUNED") and _violated(constraints):
+        return "infeasible"
     if state == "COMPLETE":
-        return "infeasible" if _violated(constraints) else "ok"
+        return "ok"
     return state.lower()
 
 
@@ -210,7 +226,7 @@ def outcome(state: Any, status: str, feasible: bool) -> str:
 
 
 def _trial_constraints(t: Any) -> list[float]:
-    return list(t.constraints.values())  # Optuna's: both the list and the named form
+    return list(constraint_values(t.system_attrs).values())
 
 
 def trial_feasible(t: Any) -> bool:
@@ -227,8 +243,9 @@ def trial_outcome(t: Any) -> str:
     return outcome(t.state, status_of(t.state, t.user_attrs, cons), trial_feasible(t))
 
 
-__all__ = ["ARTIFACTS", "CACHED", "CONFIG", "CONSTRAINTS_KEY", "EVAL_S", "FEASIBLE",
-           "FEASIBLE_CONSTRAINT", "FINISHED_STATES", "Judged", "METRICS", "OUTCOME_LABELS",
-           "PENALTY_FALLBACK", "Penalty", "REASON", "RECORD_KEYS", "REQUEUED", "STATUS",
-           "WORKER", "feasible_of", "judge", "objective_values", "outcome", "record",
-           "status_of", "trial_feasible", "trial_outcome", "write"]
+__all__ = ["ARTIFACTS", "CACHED", "CONFIG", "CONSTRAINTS_KEY", "CONSTRAINT_PREFIX", "EVAL_S",
+           "FEASIBLE", "FEASIBLE_CONSTRAINT", "FINISHED_STATES", "Judged", "METRICS",
+           "OUTCOME_LABELS", "REASON", "RECORD_KEYS", "REQUEUED", "STATUS", "WORKER",
+           "constraint_values", "feasible_of", "judge", "objective_values", "outcome",
+           "record", "status_of", "trial_feasible", "trial_outcome", "with_list_form",
+           "without_list_form", "write"]

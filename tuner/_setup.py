@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tuner import registry
 from tuner._errors import BadInput
@@ -61,7 +62,7 @@ class StudySetup:
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, spec: StudySpec, sampler: str | None = None) -> "StudySetup":
+    def build(cls, spec: StudySpec, sampler: str | None = None) -> StudySetup:
         """Space, evaluator and sampler choice for ``spec`` (``sampler`` overrides the file).
 
         Raises ``BadInput``/``UnknownName`` naming the field for anything the spec gets wrong.
@@ -76,7 +77,10 @@ class StudySetup:
         finish_spec(spec, space, evaluator_cls)
         name = sampler or spec.sampler.name or default_sampler(space, spec.directions)
         options = dict(spec.sampler.options) if sampler in (None, spec.sampler.name) else {}
-        fingerprint = evaluator_cls(**spec.evaluator.options).fingerprint()
+        evaluator = evaluator_cls(**spec.evaluator.options)  # checks the options
+        _check_config_keys(space, evaluator)
+        evaluator_cls.preflight(spec.evaluator.options)
+        fingerprint = evaluator.fingerprint()
         return cls(spec, space, evaluator_name, evaluator_cls, fingerprint, name, options)
 
     def make_sampler(self, seed: int | None = None, **extra: Any) -> Any:
@@ -108,22 +112,88 @@ class StudySetup:
             "tuner.trials_target": trials_target,
         }
 
-    def check_compatible(self, rdb: Any, study_id: int) -> None:
-        """Refuse to continue a stored study under other objectives or another domain."""
+    def check_compatible(self, rdb: Any, study_id: int, restart_hint: str = "") -> None:
+        """Refuse to continue a stored study as another problem: other objectives or
+        directions, another domain, fixed context, evaluator, evaluator options or
+        constraints (the search space and the sampler may change: they do not change what a
+        stored trial means). ``restart_hint`` names the flag that starts the study over."""
         spec = self.spec
+        how = f"use another study name{restart_hint}"
         stored_dirs = [d.name.lower() for d in rdb.get_study_directions(study_id)]
-        if stored_dirs != spec.directions:
-            raise BadInput("objectives", f"study {spec.name!r} already exists with "
-                           f"directions {stored_dirs}; use another name to change them")
         attrs = rdb.get_study_user_attrs(study_id)
-        if attrs.get("tuner.domain") not in (None, spec.space.domain):
-            raise BadInput("space.domain", f"study {spec.name!r} already exists for "
-                           f"domain {attrs['tuner.domain']!r}; use another name")
+        stored = attrs.get("tuner.spec") if isinstance(attrs.get("tuner.spec"), dict) else {}
+        now = redact_secrets(spec.model_dump(mode="json", exclude={"storage"}))
+        stored_objs = [(o.get("metric"), o.get("direction"))
+                       for o in attrs.get("tuner.objectives") or [] if isinstance(o, dict)]
+        objs = [(o.metric, o.direction) for o in spec.objectives]
+        if stored_dirs != spec.directions or (stored_objs and stored_objs != objs):
+            was = ", ".join(f"{m} {d}" for m, d in stored_objs) if stored_objs else \
+                ", ".join(stored_dirs)
+            raise BadInput("objectives", f"study {spec.name!r} already holds trials for "
+                           f"objectives [{was}], not [{', '.join(f'{m} {d}' for m, d in objs)}]"
+                           f"; {how}")
+        checks = [("space.domain", attrs.get("tuner.domain"), spec.space.domain),
+                  ("evaluator.name", attrs.get("tuner.evaluator"), self.evaluator_name)]
+        if stored:
+            checks += [
+                ("space.context", (stored.get("space") or {}).get("context"),
+                 now["space"]["context"]),
+                ("evaluator.options", (stored.get("evaluator") or {}).get("options"),
+                 now["evaluator"]["options"]),
+                ("constraints", [_constraint_text(c) for c in stored.get("constraints") or []],
+                 [_constraint_text(c) for c in now["constraints"]])]
+        for field_, was, is_ in checks:
+            if was is not None and was != is_:
+                raise BadInput(field_, f"study {spec.name!r} already holds trials for "
+                               f"{field_} {_shown(was)}; this file says {_shown(is_)}, another "
+                               f"problem ({_difference(was, is_)}); {how}")
 
 
-def state_attrs(state: str) -> dict[str, Any]:
-    """``tuner.state`` (running | finished | interrupted) with the time it was set."""
-    return {"tuner.state": state, "tuner.updated_at": time.time()}
+def _constraint_text(c: Any) -> str:
+    if not isinstance(c, dict):
+        return str(c)
+    return f"{c.get('metric')} {c.get('op')} {c.get('value')}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k} = {v!r}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(str(v) for v in value) + "]"
+    else:
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _difference(was: Any, is_: Any) -> str:
+    """What changed, in a few words: the keys of two tables that differ."""
+    if isinstance(was, dict) and isinstance(is_, dict):
+        keys = sorted({k for k in set(was) | set(is_) if was.get(k) != is_.get(k)}, key=str)
+        parts = [f"{k}: {was.get(k, '(none)')!r} -> {is_.get(k, '(none)')!r}" for k in keys]
+        return "; ".join(parts)[:200]
+    return "changed"
+
+
+def _check_config_keys(space: Any, evaluator: Any) -> None:
+    """Every key a config of ``space`` holds must be one the evaluator reads."""
+    keys = evaluator.config_keys
+    if keys is None:
+        return
+    for where, names in (("space.context", space.context), ("space.params", space.fixed),
+                         ("space.params", space.params)):
+        unknown = sorted((k for k in names if k not in keys), key=str)
+        if unknown:
+            raise BadInput(f"{where}.{unknown[0]}", f"not a config key of evaluator "
+                           f"{evaluator.name}; it reads: {', '.join(sorted(keys))}")
+
+
+def state_attrs(state: str, error: str | None = None) -> dict[str, Any]:
+    """``tuner.state`` (running | finished | interrupted | failed) with the time it was set
+    and, for a failed run, ``tuner.error`` (one line)."""
+    out: dict[str, Any] = {"tuner.state": state, "tuner.updated_at": time.time()}
+    if state in ("failed", "running"):
+        out["tuner.error"] = error
+    return out
 
 
 def build(spec: StudySpec, sampler_name: str | None = None) -> tuple[Any, Any, Any, str]:

@@ -21,6 +21,9 @@ class Categorical:
     choices: tuple[Any, ...]
     #: parameter is active only when every named parameter has one of the listed values
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: every value the domain accepts when it is more than ``choices`` (what a study file may
+    #: narrow or pin it to); None: ``choices`` for names and flags, any number for numbers
+    allowed: tuple[Any, ...] | None = None
 
     def values(self) -> list[Any]:
         return list(self.choices)
@@ -119,9 +122,11 @@ def apply_override(name: str, p: Param, ov: Mapping[str, Any]) -> Param | tuple[
     if unknown:
         raise BadInput(field_, f"unknown key {sorted(unknown)[0]!r}; allowed: "
                        + ", ".join(sorted(_OVERRIDE_KEYS)))
+    # an override narrows what the domain allows; it never adds a value the domain refuses
     if "fixed" in ov:
         if len(ov) > 1:
             raise BadInput(field_, "'fixed' cannot be combined with other keys")
+        _check_allowed(f"{field_}.fixed", p, [ov["fixed"]])
         return ("fixed", ov["fixed"])
     if "choices" in ov:
         choices = ov["choices"]
@@ -130,7 +135,13 @@ def apply_override(name: str, p: Param, ov: Mapping[str, Any]) -> Param | tuple[
         for c in choices:
             if not isinstance(c, (bool, int, float, str)):
                 raise BadInput(f"{field_}.choices", f"{c!r} is not a number, string or boolean")
-        return Categorical(tuple(choices), when=p.when)
+        kinds = {_kind(c) for c in choices}
+        if len(kinds) > 1:
+            raise BadInput(f"{field_}.choices", f"{choices!r} mixes types "
+                           f"({', '.join(sorted(kinds))}); give values of one type")
+        _check_allowed(f"{field_}.choices", p, choices)
+        allowed = p.allowed if isinstance(p, Categorical) else None
+        return Categorical(tuple(choices), when=p.when, allowed=allowed)
     if isinstance(p, Categorical):
         raise BadInput(field_, f"is categorical {list(p.choices)}; use 'choices' or 'fixed'")
     low, high = ov.get("low", p.low), ov.get("high", p.high)
@@ -149,7 +160,48 @@ def apply_override(name: str, p: Param, ov: Mapping[str, Any]) -> Param | tuple[
         raise BadInput(f"{field_}.log", f"{log!r} must be true or false")
     if log and low <= 0:
         raise BadInput(f"{field_}.low", f"{low} must be > 0 on a log scale")
+    for k, v in (("low", low), ("high", high)):
+        if not p.low <= v <= p.high:
+            raise BadInput(f"{field_}.{k}", f"{v} is outside the domain's range "
+                           f"{p.low} .. {p.high}")
     return replace(p, low=low, high=high, step=step, log=log)
+
+
+def _kind(v: Any) -> str:
+    return ("true or false" if isinstance(v, bool) else "a string" if isinstance(v, str)
+            else "a number")
+
+
+def _closed_values(p: Categorical) -> tuple[Any, ...] | None:
+    """The values a categorical accepts, when it is a closed set (None: any number)."""
+    if p.allowed is not None:
+        return p.allowed
+    return None if all(_kind(c) == "a number" for c in p.choices) else p.choices
+
+
+def _allowed_text(p: Param) -> str:
+    if isinstance(p, Categorical):
+        closed = _closed_values(p)
+        return ", ".join(repr(c) for c in closed) if closed is not None else "numbers"
+    step = f" in steps of {p.step}" if p.step not in (None, 1) else ""
+    kind = "integers" if isinstance(p, Int) else "numbers"
+    return f"{kind} {p.low} .. {p.high}{step}"
+
+
+def _check_allowed(field_: str, p: Param, values: list[Any]) -> None:
+    """``BadInput`` naming the first of ``values`` the domain's parameter ``p`` does not
+    accept: another type than its values, or outside its closed set or its range."""
+    for v in values:
+        if isinstance(p, Categorical):
+            kinds = {_kind(c) for c in p.choices}
+            closed = _closed_values(p)
+            ok = _kind(v) in kinds and (closed is None or any(
+                _kind(v) == _kind(c) and v == c for c in closed))
+        else:
+            ok = param_contains(p, v)
+        if not ok:
+            raise BadInput(field_, f"{v!r} is not a value this domain allows; allowed: "
+                           f"{_allowed_text(p)}")
 
 
 class BaseSpace(abc.ABC):

@@ -4,7 +4,9 @@ Optuna's ``create_new_trial(template_trial=...)`` issues an ORM query and insert
 parameter and attribute (about 2 ms each on SQLite); a study with ten user attributes pays
 more for that than for sampling. This writer inserts the same rows with SQLAlchemy Core in one
 transaction, together with the evaluation-cache row, so the stored study is exactly what
-Optuna would have written and any Optuna tool reads it.
+Optuna would have written and any Optuna tool reads it (``tests/tuner/test_trial_writer.py``
+compares the rows with Optuna's own ``add_trial``). Constraint values are written in both of
+Optuna's forms (``tuner._record.with_list_form``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sqlalchemy as sa
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
+
+from tuner._record import with_list_form
 
 _T = models.TrialModel.__table__
 _P = models.TrialParamModel.__table__
@@ -58,7 +62,8 @@ class TrialWriter:
                     rows.append({"trial_id": trial_id, "objective": i, "value": value,
                                  "value_type": kind.name})
                 conn.execute(_V.insert(), rows)
-            for table, attrs in ((_U, trial.user_attrs), (_S, trial.system_attrs)):
+            for table, attrs in ((_U, trial.user_attrs),
+                                 (_S, with_list_form(trial.system_attrs))):
                 if attrs:
                     conn.execute(table.insert(), [
                         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}

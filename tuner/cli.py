@@ -13,8 +13,9 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tuner._command import (
     EXIT_BAD_INPUT,
@@ -25,15 +26,19 @@ from tuner._command import (
     Parser,
     check_positive,
     execute,
+    one_line,
 )
-from tuner._errors import BadInput, TunerError
+from tuner._errors import BadInput, MissingExtra, TunerError
+from tuner._record import OUTCOME_LABELS
+from tuner._tables import fmt, print_front, print_result
+from tuner.spec import MAX_DEPTH, MAX_INPUT_BYTES, MAX_WORKERS, check_depth
 
 
 def _console() -> Any:
     from rich.console import Console
 
-    # piped output (CI logs, files) gets wide tables instead of rich's 80-column default
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    # a terminal: its width; piped output (CI logs, files): 80 columns, which every table fits
+    return Console() if sys.stdout.isatty() else Console(width=80)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -42,34 +47,55 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--storage", help=STORAGE_HELP)
     r.add_argument("--trials", type=int, help="total trials for the study (overrides budget)")
     r.add_argument("--timeout", type=float, help="wall-time budget of this run in seconds")
-    r.add_argument("--workers", type=int, help="parallel evaluation processes")
+    r.add_argument("--workers", type=int,
+                   help=f"parallel evaluation processes (1-{MAX_WORKERS})")
     r.add_argument("--sampler", help="sampler name (overrides the study file)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--start-over", action="store_true",
+                   help="delete a stored study of the same name first (its trials are lost; "
+                        "cached results are kept)")
+    r.add_argument("--quiet", action="store_true", help="no progress")
     r.add_argument("--progress", action="store_true", help="progress bar even without a TTY")
 
 
+def check_workers(args: argparse.Namespace) -> None:
+    """``--workers`` within 1..MAX_WORKERS (each is a process with its own memory)."""
+    check_positive(args, "workers")
+    if getattr(args, "workers", None) is not None and args.workers > MAX_WORKERS:
+        raise BadInput("--workers", f"{args.workers} is more than {MAX_WORKERS} evaluation "
+                       "processes; use tuner worker on more machines for more")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from tuner.registry import RUN_MODES, resolve
     from tuner.runner import Runner
     from tuner.spec import load_spec
 
     spec = load_spec(args.study)
-    check_positive(args, "trials", "timeout", "workers")
+    check_positive(args, "trials", "timeout")
+    check_workers(args)
     if spec.fidelity is not None:
         return _run_ladder(spec, args)
+    mode = args.sampler or spec.sampler.name
+    if mode in RUN_MODES:  # not a search: a mode of its own (e.g. an exhaustive sweep)
+        return int(resolve("sampler.name", RUN_MODES, mode, plugins=False)(spec, args))
+    progress = ("off" if args.quiet else "bar" if args.progress or sys.stderr.isatty()
+                else "lines")
     runner = Runner(spec, args.storage, trials=args.trials, wall_time_s=args.timeout,
-                    workers=args.workers, sampler=args.sampler,
-                    progress=not args.quiet and sys.stderr.isatty() or args.progress)
+                    workers=args.workers, sampler=args.sampler, progress=progress,
+                    start_over=args.start_over)
     console = _console()
     console.print(f"study [bold]{spec.name}[/]  domain {spec.space.domain}  evaluator "
                   f"{runner.evaluator_name}  sampler {runner.sampler_name}  storage "
-                  f"{runner.storage_label}", highlight=False)
+                  f"{runner.storage_label}", highlight=False, soft_wrap=True)
+    stopped = _late_signals_finish_quietly()
     summary = runner.run()
+    stopped[0] = summary.interrupted
     console.print(
-        f"{summary.trials_this_run} trials this run ({summary.evaluated} evaluated, "
-        f"{summary.cached} from cache, {summary.infeasible} infeasible, {summary.failed} failed)"
-        f" in {summary.elapsed_s:.1f} s; {summary.trials_total} stored; {summary.stop_reason}",
-        highlight=False)
-    _print_pareto(summary.results, console)
+        f"{summary.trials_this_run} trials this run: {summary.evaluated} evaluated, "
+        f"{summary.cached} from the cache, {summary.infeasible} infeasible, {summary.failed} "
+        f"failed; {summary.elapsed_s:.1f} s; {summary.trials_total} stored; "
+        f"{summary.stop_reason}", highlight=False, soft_wrap=True)
+    print_front(summary.results, console)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
@@ -84,22 +110,48 @@ def _run_ladder(spec: Any, args: argparse.Namespace) -> int:
     console.print(f"study [bold]{spec.name}[/]  fidelity ladder: screen {fid.screen}, measure "
                   f"{spec.evaluator.name}, top {fid.top_k} x {fid.rounds} rounds"
                   f"{', recalibrating' if fid.recalibrate else ''}", highlight=False)
-    summary, _ = run_ladder(spec, args.storage, progress=not args.quiet and sys.stderr.isatty()
-                            or args.progress, log=lambda m: console.print(m, highlight=False))
+    progress = ("off" if args.quiet else "bar" if args.progress or sys.stderr.isatty()
+                else "lines")
+    summary, _ = run_ladder(spec, args.storage, progress=progress,
+                            log=lambda m: console.print(m, highlight=False))
     if summary is not None:
-        _print_pareto(summary.results, console)
+        print_front(summary.results, console)
     return EXIT_INTERRUPTED if summary is not None and summary.interrupted else EXIT_OK
+
+
+def _late_signals_finish_quietly() -> list[bool]:
+    """Ctrl-C/SIGTERM outside the run's own handling: an interruption (exit 130) before the
+    run has stopped, ignored once it has (its state is recorded; what is left is printing).
+    Set the returned flag when the run stopped."""
+    import signal
+
+    stopped = [False]
+
+    def late(signum: int, frame: Any) -> None:
+        if not stopped[0]:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, late)
+    return stopped
 
 
 # -- evaluate --------------------------------------------------------------------------------
 def _parse_config(text: str, where: str) -> dict[str, Any]:
+    if len(text) > MAX_INPUT_BYTES:
+        raise BadInput(where, f"{len(text):,} characters; a config is at most "
+                       f"{MAX_INPUT_BYTES:,}")
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(where, f"invalid JSON ({exc.msg} at line {exc.lineno} column "
                        f"{exc.colno})") from None
+    except RecursionError:
+        raise BadInput(where, f"nested more than {MAX_DEPTH} levels deep") from None
     if not isinstance(cfg, dict):
         raise BadInput(where, f"must be a JSON object, got {type(cfg).__name__}")
+    check_depth(cfg, where)
     return cfg
 
 
@@ -112,100 +164,89 @@ def _evaluate_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--artifacts", action="store_true", help="include artifacts in the JSON")
 
 
+def _config_lines(path: Path) -> Iterator[tuple[int, str | BadInput]]:
+    """(line number, text or the ``BadInput`` of that line) of a JSON-lines file; blank lines
+    are skipped. A line that is not UTF-8 or is too long is reported, not fatal."""
+    with path.open("rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            if len(raw) > MAX_INPUT_BYTES:
+                yield i, BadInput(f"{path.name} line {i}", f"{len(raw):,} bytes; a config is "
+                                  f"at most {MAX_INPUT_BYTES:,}")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield i, BadInput(f"{path.name} line {i}", "not UTF-8 text")
+                continue
+            if text.strip():
+                yield i, text.rstrip("\r\n")
+
+
+def _error_object(exc: BadInput, line: int) -> dict[str, Any]:
+    """The output line of an input line that could not be evaluated (keeps output lines up
+    with input lines): ``status`` failed, the reason, and ``error`` saying it was the input."""
+    return {"status": "failed", "metrics": {}, "reason": one_line(exc), "error": "bad input",
+            "line": line}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tuner.registry import make_evaluator
 
     if (args.config is None) == (args.configs_file is None):
         raise BadInput("--config", "give exactly one of --config JSON or --configs-file F.jsonl")
+    lines: Iterable[tuple[int, str | BadInput]]
     if args.config is not None:
-        configs = [("--config", _parse_config(args.config, "--config"))]
+        configs = [_parse_config(args.config, "--config")]
+        lines = []
     else:
         path = Path(args.configs_file)
         if not path.is_file():
             raise BadInput("--configs-file", f"file not found: {path}")
-        configs = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                where = f"{path.name} line {i}"
-                configs.append((where, _parse_config(line, where)))
-        if not configs:
-            raise BadInput("--configs-file", f"{path} holds no configs")
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+        if b"\0" in head:
+            raise BadInput("--configs-file", f"{path} is a binary file, not JSON lines")
+        configs, lines = [], _config_lines(path)
     options = _parse_config(args.options, "--options") if args.options else {}
     evaluator = make_evaluator(args.evaluator, options)
+    type(evaluator).preflight(options)
+    if configs:  # --config: a bad config is a bad command line
+        evaluator.check_config(configs[0])
     evaluator.setup()
+    bad: list[str] = []
     try:
-        for where, cfg in configs:
-            try:
-                result = evaluator.evaluate(cfg)
-            except BadInput as exc:
-                raise BadInput(f"{where}: {exc.field}" if where != "--config" else exc.field,
-                               str(exc).split(": ", 1)[-1]) from None
+        if configs:
+            result = evaluator.evaluate(configs[0])
             out = result.to_json(artifacts=args.artifacts)
-            if args.json or args.configs_file:
+            if args.json:
                 print(json.dumps(out, default=str), flush=True)
             else:
-                _print_result(out)
+                print_result(out, _console())
+            return EXIT_OK
+        for i, text in lines:  # --configs-file: one output line per config line, in order
+            where = f"{Path(args.configs_file).name} line {i}"
+            try:
+                if isinstance(text, BadInput):
+                    raise text
+                cfg = _parse_config(text, where)
+                evaluator.check_config(cfg)
+                out = evaluator.evaluate(cfg).to_json(artifacts=args.artifacts)
+            except BadInput as exc:
+                msg = one_line(exc)
+                out = _error_object(BadInput("", msg if msg.startswith(where) else
+                                             f"{where}: {msg}"), i)
+                bad.append(out["reason"])
+            print(json.dumps(out, default=str), flush=True)
     finally:
         evaluator.teardown()
+    if bad:  # one line on stderr; each bad line's own output line says why
+        more = f" (and {len(bad) - 1} more bad line(s))" if len(bad) > 1 else ""
+        print(f"error: {bad[0]}{more}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return EXIT_OK
 
 
-def _print_result(out: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"status: {out['status']}" + (f" — {out['reason']}"
-                                                      if out.get("reason") else ""))
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in out["metrics"].items():
-        table.add_row(k, f"{v:.6g}")
-    _console().print(table)
-
-
 # -- show / pareto / export ------------------------------------------------------------------
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
-    return str(v)
-
-
-def _print_pareto(res: Any, console: Any, limit: int = 20) -> None:
-    """The front (best trial for one objective) of a ``StudyResults`` as a table."""
-    from rich.table import Table
-
-    front = res.pareto()
-    title = "Pareto front" if len(res.objectives) > 1 else "Best trial"
-    if not front:
-        console.print(f"{title}: no feasible trial yet")
-        return
-    if len(res.objectives) == 1:
-        front = front[:1]
-    params = list(dict.fromkeys(p for t in front for p in t.params))
-    if len(front) > 1:  # columns that differ along the front; the rest in one line
-        same = {p for p in params if len({repr(t.params.get(p)) for t in front}) == 1}
-        common = ", ".join(f"{p}={_fmt(front[0].params[p])}" for p in params if p in same)
-        params = [p for p in params if p not in same]
-    table = Table(title=f"{title} ({len(front)} configs)" if len(res.objectives) > 1 else title)
-    table.add_column("trial", justify="right")
-    for o in res.objectives:
-        arrow = "↑" if o["direction"] == "maximize" else "↓"
-        table.add_column(f"{o['metric']} {arrow}", justify="right")
-    for p in params:
-        table.add_column(p)
-    for t in front[:limit]:
-        table.add_row(str(t.number), *[_fmt(v) for v in t.values],
-                      *[_fmt(t.params.get(p, "-")) for p in params])
-    console.print(table)
-    if len(front) > 1 and common:
-        console.print(f"same on the whole front: {common}", highlight=False)
-    if len(front) > limit:
-        console.print(f"... {len(front) - limit} more (tuner pareto {res.name})")
-    if len(res.objectives) > 1:
-        ref = res.reference()
-        console.print(f"hypervolume {res.hypervolume():.6g} against reference point "
-                      f"{[round(r, 6) for r in ref or []]}", highlight=False)
-
-
 def _study_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("study_name")
     s.add_argument("--storage", help=STORAGE_HELP)
@@ -223,6 +264,19 @@ def _export_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--pareto-only", action="store_true")
 
 
+def _state_line(res: Any, rdb: Any) -> str:
+    """The recorded state, and whether a run is really at it (a ``running`` study whose
+    runner holds no live lock was stopped without recording it: say so)."""
+    from tuner._study_lock import live_holder
+
+    state = res.attrs.get("tuner.state", "?")
+    if state == "running" and res.attrs.get("tuner.mode") != "shared":
+        if live_holder(rdb.engine, res.name) is None:
+            state = "interrupted (recorded as running, but no run holds the study)"
+    error = res.attrs.get("tuner.error")
+    return f"{state}: {error}" if state == "failed" and error else state
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -234,10 +288,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     console = _console()
     a = res.attrs
     console.print(f"study [bold]{res.name}[/]  domain {a.get('tuner.domain', '?')}  evaluator "
-                  f"{a.get('tuner.evaluator', '?')}  sampler {a.get('tuner.sampler', '?')}  "
-                  f"state {a.get('tuner.state', '?')}", highlight=False)
+                  f"{a.get('tuner.evaluator', '?')}  sampler {a.get('tuner.sampler', '?')}",
+                  highlight=False, soft_wrap=True)
+    rdb = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache layer
+    console.print(f"state: {_state_line(res, rdb)}", highlight=False,
+                  soft_wrap=True)
     counts = res.counts()
-    console.print("trials: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    console.print("trials: " + ", ".join(f"{v} {OUTCOME_LABELS.get(k, k)}"
+                                         for k, v in counts.items() if v)
                   + f" ({len(res.trials)} total)", highlight=False)
     objs = ", ".join(f"{o['metric']} ({o['direction']})" for o in res.objectives)
     console.print(f"objectives: {objs}", highlight=False)
@@ -245,13 +303,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if cons:
         console.print("constraints: " + ", ".join(f"{c['metric']} {c['op']} {c['value']:g}"
                                                   for c in cons), highlight=False)
-    _print_pareto(res, console)
+    print_front(res, console)
     recent = [t for t in res.trials if t.user_attrs.get("status") in ("failed", "infeasible")]
     if recent:
         table = Table(title="latest infeasible/failed trials")
-        table.add_column("trial", justify="right")
-        table.add_column("status")
-        table.add_column("reason", overflow="fold")
+        table.add_column("trial", justify="right", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("reason", overflow="fold", ratio=1)
         for t in recent[-5:]:
             table.add_row(str(t.number), t.user_attrs["status"], str(t.user_attrs.get("reason")))
         console.print(table)
@@ -266,7 +324,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([res.row(t) for t in res.pareto()], default=str, indent=1))
     else:
-        _print_pareto(res, _console(), limit=10**9)
+        print_front(res, _console(), limit=10**9)
     return EXIT_OK
 
 
@@ -295,7 +353,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from tuner.registry import VALIDATIONS, resolve
 
-    report = resolve("domain", VALIDATIONS, args.domain)()
+    report = resolve("domain", VALIDATIONS, args.domain, plugins=False)()
     console = _console()
     table = Table(title=f"{report.domain}: simulator vs reference")
     for col in ("case", "metric", "predicted", "reference", "error %"):
@@ -309,8 +367,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         summary.add_column(col, justify="left" if col == "metric" else "right")
     for m, s in report.summary().items():
         summary.add_row(m, str(s["n"]), f"{s['mean_abs_error_pct']:.1f}",
-                        f"{s['max_abs_error_pct']:.1f}", _fmt(s["target_mean_pct"]),
-                        _fmt(s["target_max_pct"]))
+                        f"{s['max_abs_error_pct']:.1f}", fmt(s["target_mean_pct"]),
+                        fmt(s["target_max_pct"]))
     console.print(summary)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
@@ -324,59 +382,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _catalog_arguments(c: argparse.ArgumentParser) -> None:
-    c.add_argument("what", nargs="?",
-                   choices=("spaces", "evaluators", "samplers", "hardware", "models"))
-
-
-def cmd_catalog(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from evaluators import _catalog as cat
-    from tuner import registry
-
-    console = _console()
-    what = args.what
-    if what in (None, "spaces"):
-        _simple_table(console, "spaces (study file: [space] domain)", registry.SPACES)
-    if what in (None, "evaluators"):
-        _simple_table(console, "evaluators", registry.EVALUATORS)
-    if what in (None, "samplers"):
-        _simple_table(console, "samplers", registry.SAMPLERS)
-    if what in (None, "hardware"):
-        t = Table(title="hardware")
-        for c in ("name", "HBM GiB", "HBM TB/s", "bf16 TFLOP/s", "fp8 TFLOP/s", "SMs", "$/h"):
-            t.add_column(c)
-        for hw in (cat.get_hardware(n) for n in cat.hardware_names()):
-            t.add_row(hw.name, f"{hw.hbm_gib:g}", f"{hw.hbm_tb_s:g}",
-                      f"{hw.peak_tflops.get('bf16', 0):g}",
-                      _fmt(hw.peak_tflops.get("fp8", "-")), str(hw.sm_count),
-                      f"{hw.price_usd_per_hour:g}")
-        console.print(t)
-    if what in (None, "models"):
-        t = Table(title="models")
-        for c in ("name", "layers", "hidden", "heads/kv", "experts", "aliases"):
-            t.add_column(c, overflow="fold")
-        for m in (cat.get_model(n) for n in cat.model_names()):
-            t.add_row(m.name, str(m.num_layers), str(m.hidden_size),
-                      f"{m.num_heads}/{m.num_kv_heads}",
-                      f"{m.num_experts} top-{m.top_k}" if m.is_moe else "-",
-                      ", ".join(m.aliases))
-        console.print(t)
-    return EXIT_OK
-
-
-def _simple_table(console: Any, title: str, table: dict[str, str]) -> None:
-    from rich.table import Table
-
-    t = Table(title=title)
-    t.add_column("name")
-    t.add_column("implementation")
-    for k, v in table.items():
-        t.add_row(k, v)
-    console.print(t)
-
-
 def _dashboard_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--storage", help=STORAGE_HELP)
     d.add_argument("--port", type=int, default=8501)
@@ -387,10 +392,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         from tuner.dashboard_launch import launch
     except ImportError:
-        raise TunerError("the dashboard needs: pip install 'tuner[dashboard]'") from None
+        raise MissingExtra("streamlit", "dashboard") from None
     from tuner.storage import storage_url
 
-    return launch(storage_url(args.storage), port=args.port, host=args.host)
+    return launch(storage_url(args.storage, create=False), port=args.port, host=args.host)
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -407,8 +412,9 @@ COMMANDS: dict[str, tuple[str, Pair | str]] = {
     "export": ("all trials as CSV, JSON or Parquet", (_export_arguments, cmd_export)),
     "validate": ("simulator vs published/measured reference: errors",
                  (_validate_arguments, cmd_validate)),
-    "catalog": ("list spaces, evaluators, samplers, hardware, models",
-                (_catalog_arguments, cmd_catalog)),
+    "catalog": ("list spaces and their parameters, evaluators, metrics, samplers, hardware, "
+                "models, workloads", "tuner._catalog_cmd"),
+    "init": ("write an example study file to start from", "tuner._examples"),
     "bench": ("samplers vs exhaustive ground truth", "tuner.bench"),
     "ci": ("scheduled tuning job with a baseline", "tuner.ci"),
     "dashboard": ("open the Streamlit dashboard on localhost",
@@ -460,7 +466,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(only=argv[0] if argv else "").parse_args(argv)
     args.argv = argv[1:]  # the words after the command (``tuner bench`` records them)
-    return execute(args.func, args)
+    code = execute(args.func, args)
+    if code == EXIT_INTERRUPTED:
+        # the interruption is recorded; one more Ctrl-C/SIGTERM must not turn the exit into a
+        # kill while Python shuts down (which restores the default handlers)
+        import signal
+
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        except (AttributeError, ValueError, OSError):
+            pass
+    return code
 
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def environment(storage_url: str) -> dict[str, str]:
     return env
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """``BadInput`` when something already listens on ``host:port`` (said before Streamlit
+    starts and fails with a page of its own output)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise BadInput("--port", f"{port} on {host} is in use ({exc.strerror}); stop what "
+                           "listens there or give another --port") from None
+
+
 def launch(storage_url: str | None, port: int, host: str = "127.0.0.1") -> int:
     """Run the dashboard until interrupted; returns the exit code.
 
@@ -49,11 +62,12 @@ def launch(storage_url: str | None, port: int, host: str = "127.0.0.1") -> int:
     from tuner._readonly_storage import ReadOnlyStorage
     from tuner.storage import storage_url as default_url
 
-    url = storage_url or default_url(None)
+    url = storage_url or default_url(None, create=False)
     if not 0 < port < 65536:
         raise BadInput("--port", f"{port} is not a TCP port (1-65535)")
-    store = ReadOnlyStorage(url)
+    store = ReadOnlyStorage(url)  # a missing file or one that is not a storage: one line
     store.engine.dispose()
+    _check_port_free(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {host}: anyone who can reach it can read every study",
               file=sys.stderr)

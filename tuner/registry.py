@@ -1,7 +1,11 @@
 """Name -> import path registries for spaces, evaluators and samplers (imported lazily).
 
 A name may also be an import path ``package.module:Class`` so that users plug in their own
-evaluator or space without editing this file.
+evaluator or space without editing this file. A plug-in runs code (importing its module runs
+it), so name only modules you trust; what a name may resolve to is checked before it is used:
+a space must be a ``tuner.BaseSpace`` subclass, an evaluator a ``tuner.BaseEvaluator``
+subclass, a sampler an ``optuna.samplers.BaseSampler`` subclass or a factory marked with
+``tuner.samplers.sampler_plugin``. ``os:system`` and the like are refused, never called.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tuner._errors import UnknownName
+from tuner._errors import BadInput, UnknownName
 
 SPACES: dict[str, str] = {
     "training": "search_spaces.training:TrainingSpace",
@@ -44,33 +48,99 @@ SAMPLERS: dict[str, str] = {
 }
 
 
+#: ``[sampler] name`` values that are run modes rather than samplers: ``tuner run`` hands the
+#: study to ``function(spec, args) -> exit code`` (e.g. an exhaustive sweep)
+RUN_MODES: dict[str, str] = {}
+
+
 def _load(path: str) -> Any:
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def resolve(kind: str, table: dict[str, str], name: str) -> Any:
-    """The object registered as ``name`` in ``table``; ``kind`` names the field in errors."""
-    if name in table:
+def resolve(kind: str, table: dict[str, str], name: str, plugins: bool = True) -> Any:
+    """The object registered as ``name`` in ``table`` (or, with ``plugins``, the one an
+    import path ``module:attr`` names); ``kind`` names the field in errors."""
+    if isinstance(name, str) and name in table:
         return _load(table[name])
-    if isinstance(name, str) and ":" in name:
+    if plugins and isinstance(name, str) and ":" in name:
+        module, _, attr = name.partition(":")
+        if not module or not attr or not all(p.isidentifier() for p in module.split(".")) \
+                or not attr.isidentifier():
+            raise BadInput(kind, f"{name!r} is not an import path 'package.module:Name'; "
+                           f"or one of: {', '.join(sorted(table))}")
         try:
             return _load(name)
         except (ImportError, AttributeError) as exc:
-            raise UnknownName(kind, name, list(table)) from exc
+            raise BadInput(kind, f"cannot import {name!r} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); or one of: "
+                           f"{', '.join(sorted(table))}") from None
     raise UnknownName(kind, name, list(table))
 
 
+def _subclass(kind: str, name: str, obj: Any, base: type, what: str) -> Any:
+    if isinstance(obj, type) and issubclass(obj, base):
+        return obj
+    raise BadInput(kind, f"{name!r} is {_describe(obj)}, not {what}; a plug-in must be a "
+                   f"{base.__module__.split('.')[0]}.{base.__name__} subclass")
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__name__}"
+    if callable(obj):
+        return f"the function {getattr(obj, '__name__', '?')}"
+    return f"a {type(obj).__name__}"
+
+
 def space_class(name: str) -> Any:
-    return resolve("space.domain", SPACES, name)
+    from tuner._space import BaseSpace
+
+    return _subclass("space.domain", name, resolve("space.domain", SPACES, name), BaseSpace,
+                     "a search space")
 
 
 def evaluator_class(name: str) -> Any:
-    return resolve("evaluator.name", EVALUATORS, name)
+    from tuner._evaluator import BaseEvaluator
+
+    return _subclass("evaluator.name", name, resolve("evaluator.name", EVALUATORS, name),
+                     BaseEvaluator, "an evaluator")
+
+
+#: the attribute ``tuner.samplers.sampler_plugin`` sets on a plug-in sampler factory
+FACTORY_MARK = "__tuner_sampler_factory__"
 
 
 def sampler_factory(name: str) -> Any:
-    return resolve("sampler.name", SAMPLERS, name)
+    """``factory(space, directions, seed, **options) -> BaseSampler`` for ``name``: a
+    registered sampler, a plug-in factory marked with ``tuner.samplers.sampler_plugin``, or
+    an ``optuna.samplers.BaseSampler`` subclass (built as ``cls(seed=seed, **options)``)."""
+    obj = resolve("sampler.name", SAMPLERS, name)
+    if name in SAMPLERS or getattr(obj, FACTORY_MARK, False) or _registered(obj):
+        return obj
+    import optuna
+
+    if isinstance(obj, type) and issubclass(obj, optuna.samplers.BaseSampler):
+        def build(space: Any, directions: Any, seed: int | None = None, **options: Any) -> Any:
+            import inspect
+
+            takes_seed = "seed" in inspect.signature(obj).parameters
+            try:
+                return obj(seed=seed, **options) if takes_seed else obj(**options)
+            except TypeError as exc:
+                raise BadInput("sampler.options", f"{name}: {exc}") from None
+
+        return build
+    raise BadInput("sampler.name", f"{name!r} is {_describe(obj)}, not a sampler; a plug-in "
+                   "must be an optuna.samplers.BaseSampler subclass or a factory marked with "
+                   "@tuner.samplers.sampler_plugin")
+
+
+def _registered(obj: Any) -> bool:
+    """``obj`` is one of the registered sampler factories (reached by another import path)."""
+    name = getattr(obj, "__name__", None)
+    return any(path.rpartition(":")[2] == name and _load(path) is obj
+               for path in SAMPLERS.values())
 
 
 def make_evaluator(name: str, options: dict[str, Any] | None = None) -> Any:

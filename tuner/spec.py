@@ -5,6 +5,7 @@ Every error is one line naming the field, the bad value and the allowed values.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -13,10 +14,18 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuner._errors import BadInput, UnknownName
 from tuner import registry
+from tuner._errors import BadInput, UnknownName
 
 _OPS = ("<=", "<", ">=", ">", "==")
+#: evaluation processes one run may start (``workers``, ``--workers``)
+MAX_WORKERS = 256
+#: below this an evaluation process cannot start Python and import an evaluator
+MIN_MEMORY_LIMIT_MIB = 256
+#: a study file or a JSON config larger than this is refused before it is parsed
+MAX_INPUT_BYTES = 1 << 20
+#: tables and lists nested deeper than this are refused (no real study needs more than ~6)
+MAX_DEPTH = 32
 
 
 class _Strict(BaseModel):
@@ -40,11 +49,25 @@ class ObjectiveSpec(_Strict):
     #: hypervolume reference value for this objective (default: worst observed + 10% of range)
     reference: float | None = None
 
+    @field_validator("reference")
+    @classmethod
+    def _finite_reference(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
 
 class ConstraintSpec(_Strict):
     metric: str
     op: Literal["<=", "<", ">=", ">", "=="]
     value: float
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):  # nan compares false with everything: nothing would pass
+            raise ValueError("must be a finite number (not nan or inf)")
+        return v
 
     def violation(self, metrics: dict[str, float]) -> float:
         """> 0 when violated (by how much), <= 0 when satisfied; Optuna's convention."""
@@ -74,7 +97,15 @@ class BudgetSpec(_Strict):
     #: hard per-trial limit enforced by the runner (the worker process is killed)
     trial_timeout_s: float = Field(default=600.0, gt=0)
     #: address-space limit per evaluation worker; None: a share of the machine's memory
-    memory_limit_mib: int | None = Field(default=None, gt=0)
+    memory_limit_mib: int | None = None
+
+    @field_validator("memory_limit_mib")
+    @classmethod
+    def _enough_to_start(cls, v: int | None) -> int | None:
+        if v is not None and v < MIN_MEMORY_LIMIT_MIB:
+            raise ValueError(f"must be >= {MIN_MEMORY_LIMIT_MIB} (MiB): less cannot start "
+                             "an evaluation process")
+        return v
 
 
 class FidelitySpec(_Strict):
@@ -102,7 +133,7 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     storage: str | None = None
-    workers: int = Field(default=1, ge=1, le=256)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     fidelity: FidelitySpec | None = None
 
     @field_validator("name")
@@ -139,7 +170,11 @@ class StudySpec(_Strict):
 
 
 def _format_error(err: pydantic.ValidationError, model: type[BaseModel]) -> BadInput:
-    e = err.errors()[0]
+    errors = err.errors()
+    missing = [".".join(str(x) for x in e["loc"]) for e in errors if e["type"] == "missing"]
+    if len(missing) > 1:  # every missing key at once, not one per run
+        return BadInput("study", "required keys are missing: " + ", ".join(missing))
+    e = errors[0]
     loc = [str(x) for x in e["loc"]]
     field = ".".join(loc) or "study"
     if e["type"] == "extra_forbidden":
@@ -182,24 +217,47 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
             and ":" not in spec.fidelity.screen:
         raise UnknownName("fidelity.screen", spec.fidelity.screen, list(registry.EVALUATORS))
     if spec.sampler.name is not None and spec.sampler.name not in registry.SAMPLERS \
-            and ":" not in spec.sampler.name:
-        raise UnknownName("sampler.name", spec.sampler.name, list(registry.SAMPLERS))
+            and spec.sampler.name not in registry.RUN_MODES and ":" not in spec.sampler.name:
+        raise UnknownName("sampler.name", spec.sampler.name,
+                          list(registry.SAMPLERS) + list(registry.RUN_MODES))
     metrics = [o.metric for o in spec.objectives]
     if len(set(metrics)) != len(metrics):
         raise BadInput("objectives", f"metric listed twice in {metrics}")
     return spec
 
 
+def check_depth(data: Any, field: str, limit: int = MAX_DEPTH) -> None:
+    """``BadInput`` when tables/lists in ``data`` nest deeper than ``limit``."""
+    todo = [(data, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise BadInput(field, f"nested more than {limit} levels deep")
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                 else item))
+
+
 def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise BadInput("study", f"file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise BadInput("study", f"{path} is {size:,} bytes; a study file is at most "
+                       f"{MAX_INPUT_BYTES:,}")
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        raise BadInput("study", f"{path} is a binary file, not a TOML study file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadInput("study", f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInput("study", f"malformed TOML in {path}: {exc}") from None
+    except RecursionError:
+        raise BadInput("study", f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+    check_depth(data, "study")
     return parse_spec(data)
 
 

@@ -2,6 +2,12 @@
 
 The embedded default is an SQLite file (``~/.tuner/tuner.db``; ``TUNER_STORAGE`` or
 ``--storage`` override it with any SQLAlchemy URL). The runner is the only writer.
+
+Two ways in: ``open_rdb`` for the commands that write (it creates the file, its folder and the
+tables), ``open_rdb_readonly`` for those that only read (``show``, ``pareto``, ``export``): it
+never writes and never creates a file or a folder, so it also works on a read-only mount.
+``storage_error`` turns what a database driver raises into one line (a corrupt file, a file
+that is not a database, a full disk, a schema older than the installed Optuna).
 """
 
 from __future__ import annotations
@@ -9,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
@@ -18,23 +25,31 @@ import sqlalchemy as sa
 from tuner._errors import BadInput
 from tuner._evaluator import EvalResult
 from tuner._secrets import SECRET_KEY_PATTERN, redact, redact_secrets
+from tuner._storage_errors import storage_error
 
 ENV_VAR = "TUNER_STORAGE"
 DEFAULT_PATH = Path("~/.tuner/tuner.db")
 
 
-def storage_url(url: str | None = None) -> str:
-    """``url``, else ``$TUNER_STORAGE``, else the embedded SQLite file."""
+def storage_url(url: str | None = None, create: bool = True) -> str:
+    """``url``, else ``$TUNER_STORAGE``, else the embedded SQLite file; ``create``: make the
+    SQLite file's folder (the writing commands do, the reading ones must not)."""
     url = url or os.environ.get(ENV_VAR)
     if not url:
         path = DEFAULT_PATH.expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     if "://" not in url:
         raise BadInput("storage", f"{redact(url)!r} is not an SQLAlchemy URL "
                        "(e.g. sqlite:///tuner.db, postgresql+psycopg://user@host/db)")
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///") and create:
+        folder = Path(url[len("sqlite:///"):]).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput("storage", f"cannot create the folder {folder}: "
+                           f"{exc.strerror or exc}") from None
     return url
 
 
@@ -54,22 +69,66 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 
 def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
              grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    """The storage for a command that writes (creates the SQLite file and the tables)."""
     url = storage_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                       heartbeat_stale_trial_callback=(
                           optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)))
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):].partition("?")[0]).expanduser()
+        if path.is_dir():
+            raise BadInput("storage", f"{path} is a folder, not a database file")
     try:
         rdb = optuna.storages.RDBStorage(url, skip_compatibility_check=False, **kwargs)
+        if rdb.engine.dialect.name == "sqlite":
+            _tune_sqlite(rdb.engine)
+        EvalCache.create_table(rdb.engine)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
-    except sa.exc.OperationalError as exc:
-        raise BadInput("storage", f"cannot open {redact(url)!r}: "
-                       f"{str(exc.orig).splitlines()[0]}") from None
-    if rdb.engine.dialect.name == "sqlite":
-        _tune_sqlite(rdb.engine)
-    EvalCache.create_table(rdb.engine)
+    except Exception as exc:
+        if _creation_race(exc):  # processes creating the tables together: callers retry
+            raise
+        err = storage_error(exc, url)
+        if err is None:
+            raise
+        raise err from None
+    return rdb
+
+
+def _creation_race(exc: BaseException) -> bool:
+    """Two processes creating the same tables at once (PostgreSQL reports a duplicate type or
+    key): not a fault of the storage, the table exists a moment later."""
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError)):
+            return True
+        e = e.__cause__
+    return False
+
+
+def open_rdb_readonly(url: str | None = None) -> optuna.storages.RDBStorage:
+    """The storage for a command that only reads: never writes, never creates a file or a
+    folder (SQLite is opened read-only, ``tuner._readonly_storage.sqlite_reader``)."""
+    from tuner._readonly_engine import make_sessions_readonly, readonly_engine_kwargs
+
+    url = storage_url(url, create=False)
+    try:
+        engine_url, kwargs = readonly_engine_kwargs(url)
+        rdb = optuna.storages.RDBStorage(engine_url, engine_kwargs=kwargs,
+                                         skip_table_creation=True,
+                                         skip_compatibility_check=True)
+        make_sessions_readonly(rdb.engine)
+        rdb._version_manager.check_table_schema_compatibility()
+        rdb.get_all_studies()  # a database without Optuna's tables fails here, not later
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:
+        err = storage_error(exc, url)
+        if err is None:
+            raise
+        raise err from None
     return rdb
 
 
@@ -145,12 +204,14 @@ class EvalCache:
 
 
 def study_names(url: str | None = None) -> list[str]:
-    rdb = open_rdb(url)
+    rdb = open_rdb_readonly(url)
     return [s.study_name for s in rdb.get_all_studies()]
 
 
-def load_study(name: str, url: str | None = None) -> optuna.Study:
-    rdb = open_rdb(url)
+def load_study(name: str, url: str | None = None, readonly: bool = True) -> optuna.Study:
+    """A stored study by name (read-only unless ``readonly`` is false); ``UnknownName``
+    lists the stored names."""
+    rdb = open_rdb_readonly(url) if readonly else open_rdb(url)
     try:
         return optuna.load_study(study_name=name, storage=rdb)
     except KeyError:
@@ -167,5 +228,5 @@ def copy_trials(trials: Iterable[optuna.trial.FrozenTrial], study: optuna.Study)
 #: ``redact``, ``redact_secrets`` and ``SECRET_KEY_PATTERN`` live in ``tuner._secrets`` and stay
 #: importable from here (``tuner.storage.redact_secrets`` is the documented name)
 __all__ = ["DEFAULT_PATH", "ENV_VAR", "EvalCache", "SECRET_KEY_PATTERN", "copy_trials",
-           "create_tables", "load_study", "open_rdb", "redact", "redact_secrets", "storage_url",
-           "study_names"]
+           "create_tables", "load_study", "open_rdb", "open_rdb_readonly", "redact",
+           "redact_secrets", "storage_error", "storage_url", "study_names"]

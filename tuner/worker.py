@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import _fleet, _record
-from tuner._command import EXIT_INTERRUPTED, EXIT_OK, STORAGE_HELP, check_positive
+from tuner._command import EXIT_INTERRUPTED, EXIT_OK, check_positive
 from tuner._errors import BadInput
 from tuner._evaluator import EvalResult, Status, config_key
 from tuner._fleet import (
@@ -59,6 +59,7 @@ from tuner._fleet import (
 from tuner._interrupt import Interrupt
 from tuner._pool import EvalPool
 from tuner._setup import MAX_CONSECUTIVE_REPEATS, StudySetup, exhausted, state_attrs
+from tuner._study_lock import live_holder
 from tuner.spec import StudySpec, load_spec
 from tuner.storage import EvalCache, open_rdb, redact
 
@@ -128,6 +129,7 @@ class Worker:
         self.wall_time_s = wall_time_s or spec.budget.wall_time_s
         if self.trials_target is None and self.wall_time_s is None:
             raise BadInput("budget", "give trials and/or wall_time_s (or --trials/--timeout)")
+        self.sampler = self._worker_sampler()  # before the storage: bad options touch nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", FutureWarning)
@@ -136,8 +138,6 @@ class Worker:
         self.storage_label = redact(str(self.rdb.engine.url))
         self.cache = EvalCache(self.rdb.engine, self.fingerprint, self.evaluator_name)
         _fleet.create_claims_table(self.rdb.engine)
-        self.sampler = self._worker_sampler()
-        self.penalty = _record.Penalty(self.spec.directions)
         self._orphans: list[int] = []
         self.counts: dict[str, int] = {}
         self._repeats = 0
@@ -158,6 +158,11 @@ class Worker:
             sid = self.rdb.get_study_id_from_name(spec.name)
         except KeyError:
             sid = None
+        runner = live_holder(self.rdb.engine, spec.name)
+        if runner is not None:
+            raise BadInput("study", f"{spec.name!r} is being run by tuner run "
+                           f"({runner.describe()}), its only writer; wait for it to finish "
+                           "or stop it before workers share the study")
         if sid is not None:
             self.setup.check_compatible(self.rdb, sid)
         study = optuna.create_study(storage=self.rdb, sampler=self.sampler,
@@ -169,7 +174,6 @@ class Worker:
             if current.get(k) != v:
                 study.set_user_attr(k, v)
         self._set_study_state(study, "running")
-        self.penalty.load(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         return study
 
     def _set_study_state(self, study: optuna.Study, state: str) -> None:
@@ -245,8 +249,7 @@ class Worker:
             try:
                 return _record.record(
                     _fleet.BufferedStudy(study, self.rdb.engine), _fleet.BufferedTrial(trial),
-                    config, result, self.spec.objectives, self.spec.constraints, self.penalty,
-                    cached, eval_s)
+                    config, result, self.spec.objectives, self.spec.constraints, cached, eval_s)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
                 state = self.rdb.get_trial(trial._trial_id).state
                 if state == TrialState.COMPLETE or (state == TrialState.FAIL and
@@ -411,7 +414,9 @@ def _open_worker(spec: StudySpec, storage: str, attempts: int = 5, **kwargs: Any
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``tuner worker STUDY.toml --storage URL [--trials N] [--timeout S] [--heartbeat S]``."""
     p.add_argument("study")
-    p.add_argument("--storage", required=True, help=STORAGE_HELP)
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="SQLAlchemy URL of the shared database (required), e.g. "
+                        "postgresql+psycopg://user@host/db")
     p.add_argument("--trials", type=int, help="total trials for the study")
     p.add_argument("--timeout", type=float, help="wall-time budget of this worker in seconds")
     p.add_argument("--sampler")

@@ -18,11 +18,19 @@ files = A.find_bench_files(folders)
 uploaded = st.file_uploader("or open a result file", type=["json"], key="bench_upload")
 view: A.BenchView | None = None
 try:
+    views: list[A.BenchView] = []
     if uploaded is not None:
-        view = A.parse_bench(json.loads(uploaded.getvalue().decode("utf-8")), uploaded.name)
+        data = json.loads(uploaded.getvalue().decode("utf-8"))
+        views = (A.parse_summary(data, uploaded.name) if "scores" in data and "runs" not in data
+                 else [A.parse_bench(data, uploaded.name)])
     elif files:
         choice = st.selectbox("result", files, format_func=lambda p: str(p), key="bench_file")
-        view = A.load_bench(Path(choice))
+        views = A.bench_views(Path(choice))
+    if len(views) > 1:  # tuner bench's bench.json: every problem in one file
+        names = [v.problem for v in views]
+        view = views[names.index(st.selectbox("problem", names, key="bench_problem"))]
+    elif views:
+        view = views[0]
 except (BadInput, ValueError) as exc:
     st.error(str(exc))
 if view is None:

@@ -9,10 +9,10 @@ from typing import Any
 import streamlit as st
 
 import tuner.analysis as A
-from tuner.analysis._importance import MAX_TRIALS
 from dashboard import _data as D
 from dashboard import _plots as P
 from dashboard import _widgets as W
+from tuner.analysis._importance import MAX_TRIALS
 
 url = D.storage_url()
 name = W.pick_study(url)
@@ -95,12 +95,19 @@ def pareto_tab() -> None:
                 "Convergence for its progress and Trials for the ranking.")
         return
     c = st.columns([2, 2, 2, 2])
-    x = c[0].selectbox("x axis", metrics, index=0, format_func=metric_label, key="px")
-    y = c[1].selectbox("y axis", metrics, index=1, format_func=metric_label, key="py")
+    # the objectives by default; the keys carry the study, so another study's choice (kept
+    # in the session) does not become this one's default
+    ideal = [o.metric for o in objs if o.metric in metrics]
+    ideal += [m for m in metrics if m not in ideal]
+    x = c[0].selectbox("x axis", metrics, index=metrics.index(ideal[0]),
+                       format_func=metric_label, key=f"px::{name}")
+    y = c[1].selectbox("y axis", metrics, index=metrics.index(ideal[1]),
+                       format_func=metric_label, key=f"py::{name}")
     z_options = ["(2D)"] + metrics
-    z_default = 3 if len(objs) >= 3 else 0
+    z_default = z_options.index(ideal[2]) if len(objs) >= 3 and len(ideal) > 2 else 0
     z = c[2].selectbox("z axis", z_options, index=z_default,
-                       format_func=lambda v: v if v == "(2D)" else metric_label(v), key="pz")
+                       format_func=lambda v: v if v == "(2D)" else metric_label(v),
+                       key=f"pz::{name}")
     show_bad = c[3].checkbox("show trials that are not feasible", value=False, key="pbad")
     log_x = c[3].checkbox("log x", key="plogx")
     log_y = c[3].checkbox("log y", key="plogy")
@@ -185,18 +192,18 @@ def parallel_tab() -> None:
     c = st.columns([3, 3, 2, 2])
     always = [p for p in params if all(p in r.params for r in rows if r.feasible)]
     ps = c[0].multiselect("parameters", params, default=(always or params)[:10],
-                          key="pc_params")
+                          key=f"pc_params::{name}")
     ms = c[1].multiselect("metrics", metrics, default=[o.metric for o in objs
                                                        if o.metric in metrics],
-                          key="pc_metrics")
+                          key=f"pc_metrics::{name}")
     which = c[2].radio("trials", ["feasible", "Pareto front", "all finished"], key="pc_which")
-    color = c[3].selectbox("colour by", ms or ["(none)"], key="pc_color")
+    color = c[3].selectbox("colour by", ms or ["(none)"], key=f"pc_color::{name}")
     if which == "feasible":
         subset = [r for r in rows if r.feasible]
     elif which == "Pareto front":
         subset = [by_number[n] for n in front_view.front_numbers]
     else:
-        subset = [r for r in rows if r.state in ("COMPLETE", "FAIL")]
+        subset = [r for r in rows if r.state in ("COMPLETE", "FAIL", "PRUNED")]
     if not subset or not (ps or ms):
         st.info("Nothing to draw: choose parameters/metrics, or wait for feasible trials.")
         return
@@ -211,7 +218,7 @@ def parallel_tab() -> None:
 def importance_tab() -> None:
     targets = [o.metric for o in objs] + [mm for mm in metrics if mm not in
                                           {o.metric for o in objs}] + ["feasibility"]
-    target = st.selectbox("explain", targets, key="imp_target",
+    target = st.selectbox("explain", targets, key=f"imp_target::{name}",
                           format_func=lambda t: "feasibility (why configs fail or are "
                           "infeasible)" if t == "feasibility" else metric_label(t))
     dists = sd.distributions()
@@ -254,11 +261,11 @@ def feasibility_tab() -> None:
     else:
         st.success("Every finished trial is feasible.")
     c = st.columns(3)
-    p = c[0].selectbox("one parameter", list(fmap.cells), key="fe_param")
+    p = c[0].selectbox("one parameter", list(fmap.cells), key=f"fe_param::{name}")
     st.plotly_chart(P.param_outcome_bars(fmap.cells[p]), key="fe_param_chart")
     if len(fmap.cells) >= 2:
-        px = c[1].selectbox("pair: x", list(fmap.cells), index=0, key="fe_px")
-        py = c[2].selectbox("pair: y", list(fmap.cells), index=1, key="fe_py")
+        px = c[1].selectbox("pair: x", list(fmap.cells), index=0, key=f"fe_px::{name}")
+        py = c[2].selectbox("pair: y", list(fmap.cells), index=1, key=f"fe_py::{name}")
         if px != py:
             grid = sd.memo("grid", A.feasibility_grid, px, py)
             st.plotly_chart(P.grid_heatmap(grid), key="fe_grid")
@@ -274,7 +281,7 @@ def trials_tab() -> None:
     front_only = c[1].checkbox("front only", key="tt_front")
     text = c[2].text_input("search reason / parameter values", key="tt_text")
     sortable = [cc for cc in columns if cc not in ("started",)]
-    sort_by = c[3].selectbox("sort by", sortable, index=0, key="tt_sort",
+    sort_by = c[3].selectbox("sort by", sortable, index=0, key=f"tt_sort::{name}",
                              format_func=lambda s: s.removeprefix("param:"))
     desc = c[4].toggle("desc", value=False, key="tt_desc")
     size = c[5].selectbox("rows", [25, 50, 100, 200], index=1, key="tt_size")
@@ -327,7 +334,8 @@ def pick_tab() -> None:
     st.subheader("Best config under limits")
     st.caption("E.g. the highest throughput with p99 TTFT ≤ 500 ms and cost ≤ 0.4 USD/Mtok.")
     c = st.columns([2, 3])
-    goal_metric = c[0].selectbox("optimize", metrics, key="pk_goal", format_func=metric_label)
+    goal_metric = c[0].selectbox("optimize", metrics, key=f"pk_goal::{name}",
+                                 format_func=metric_label)
     goal = axis(goal_metric)
     limits = []
     ranges = sd.memo("ranges", A.metric_ranges, tuple(metrics), tuple(objs))

@@ -53,6 +53,11 @@ REG_OVERHEAD = 24
 
 DEFAULT_GPU = "h100_sxm"
 
+#: every key a kernel config may hold: the GEMM or attention shape and the tile parameters
+CONFIG_KEYS = frozenset({"kernel", "m", "n", "k", "dtype", "gpu", "batch", "heads", "seq_len",
+                         "head_dim", "causal", "block_m", "block_n", "block_k", "group_m",
+                         "num_warps", "num_stages", "split_k"})
+
 
 def next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())

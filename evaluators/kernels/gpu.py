@@ -35,12 +35,13 @@ from typing import Any, Callable, Mapping
 
 from evaluators._catalog import get_hardware
 from evaluators.kernels._tiles import (
+    CONFIG_KEYS,
     attention_context,
     attention_reasons,
     gemm_context,
     gemm_reasons,
 )
-from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra
+from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
 
 #: max |out - ref| / (|ref| + rms(ref)) accepted per (kernel, dtype): output rounding of the
 #: dtype (bf16 keeps 8 significant bits: 2^-8 = 3.9e-3) with room for accumulation order
@@ -105,6 +106,40 @@ class KernelGpuEvaluator(BaseEvaluator):
     #: ``pct_of_sdpa`` (attention) too when torch's kernel ran on the shape. Interpreter runs
     #: report only the times and ``tflops`` (a CPU has no GPU peak to compare with).
     metrics = ("time_us", "time_us_p20", "time_us_p80", "tflops", "pct_of_peak")
+    _MS = {"check": lambda v: v > 0, "must": "a number of milliseconds > 0"}
+    options_table = {
+        "warmup_ms": Option((int, float), 25, "do_bench warmup time", **_MS),
+        "rep_ms": Option((int, float), 100, "do_bench measuring time", **_MS),
+        "seed": Option(int, 0, "base seed of the random inputs"),
+        "interpret": Option(bool, False, "run in Triton's CPU interpreter when no GPU is "
+                            "present (needs TRITON_INTERPRET=1)"),
+        "cpu_reps": Option(int, 3, "timed repetitions in interpreter mode",
+                           check=lambda v: v >= 1, must="an integer >= 1"),
+        "compare_torch": Option(bool, True, "time torch's kernel on the same shape"),
+        "timer": Option(object, None, "callable fn -> list of milliseconds (in-process use)",
+                        check=callable, must="a callable"),
+    }
+    config_keys = CONFIG_KEYS
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, Any]) -> None:
+        """No CUDA device (and no interpreter asked for): no config could run, so say it
+        once, up front, instead of failing every trial."""
+        import os
+
+        hint = ("use kernel-sim (the analytical tile model) or kernel-replay (recorded GPU "
+                "measurements), or set evaluator option interpret = true with "
+                "TRITON_INTERPRET=1 for Triton's CPU interpreter")
+        try:
+            torch, _ = _imports()
+        except MissingExtra as exc:
+            raise BadInput("evaluator.name", f"kernel-gpu: {exc}; or {hint}") from None
+        if torch.cuda.is_available() or options.get("timer"):
+            return
+        if options.get("interpret") and os.environ.get("TRITON_INTERPRET") == "1":
+            return
+        raise BadInput("evaluator.name", "kernel-gpu needs a CUDA GPU and none is visible "
+                       f"(torch.cuda.is_available() is false); {hint}")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from evaluators._catalog import get_hardware
-from evaluators.kernels._tiles import attention_context, gemm_context
-from tuner import BadInput, BaseEvaluator, EvalResult
+from evaluators.kernels._tiles import CONFIG_KEYS, attention_context, gemm_context
+from tuner import BadInput, BaseEvaluator, EvalResult, Option
 
 SCHEMA = "tuner.kernel_replay/1"
 DATA_DIR = Path(__file__).parent / "data" / "replay"
@@ -211,6 +211,9 @@ class KernelReplayEvaluator(BaseEvaluator):
     #: always reported; GPU tables add ``pct_of_peak``, ``time_us_p20``/``time_us_p80`` and,
     #: where torch was timed on the shape, ``torch_time_us`` and ``pct_of_cublas``/``pct_of_sdpa``
     metrics = ("time_us", "tflops")
+    options_table = {"table": Option(str, None, "table name in evaluators/kernels/data/replay "
+                                     "or a path (default: the config's gpu)")}
+    config_keys = CONFIG_KEYS
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

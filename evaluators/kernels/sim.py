@@ -54,6 +54,7 @@ from evaluators._catalog import Hardware, get_hardware
 from evaluators._perf import eff
 from evaluators.kernels._tiles import (
     BLOCKS,
+    CONFIG_KEYS,
     DEFAULT_GPU,
     DTYPE_BYTES,
     MAX_BLOCKS_PER_SM,
@@ -241,6 +242,8 @@ class KernelSimEvaluator(BaseEvaluator):
     version = "1"
     domains = ("kernel-gemm", "kernel-attention")
     metrics = ("time_us", "tflops", "pct_of_peak")
+    options_table: dict = {}
+    config_keys = CONFIG_KEYS
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 from evaluators.quant._plan import (
     CONTEXT_KEYS, DATA_DIR, MINILM, ROLES, Plan, avg_bits, budget_violations, build_plan,
     check_keys, resolve_target, size_gib)
-from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra
+from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
 
 _MAX_TOKENS = 64  # corpus sentences are short; longer ones are truncated
 
@@ -161,6 +161,16 @@ class QuantRealEvaluator(BaseEvaluator):
     _OPTIONS = {"sentences": 128, "latency_batch": 8, "latency_repeats": 15, "threads": 1,
                 "latency_threads": 1,
                 "latency": "kernels", "measure_latency": True}
+    _COUNT = {"check": lambda v: v >= 1, "must": "an integer >= 1"}
+    options_table = {
+        "sentences": Option(int, 128, "sentences scored for quality", **_COUNT),
+        "latency_batch": Option(int, 8, "batch of the latency measurement", **_COUNT),
+        "latency_repeats": Option(int, 15, "timed repetitions", **_COUNT),
+        "threads": Option(int, 1, "torch threads for quality", **_COUNT),
+        "latency_threads": Option(int, 1, "torch threads for latency", **_COUNT),
+        "latency": Option(str, "kernels", "how latency is measured"),
+        "measure_latency": Option(bool, True, "measure latency at all"),
+    }
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

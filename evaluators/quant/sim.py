@@ -119,6 +119,7 @@ class QuantSimEvaluator(BaseEvaluator):
     domains = ("quantization",)
     metrics = ("quality_drop", "model_size_gib", "latency_ms", "avg_bits", "prefill_ms",
                "kv_cache_gib", "memory_gib", "decode_tok_s")
+    options_table: dict = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

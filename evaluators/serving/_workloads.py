@@ -271,8 +271,10 @@ def _match_columns(header: list[str], path: str, field: str) -> dict[str, int]:
     for key in ("timestamp", "input", "output"):
         if key not in cols:
             want = " or ".join(repr(n) for n in _TRACE_COLUMNS[key][:3])
+            # the header itself is not echoed: a wrong file (a credentials file) would leak
             raise BadInput(f"{field}.trace", f"{path} line 1: no {key} column (expected "
-                           f"{want}); header is {','.join(header)!r}")
+                           f"{want}) among its {len(header)} header field(s); is it the "
+                           "right file?")
     return cols
 
 

@@ -44,8 +44,9 @@ from evaluators.serving._load import drive
 from evaluators.serving._workloads import load_workload
 from evaluators.serving.sim import METRICS as SIM_METRICS
 from evaluators.serving.sim import percentile, serving_metrics
-from tuner import (BadInput, BaseEvaluator, EvalResult, ServerError, ServerProcess, UnknownName,
-                   free_port)
+from evaluators.serving._plan import ALLOWED_KEYS
+from tuner import (BadInput, BaseEvaluator, EvalResult, Option, ServerError, ServerProcess,
+                   UnknownName, free_port)
 
 _OPTIONS = ("weights", "executable", "extra_args", "device_usd_per_hour", "devices",
             "startup_timeout_s", "request_timeout_s", "log_dir", "seed")
@@ -69,6 +70,22 @@ class ServingRealEvaluator(BaseEvaluator):
     metrics = METRICS
     domains = ("serving",)
     example_options = {"weights": "Qwen/Qwen3-0.6B", "startup_timeout_s": 60}
+    _SECONDS = {"check": lambda v: 0 <= v < math.inf, "must": "a non-negative number"}
+    options_table = {
+        "weights": Option(str, None, "Hugging Face model id or local path (llama.cpp: the "
+                          "bundled SmolLM2 GGUF)"),
+        "executable": Option(str, None, "the engine's server binary"),
+        "extra_args": Option(list, None, "extra server arguments",
+                             check=lambda v: all(isinstance(a, str) for a in v),
+                             must="a list of strings"),
+        "device_usd_per_hour": Option((int, float), 0.0, "price for cost metrics", **_SECONDS),
+        "devices": Option(int, None, "devices the engine uses (default: tp x pp)"),
+        "startup_timeout_s": Option((int, float), 300.0, "engine start limit", **_SECONDS),
+        "request_timeout_s": Option((int, float), 300.0, "per-request limit", **_SECONDS),
+        "log_dir": Option(str, None, "where engine logs are kept"),
+        "seed": Option(int, 0, "seed of the request stream"),
+    }
+    config_keys = ALLOWED_KEYS | {"engine"}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -68,12 +68,10 @@ from pathlib import Path
 from evaluators._catalog import CATALOG_DIR
 from evaluators._profiles import Profile, profile_dir
 from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import GIB, _cached_workload, engine_memory, parse, \
-    plan_workload, problems
+from evaluators.serving._plan import ALLOWED_KEYS, GIB, _cached_workload, engine_memory, \
+    parse, plan_workload, problems
 from evaluators.serving._plan import stack_profile as _stack_profile
-from tuner import BadInput, BaseEvaluator, EvalResult
-
-_OPTIONS = ("profile",)
+from tuner import BaseEvaluator, EvalResult, Option
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
            "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok",
@@ -151,22 +149,16 @@ class ServingSimEvaluator(BaseEvaluator):
     version = "2"
     metrics = METRICS
     domains = ("serving",)
+    options_table = {"profile": Option(str, None, "a calibrated engine profile (tuner "
+                                       "calibrate)", check=lambda p: p.endswith(".toml"),
+                                       must="a profile file (.toml) refining a shipped "
+                                       "engine profile")}
+    config_keys = ALLOWED_KEYS
     #: calibration contract (evaluators/_calibration.py): profiles of this domain, and the
     #: metrics a fit weighs (the others restate these: totals, per-GPU, means)
     profile_domain = "serving"
     calibration_metrics = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "ttft_ms_p99",
                            "tpot_ms_p99")
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise BadInput(f"evaluator.options.{unknown[0]}",
-                           "unknown option; allowed: " + ", ".join(_OPTIONS))
-        prof = options.get("profile")
-        if prof is not None and (not isinstance(prof, str) or not prof.endswith(".toml")):
-            raise BadInput("evaluator.options.profile", f"{prof!r} must be a profile file "
-                           "(.toml) refining a shipped engine profile")
 
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""

@@ -55,10 +55,10 @@ import json
 from typing import Any, Mapping
 
 from evaluators._profiles import Profile
-from evaluators.training._plan import parse_plan, plan_errors
+from evaluators.training._plan import ALLOWED_KEYS, parse_plan, plan_errors
 from evaluators.training._profile import FRAMEWORKS, checked, framework_profile, profile_file
 from evaluators.training._step import breakdown, clear_caches, estimate
-from tuner import BadInput, BaseEvaluator, EvalResult
+from tuner import BadInput, BaseEvaluator, EvalResult, Option
 
 #: evaluator options; None = the stack profile's value
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -83,6 +83,15 @@ class TrainingSimEvaluator(BaseEvaluator):
     metrics = ("step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_memory_gib",
                "cost_usd_per_mtok")
     domains = ("training",)
+    options_table = {
+        "workspace_gib": Option((int, float), None, check=lambda x: x >= 0,
+                                must="a number >= 0"),
+        "fragmentation": Option((int, float), None, check=lambda x: x >= 0,
+                                must="a number >= 0"),
+        "profile": Option(str, None, "a calibrated framework profile (tuner calibrate)",
+                          check=lambda p: p.endswith(".toml"), must="a profile file (.toml)"),
+    }
+    config_keys = ALLOWED_KEYS
     profile_domain = "training"
     #: what a calibration fit weighs (step time, tokens/s, TFLOP/s and MFU restate one figure)
     calibration_metrics = ("tokens_per_s", "peak_memory_gib")

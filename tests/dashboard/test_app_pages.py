@@ -106,8 +106,8 @@ def test_study_page_pareto_front_matches_analysis(app, storage):
 
 def test_study_page_axis_choice_and_non_feasible_points(app):
     at = app("views/study.py", study="toy-run")
-    at.selectbox(key="px").set_value("cost")
-    at.selectbox(key="py").set_value("score")
+    at.selectbox(key="px::toy-run").set_value("cost")
+    at.selectbox(key="py::toy-run").set_value("score")
     at.checkbox(key="pbad").check()
     at.run()
     assert not at.exception
@@ -161,7 +161,7 @@ def test_trials_tab_filters_sorts_and_pages(app, storage):
     table = at.dataframe[0].value
     assert len(table) == 50 and list(table["number"]) == list(range(50))
     at.multiselect(key="tt_out").set_value(["infeasible"])
-    at.selectbox(key="tt_sort").set_value("number")
+    at.selectbox(key="tt_sort::serving-tpe").set_value("number")
     at.toggle(key="tt_desc").set_value(True)
     at.run()
     table = at.dataframe[0].value
@@ -251,6 +251,7 @@ def test_empty_and_missing_storages(tmp_path, monkeypatch):
 
 def test_pages_write_nothing_to_the_storage(app, storage):
     before = storage.digest()
+    files = sorted(p.name for p in storage.db.parent.iterdir())
     app()
     app("views/study.py", study="serving-tpe")
     for tab in ("Convergence", "Parallel coordinates", "Importance", "Feasibility", "Trials",
@@ -259,3 +260,47 @@ def test_pages_write_nothing_to_the_storage(app, storage):
     app("views/compare.py")
     app("views/fidelity.py")
     assert storage.digest() == before
+    # and nothing beside it: no -wal/-shm files left by a read-only connection
+    assert sorted(p.name for p in storage.db.parent.iterdir()) == files
+
+
+def test_an_unknown_study_in_the_link_says_so(app):
+    at = app("views/study.py", study="no-such-study")
+    assert any("no study 'no-such-study'" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+
+
+def test_default_axes_are_the_objectives_also_after_another_study(app, storage):
+    at = app("views/study.py", study="toy-run")
+    at.selectbox(key="px::toy-run").set_value("cost")  # a choice on another study
+    at.run()
+    at.selectbox(key="pick_study").set_value("serving-3obj")
+    at.run()
+    assert not at.exception
+    _, _, objs, _ = study_rows(storage.url, "serving-3obj")
+    chosen = [at.selectbox(key=f"p{a}::serving-3obj").value for a in "xyz"]
+    assert chosen == [o.metric for o in objs]
+
+
+def test_integer_knobs_get_integer_ticks(app):
+    at = app("views/study.py", study="toy-run", tab="Parallel coordinates")
+    dims = {d["label"]: d for d in figures(at)[0]["data"][0]["dimensions"]}
+    for knob in ("x", "y"):  # the toy's integer parameters
+        ticks = dims[knob]["tickvals"]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert dims[knob]["ticktext"] == [str(int(t)) for t in ticks]
+
+
+def test_the_bench_page_finds_the_shipped_results(app, storage, monkeypatch, tmp_path):
+    monkeypatch.delenv("TUNER_BENCH_DIR")
+    monkeypatch.chdir(tmp_path)  # no bench-results/ here: only the results tuner ships
+    at = app("views/bench.py")
+    assert not at.error, [e.value for e in at.error]
+    files = at.selectbox(key="bench_file")
+    shipped = next(f for f in files.options if f.endswith("tuner/bench/results/bench.json"))
+    files.set_value(shipped)
+    at.run()
+    problems = at.selectbox(key="bench_problem").options
+    assert "gemm-4096-bf16" in problems and len(problems) >= 9
+    figs = figures(at)
+    assert len(figs) == 1 and any("cost-model" in t.get("name", "") for t in figs[0]["data"])

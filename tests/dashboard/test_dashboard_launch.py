@@ -70,3 +70,28 @@ def test_serves_on_localhost_and_stops_with_the_launcher(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_busy_port_is_a_one_line_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    write_study(url, "s", 5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc = _tuner("dashboard", "--storage", url, "--port", str(port))
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"--port: {port} on 127.0.0.1 is in use" in lines[0], err
+
+
+def test_a_file_that_is_not_a_storage_is_a_one_line_error(tmp_path):
+    notdb = tmp_path / "notes.txt"
+    notdb.write_text("these are notes, not a database\n" * 100)
+    proc = _tuner("dashboard", "--storage", f"sqlite:///{notdb}", "--port", str(_free_port()))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "is not a database" in lines[0], err
+    assert notdb.read_text().startswith("these are notes")

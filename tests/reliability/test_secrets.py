@@ -168,3 +168,21 @@ def test_servers_bind_to_localhost_by_default():
 
     src = Path(PgServer.__module__.replace(".", "/") + ".py")
     assert "listen_addresses = '127.0.0.1'" in (REPO / src).read_text()
+
+
+def test_a_wrong_trace_file_is_not_echoed_in_the_error(tmp_path, capsys):
+    """Pointing a workload's trace at a credentials file by mistake must not print it."""
+    from tuner.cli import main
+
+    secret = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+    creds = tmp_path / "credentials"
+    creds.write_text(f"aws_access_key_id = {secret}\naws_secret_access_key = {secret}x\n")
+    config = {"model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 1, "tp": 1,
+              "workload": {"mode": "trace", "trace": str(creds)}}
+    code = main(["evaluate", "serving-sim", "--json", "--config", json.dumps(config)])
+    out = capsys.readouterr()
+    assert code == 2
+    lines = [ln for ln in out.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "workload.trace" in lines[0] and "no timestamp column" in \
+        lines[0], lines
+    assert secret not in out.err + out.out and "aws_access_key_id" not in out.err

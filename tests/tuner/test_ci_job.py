@@ -225,3 +225,12 @@ def test_github_workflow_runs_the_job_on_a_schedule_and_uploads_the_report():
     uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["if"] == "always()"
     assert wf["permissions"] == {"contents": "read"}
+
+
+def test_a_baseline_recorded_for_another_study_is_refused(tmp_path, recorded, capsys):
+    other = _study(tmp_path, name="weekly")  # same objectives, another study
+    assert _ci(other, recorded, tmp_path / "r") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--baseline" in err[0] and "recorded for study 'nightly', " \
+        "not 'weekly'" in err[0], err
+    assert not (tmp_path / "r").exists()  # refused before anything ran

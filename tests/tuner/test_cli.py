@@ -70,7 +70,7 @@ def test_evaluate_configs_file_keeps_order(tmp_path):
     (("evaluate", "no-such-evaluator", "--config", "{}"), ("evaluator.name", "valid:")),
     (("evaluate", TOY_EVAL), ("exactly one of",)),
     (("run", "/nonexistent/study.toml"), ("study", "file not found")),
-    (("show", "missing-study"), ("study", "unknown 'missing-study'")),
+    (("show", "missing-study"), ("storage", "no database file")),
     (("run",), ("required",)),
     (("frobnicate",), ("invalid choice",)),
 ])
@@ -146,4 +146,4 @@ def test_ctrl_c_stops_cleanly_and_keeps_completed_trials(tmp_path):
     stored = int(out.split(" stored;")[0].rsplit(";", 1)[-1].strip().split()[0])
     show = tuner("show", "toy")
     assert show.returncode == 0 and f"({stored} total)" in show.stdout
-    assert "state interrupted" in show.stdout
+    assert "state: interrupted" in show.stdout

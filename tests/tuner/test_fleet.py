@@ -216,10 +216,12 @@ def test_buffered_tell_writes_the_record(db):
     frozen = _record.record(
         _fleet.BufferedStudy(study, rdb.engine), _fleet.BufferedTrial(trial), {"x": 1},
         EvalResult.ok({"score": 2.0}), [ObjectiveSpec(metric="score", direction="minimize")],
-        [], _record.Penalty(["minimize"]), False, 0.5)
+        [], False, 0.5)
     assert frozen.state == TrialState.COMPLETE and frozen.values == [2.0]
     assert set(frozen.user_attrs) == set(_record.RECORD_KEYS)
-    assert frozen.constraints == {"feasible": 0.0}
+    # both of Optuna's forms are stored; each constraint read once
+    assert _record.constraint_values(frozen.system_attrs) == {"feasible": 0.0}
+    assert frozen.system_attrs["constraints"] == [0.0]
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         _fleet.BufferedStudy(study, rdb.engine).tell(_fleet.BufferedTrial(trial), [1.0])
 

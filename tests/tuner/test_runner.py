@@ -65,10 +65,11 @@ def test_duplicates_are_served_from_cache_and_resume_continues():
 
 def test_grid_visits_every_valid_config_once_then_stops():
     spec = toy_study(trials=1000, sampler={"name": "grid"})
-    spec["space"]["params"] = {"x": {"choices": [1, 2, 3]}, "y": {"choices": [28, 29]},
+    spec["space"]["context"] = {"max_sum": 20}
+    spec["space"]["params"] = {"x": {"choices": [1, 2, 3]}, "y": {"choices": [18, 19]},
                                "mode": {"choices": ["a", "b"]}}
     summary = run(spec)
-    # x + y <= 30 removes (2, 29), (3, 28), (3, 29) for each mode
+    # x + y <= 20 removes (2, 19), (3, 18), (3, 19) for each mode
     assert summary.trials_total == 6 and summary.stop_reason == "every valid config evaluated"
 
 
@@ -101,7 +102,8 @@ def test_changed_directions_on_existing_study_is_refused():
     run(toy_study(trials=3))
     spec = toy_study(trials=5)
     spec["objectives"][1]["direction"] = "maximize"
-    with pytest.raises(BadInput, match="already exists with directions"):
+    with pytest.raises(BadInput, match=r"objectives: study 'toy' already holds trials for "
+                                       r"objectives \[score maximize, cost minimize\]"):
         run(spec)
 
 
@@ -118,3 +120,55 @@ def test_override_with_empty_range_is_bad_input():
     spec["space"]["params"] = {"x": {"low": 5, "high": 2}}
     with pytest.raises(BadInput, match=r"space.params.x: empty range: low 5 > high 2"):
         run(spec)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda s: s["space"]["context"].update(max_sum=20), "space.context"),
+    (lambda s: s.update(evaluator={"name": "tuner.testing.toys:FaultyEvaluator"}),
+     "evaluator.name"),
+    (lambda s: s["evaluator"].update(options={"trigger_x": 5}), "evaluator.options"),
+    (lambda s: s.update(constraints=["cost <= 10"]), "constraints"),
+    (lambda s: s["objectives"].reverse(), "objectives"),
+])
+def test_a_changed_problem_under_the_same_name_is_refused(change, field):
+    run(toy_study(trials=4))
+    spec = toy_study(trials=8)
+    change(spec)
+    with pytest.raises(BadInput) as exc:
+        run(spec)
+    msg = str(exc.value)
+    assert msg.startswith(f"{field}: study 'toy' already holds trials for") and \
+        "another study name, or --start-over" in msg, msg
+    # the stored study is untouched; --start-over replaces it
+    assert len(load_study("toy").trials) == 4
+    summary = Runner(parse_spec(spec), progress=False, start_over=True).run()
+    assert summary.trials_total == 8 and len(load_study("toy").trials) == 8
+
+
+def test_budget_and_sampler_may_change_on_resume():
+    run(toy_study(trials=4))
+    summary = run(toy_study(trials=9, sampler={"name": "random"}))
+    assert summary.trials_total == 9
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
+def test_a_resumed_run_proposes_new_configs_not_the_first_run_again(sampler):
+    first = run(toy_study(trials=8, sampler={"name": sampler}))
+    assert first.trials_this_run == 8
+    seen = {tuple(sorted(t.params.items())) for t in load_study("toy").trials}
+    second = run(toy_study(trials=16, sampler={"name": sampler}))
+    new = [tuple(sorted(t.params.items())) for t in load_study("toy").trials[8:]]
+    # the same seed would replay the first 8 proposals: 8 cache hits
+    assert second.trials_this_run == 8 and second.cached <= 2, second.counts
+    assert len(set(new) - seen) >= 6
+
+
+def test_space_exhaustion_counts_this_studys_repeats_not_the_shared_cache():
+    # study A evaluates 520 configs; B (same grid order) then finds each of them in the shared
+    # cache, which is not B proposing its own configs again: B runs to its budget
+    space = {"domain": "tuner.testing.toys:ToySpace", "context": {"max_sum": 40}}
+    run(toy_study("a", trials=520, space=space, sampler={"name": "grid"}))
+    b = run(toy_study("b", trials=510, space=space, sampler={"name": "grid"}))
+    assert b.stop_reason == "budget reached" and b.trials_this_run == 510, b.stop_reason
+    # every result from A's evaluations (x = 0 ones are infeasible results, also reused)
+    assert b.evaluated == 0 and b.cached + b.infeasible == 510, b.counts

@@ -29,3 +29,114 @@ def test_create_tables_still_reports_a_real_problem(tmp_path):
     with pytest.raises(sa.exc.OperationalError):
         create_tables(EvalCache._meta, engine)
     engine.dispose()
+
+
+# -- faults: one line each, no SQL -------------------------------------------------------------
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from conftest import toy_study, write_toml  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tuner(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def _one_line(proc: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == code and len(lines) == 1, proc.stderr
+    assert "SELECT" not in proc.stderr and "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def stored(tmp_path) -> Path:
+    db = tmp_path / "s.db"
+    study = write_toml(tmp_path / "s.toml", toy_study(trials=6))
+    assert _tuner("run", study, "--storage", f"sqlite:///{db}", "--quiet").returncode == 0
+    return db
+
+
+@pytest.mark.parametrize("command", ["run", "show", "export"])
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path, command):
+    notdb = tmp_path / "notes.db"
+    shutil.copy(REPO / "README.md", notdb)
+    study = write_toml(tmp_path / "s.toml", toy_study(trials=3))
+    args = ([command, study] if command == "run" else [command, "toy"])
+    _one_line(_tuner(*args, "--storage", f"sqlite:///{notdb}"), 2, "storage",
+              "is not a database")
+    assert notdb.read_bytes() == (REPO / "README.md").read_bytes()
+
+
+@pytest.mark.parametrize("command", ["run", "show"])
+def test_a_corrupt_database_is_one_line(tmp_path, stored, command):
+    raw = bytearray(stored.read_bytes())
+    raw[4096:12288] = b"\xa5" * 8192  # pages after the first overwritten
+    stored.write_bytes(bytes(raw))
+    study = write_toml(tmp_path / "s2.toml", toy_study(trials=9))
+    args = ([command, study] if command == "run" else [command, "toy"])
+    _one_line(_tuner(*args, "--storage", f"sqlite:///{stored}"), 2, "storage",
+              "is corrupt")
+
+
+def test_a_database_without_optunas_tables_is_one_line(tmp_path):
+    other = tmp_path / "other.db"
+    engine = sa.create_engine(f"sqlite:///{other}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE notes (x INTEGER)"))
+    engine.dispose()
+    _one_line(_tuner("show", "toy", "--storage", f"sqlite:///{other}"), 2,
+              "is not an Optuna storage")
+
+
+def _listing(folder: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_read_only_commands_create_no_file_or_folder(tmp_path, stored):
+    url = f"sqlite:///{stored}"
+    before = _listing(tmp_path)
+    for args in (("show", "toy"), ("pareto", "toy"), ("pareto", "toy", "--format", "json"),
+                 ("export", "toy", "--format", "json")):
+        proc = _tuner(*args, "--storage", url, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert _listing(tmp_path) == before  # no -wal/-shm files, nothing touched
+    # the default storage (~/.tuner/tuner.db) is not created by a reader either
+    home = tmp_path / "home"
+    env_proc = subprocess.run([sys.executable, "-m", "tuner.cli", "show", "toy"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**__import__("os").environ, "HOME": str(home),
+                                   "TUNER_STORAGE": ""})
+    _one_line(env_proc, 2, "no database file")
+    assert not home.exists()
+
+
+def _can_mount_read_only(tmp_path: Path) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {tmp_path} {tmp_path} "
+                            f"&& mount -o remount,ro,bind {tmp_path}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def test_read_only_commands_work_on_a_read_only_mount(tmp_path, stored):
+    if not _can_mount_read_only(tmp_path):
+        pytest.skip("cannot make a read-only mount here (needs unshare and mount rights)")
+    folder = stored.parent
+    py = sys.executable
+    script = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && "
+              f"touch {folder}/probe 2>/dev/null && exit 9; "
+              f"{py} -m tuner.cli show toy --storage sqlite:///{stored} && "
+              f"{py} -m tuner.cli export toy --format csv --storage sqlite:///{stored} && "
+              f"{py} -m tuner.cli pareto toy --storage sqlite:///{stored}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert "(6 total)" in proc.stdout and "trial,state" in proc.stdout

@@ -5,7 +5,8 @@ dataclasses, lists and dicts: no plotting, no Streamlit. Optuna's visualization 
 the same split (compute ``_get_*_info`` first, draw second).
 """
 
-from tuner.analysis._bench import BenchView, find_bench_files, load_bench, parse_bench
+from tuner.analysis._bench import (BenchView, bench_views, find_bench_files, load_bench,
+                                   parse_bench, parse_summary)
 from tuner.analysis._common import (OUTCOMES, Objective, guess_direction, metric_matrix,
                                     metric_names, metric_ranges, metric_value, outcome,
                                     outcome_counts, param_names, reason_pattern,
@@ -27,12 +28,13 @@ from tuner.analysis._trials import (TrialDetail, TrialQuery, export_records, que
 __all__ = [
     "Axis", "BenchView", "Cell", "Comparison", "Convergence", "FeasibilityGrid",
     "FeasibilityMap", "FidelityReport", "Importances", "Limit", "MetricFidelity", "OUTCOMES",
-    "Objective", "ParetoView", "StudyRun", "TrialDetail", "TrialQuery", "compare",
+    "Objective", "ParetoView", "StudyRun", "TrialDetail", "TrialQuery", "bench_views", "compare",
     "convergence", "default_reference", "export_records", "feasibility_grid",
     "feasibility_map", "fidelity_between", "fidelity_within", "find_bench_files",
     "guess_direction", "has_predictions", "knee_index", "load_bench", "metric_matrix",
     "metric_names", "metric_ranges", "metric_value", "outcome", "outcome_counts",
     "overview_rows", "parallel_axes", "param_importances", "param_names", "parse_bench",
+    "parse_summary",
     "pareto_view", "pick_best", "query_records", "reason_pattern", "reproduce_command",
     "shared_metrics", "study_objectives", "study_state", "to_csv", "to_json",
     "to_jsonl_configs", "trial_detail", "trial_records",

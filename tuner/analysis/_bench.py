@@ -113,7 +113,8 @@ def _summarize(problem: str, metric: str, direction: str, truth: dict[str, Any],
                                    len(mine)))
         finals = [r.values[-1] for r in mine if r.values]
         row: dict[str, Any] = {"sampler": sampler, "seeds": len(mine),
-                               "trials": max((len(r.values) for r in mine), default=0),
+                               "trials": max((max(r.trials, default=0) for r in mine),
+                                             default=0),
                                f"final {metric} (median)": float(np.median(finals))
                                if finals else None,
                                f"final {metric} (worst)": (max(finals) if direction ==
@@ -130,17 +131,58 @@ def _summarize(problem: str, metric: str, direction: str, truth: dict[str, Any],
     return BenchView(problem, metric, direction, truth, runs, curves, summary)
 
 
-def load_bench(path: str | Path) -> BenchView:
+def parse_summary(data: Mapping[str, Any], source: str = "bench.json") -> list[BenchView]:
+    """The views of ``tuner bench``'s own ``bench.json`` (every run's scores at the budgets
+    25/50/100/200: relative regret, or the hypervolume ratio for several objectives), one per
+    problem. It carries no per-trial curves; the views draw the scores at those budgets."""
+    scores = data.get("scores")
+    if not isinstance(scores, list):
+        raise BadInput(source, "must hold 'scores' (tuner bench's bench.json)")
+    problems = {p.get("name"): p for p in data.get("problems") or [] if isinstance(p, Mapping)}
+    runs: dict[str, list[BenchRun]] = {}
+    kinds: dict[str, str] = {}
+    for r in scores:
+        if not isinstance(r, Mapping) or r.get("error") or not isinstance(r.get("at"), Mapping):
+            continue
+        at = sorted((int(k), v) for k, v in r["at"].items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not at:
+            continue
+        final = {"evals_to_1pct": "inf" if r.get("evals_to_target") is None
+                 else r["evals_to_target"], "distinct_evaluations": r.get("distinct_evaluations")}
+        runs.setdefault(r["problem"], []).append(BenchRun(
+            str(r["sampler"]), r.get("seed"), [t for t, _ in at], [float(v) for _, v in at],
+            final))
+        kinds[r["problem"]] = str(r.get("kind", "regret"))
+    views = []
+    for name, rs in runs.items():
+        p = problems.get(name, {})
+        hv = kinds[name] == "hv_ratio"
+        truth = {k: p[k] for k in ("n_valid", "n_feasible", "optimum", "front_size") if k in p}
+        views.append(_summarize(name, "hv_ratio" if hv else "relative_regret",
+                                "maximize" if hv else "minimize", truth, rs))
+    return views
+
+
+def bench_views(path: str | Path) -> list[BenchView]:
+    """The views in one result file: a per-problem curves file, or ``bench.json``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInput("bench", f"cannot read {path}: {exc}") from None
-    return parse_bench(data, path.name)
+    if isinstance(data, Mapping) and "scores" in data and "runs" not in data:
+        return parse_summary(data, path.name)
+    return [parse_bench(data, path.name)]
+
+
+def load_bench(path: str | Path) -> BenchView:
+    return bench_views(path)[0]
 
 
 def find_bench_files(folders: Sequence[str | Path]) -> list[Path]:
-    """JSON files under ``folders`` (newest first) that look like benchmark results."""
+    """JSON files under ``folders`` (newest first) that look like benchmark results: curves
+    files (``runs``) or ``tuner bench``'s summary (``scores``)."""
     out = []
     for folder in folders:
         p = Path(folder).expanduser()
@@ -153,6 +195,7 @@ def find_bench_files(folders: Sequence[str | Path]) -> list[Path]:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("runs"), list):
+        if isinstance(data, dict) and (isinstance(data.get("runs"), list)
+                                       or isinstance(data.get("scores"), list)):
             good.append(f)
     return good

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from tuner._readonly_storage import StudySummary
 from tuner.analysis._common import study_objectives
@@ -14,13 +15,17 @@ STALE_AFTER_S = 15 * 60
 
 
 def study_state(s: StudySummary, now: float | None = None) -> str:
-    """``running``, ``finished``, ``interrupted``, ``stale`` (running but silent) or ``-``."""
+    """``running``, ``finished``, ``interrupted``, ``failed``, ``stale`` (running but silent)
+    or ``-``. A study recorded as running whose ``tuner run`` no longer holds its lock was
+    stopped without recording it (killed): interrupted."""
     state = s.info.attr("state")
     if state is None:
         return "running" if s.states.get("RUNNING") else "-"
+    if state == "running" and s.runner_alive is False and s.info.attr("mode") != "shared":
+        return "interrupted"
     if state == "running":
         updated = s.info.attr("updated_at")
-        last = s.last_complete.replace(tzinfo=timezone.utc).timestamp() if s.last_complete \
+        last = s.last_complete.replace(tzinfo=UTC).timestamp() if s.last_complete \
             else None
         newest = max(x for x in (updated, last, 0.0) if isinstance(x, (int, float)))
         if (now or time.time()) - newest > STALE_AFTER_S:
@@ -30,7 +35,8 @@ def study_state(s: StudySummary, now: float | None = None) -> str:
 
 def overview_rows(summaries: Sequence[StudySummary], now: float | None = None
                   ) -> list[dict[str, Any]]:
-    """Identity, state, counts by state/outcome and best feasible value per objective."""
+    """Identity, state, counts by state/outcome and best feasible value per objective; running
+    studies first, then by last update."""
     rows = []
     for s in summaries:
         objs = study_objectives(s.info)
@@ -54,8 +60,12 @@ def overview_rows(summaries: Sequence[StudySummary], now: float | None = None
             "running": s.states.get("RUNNING", 0),
             "best": "; ".join(best),
             "objectives": ", ".join(f"{o.metric} {o.arrow}" for o in objs),
-            "updated": datetime.fromtimestamp(updated, tz=timezone.utc)
+            "updated": datetime.fromtimestamp(updated, tz=UTC)
             if isinstance(updated, (int, float)) else
-            (s.last_complete.replace(tzinfo=timezone.utc) if s.last_complete else None),
+            (s.last_complete.replace(tzinfo=UTC) if s.last_complete else None),
         })
+    # running studies first (then stale ones), each group most recently updated first
+    first = {"running": 0, "stale": 1}
+    never = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (first.get(r["state"], 2), -(r["updated"] or never).timestamp()))
     return rows

@@ -18,6 +18,17 @@ class Axis:
     label: str
     values: list[float | None]
     ticks: list[tuple[float, str]] | None = None  # None: a numeric axis
+    #: a numeric axis of whole numbers (an integer knob): its ticks are whole numbers too
+    integer: bool = False
+
+    def integer_ticks(self, most: int = 8) -> list[int]:
+        """Whole-number tick positions spanning the values (at most ``most`` + 1 of them)."""
+        present = [v for v in self.values if v is not None]
+        if not self.integer or not present:
+            return []
+        lo, hi = int(min(present)), int(max(present))
+        step = max(1, -(-(hi - lo) // most))
+        return list(range(lo, hi + 1, step))
 
 
 def parallel_axes(rows: Sequence[TrialRow], params: Sequence[str], metrics: Sequence[str],
@@ -34,7 +45,9 @@ def parallel_axes(rows: Sequence[TrialRow], params: Sequence[str], metrics: Sequ
         present = [v for v in vals if v is not None]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
         if numeric and len(present) == len(vals):
-            axes.append(Axis(p, [None if v is None else float(v) for v in vals]))
+            whole = all(float(v).is_integer() for v in present)
+            axes.append(Axis(p, [None if v is None else float(v) for v in vals],
+                             integer=whole))
             continue
         cats: list[Any] = []
         for v in present:

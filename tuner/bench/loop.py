@@ -1,7 +1,7 @@
 """One sampler on one problem: an in-memory ask/tell loop over the precomputed table.
 
 Trials are recorded by the runner's own writer (``tuner._record.write``: the user attributes,
-Optuna constraint values, penalty values for infeasible trials), so every sampler sees the
+Optuna constraint values, no values for configs that could not run), so every sampler sees the
 history it would see in a real study, but an evaluation is a dictionary lookup.
 """
 
@@ -48,7 +48,6 @@ def run_one(table: Table, sampler: Any, sampler_name: str, seed: int, budget: in
     space = problem.space()
     study = optuna.create_study(directions=problem.directions, sampler=sampler)
     trace = Trace(problem.name, sampler_name, seed)
-    penalty = _record.Penalty(problem.directions)
     seen: set[Any] = set()
     t0 = time.perf_counter()
     for _ in range(budget):
@@ -64,7 +63,7 @@ def run_one(table: Table, sampler: Any, sampler_name: str, seed: int, budget: in
         trace.new_eval.append(outcome is not None and outcome.status != "rejected"
                               and key not in seen)
         seen.add(key)
-        _record.write(study, trial, config, judged, penalty, False, 0.0)
+        _record.write(study, trial, config, judged, False, 0.0)
         trace.status.append(judged.status)
         trace.values.append(tuple(judged.values) if judged.feasible and judged.values is not None
                             else None)
@@ -85,15 +84,17 @@ def _plain(x: Any) -> Any:
 
 def _judged(problem: Any, outcome: Any) -> _record.Judged:
     """The table's reading of a config as the record the runner would store."""
+    # the runner's constraint names on every trial: ``feasible`` and one per metric constraint
+    unmet = {_record.FEASIBLE_CONSTRAINT: 1.0, **{str(c): 1.0 for c in problem.constraints}}
     if outcome is None:  # off the grid (a sampler ignored the choices): the runner rejects it
-        return _record.Judged("infeasible", None, False, {_record.FEASIBLE_CONSTRAINT: 1.0},
-                              "not a grid point")
+        return _record.Judged("infeasible", None, False, unmet, "not a grid point")
     status = "infeasible" if outcome.status == "rejected" else outcome.status
     vals = list(outcome.values) if outcome.values is not None else None
     if status == "ok":
-        violations = dict(zip([str(c) for c in problem.constraints], outcome.violations))
+        violations = {_record.FEASIBLE_CONSTRAINT: 0.0,
+                      **dict(zip([str(c) for c in problem.constraints], outcome.violations))}
     else:
-        violations = {_record.FEASIBLE_CONSTRAINT: 1.0} if status == "infeasible" else {}
+        violations = unmet if status == "infeasible" else {}
     metrics = dict(zip(problem.metrics, vals)) if vals else {}
     return _record.Judged(status, vals, bool(outcome.feasible), violations, outcome.reason,
                           metrics)

@@ -183,7 +183,8 @@ def _lost_and_reasons(trials: list[Any], target: int) -> tuple[int, int, int, in
     """(finished, failures with a stored reason, failures without, shortfall vs target)."""
     from optuna.trial import TrialState
 
-    finished = [t for t in trials if t.state == TrialState.COMPLETE or (
+    # PRUNED: a config that could not run (stored without values)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         t.state == TrialState.FAIL and not t.user_attrs.get("requeued"))]
     fails = [t for t in trials if t.state == TrialState.FAIL]
     with_reason = sum(1 for t in fails if t.user_attrs.get("reason"))

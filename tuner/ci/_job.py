@@ -78,6 +78,10 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     if baseline is None and not args.update_baseline:
         raise BadInput("--baseline", f"{baseline_path} does not exist; record one with "
                        "--update-baseline")
+    if baseline is not None and baseline.get("study") not in (None, spec.name):
+        raise BadInput("--baseline", f"{baseline_path} was recorded for study "
+                       f"{baseline['study']!r}, not {spec.name!r}; give that study's "
+                       "baseline, or record one for this study with --update-baseline")
     warm_source = baseline
     if args.warm_start:
         wpath = Path(args.warm_start)

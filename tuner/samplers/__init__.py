@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.registry import sampler_factory
+from tuner.registry import FACTORY_MARK
+from tuner.registry import sampler_factory as _factory_of
+
+
+def sampler_plugin(factory: Any) -> Any:
+    """Mark ``factory(space, directions, seed, **options) -> BaseSampler`` as a sampler a
+    study file may name by import path (``[sampler] name = "mypkg.samplers:mine"``)."""
+    setattr(factory, FACTORY_MARK, True)
+    return factory
 
 
 def default_sampler(space: Any, directions: Sequence[str]) -> str:
@@ -21,7 +29,7 @@ def default_sampler(space: Any, directions: Sequence[str]) -> str:
 
 def make_sampler(name: str, space: Any, directions: Sequence[str], seed: int | None = None,
                  options: dict[str, Any] | None = None) -> Any:
-    return sampler_factory(name)(space, list(directions), seed, **(options or {}))
+    return _factory_of(name)(space, list(directions), seed, **(options or {}))
 
 
-__all__ = ["default_sampler", "make_sampler"]
+__all__ = ["default_sampler", "make_sampler", "sampler_plugin"]

@@ -58,6 +58,32 @@ def evaluator_cases(space: BaseSpace, n: int = 12, seed: int = 0) -> list[dict[s
     return cases
 
 
+def check_input_checks(cls: type, options: dict[str, Any], config: dict[str, Any] | None
+                       ) -> None:
+    """Bad input is refused before anything runs: an unknown option (and, when the evaluator
+    takes a config of a domain, an unknown config key) raises ``BadInput`` naming it."""
+    assert cls.options_table is not None, f"{cls.name}: declare options_table (an empty " \
+        "dict when it takes no options)"
+    try:
+        cls(**{**options, "zz_not_an_option": 1})
+    except BadInput as exc:
+        assert "zz_not_an_option" in str(exc), f"{cls.name}: {exc} does not name the option"
+    else:
+        raise AssertionError(f"{cls.name} accepted an unknown option")
+    if config is None:
+        return
+    evaluator = cls(**options)
+    bad = {**config, "zz_not_a_key": 1}
+    try:
+        evaluator.check_config(bad)
+        if cls.config_keys is None:  # the evaluator checks its keys itself
+            evaluator.evaluate(bad)
+    except BadInput as exc:
+        assert "zz_not_a_key" in str(exc), f"{cls.name}: {exc} does not name the key"
+    else:
+        raise AssertionError(f"{cls.name} accepted an unknown config key")
+
+
 def check_evaluator(evaluator: BaseEvaluator, configs: list[dict[str, Any]]) -> None:
     assert evaluator.name, "evaluator has no name"
     fp = evaluator.fingerprint()

@@ -17,6 +17,8 @@ import numpy as np
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner._record import constraint_values
+
 #: trial system attributes: the proposal and why it was made
 POINT_ATTR = "cost_model:point"
 SOURCE_ATTR = "cost_model:source"
@@ -43,14 +45,22 @@ _MARKER = "feasible"
 
 def observation_from_trial(t: FrozenTrial, params: Sequence[str]) -> Observation | None:
     """Read the runner's conventions (status/feasible user attrs, Optuna constraint values);
-    plain Optuna trials work too (COMPLETE = measured, constraints <= 0 = feasible)."""
+    plain Optuna trials work too (COMPLETE = measured, constraints <= 0 = feasible).
+
+    A config that could not run is stored without values (``PRUNED`` with a violated
+    constraint, ``tuner._record``): it is learned from as not ok and unmeasured, like a
+    failure; the storage holds no made-up value for it to learn from."""
     values = {k: v for k, v in t.params.items() if k in params}
+    # each constraint once, whichever of Optuna's forms the storage holds
+    constraints = constraint_values(t.system_attrs)
     if t.state == TrialState.FAIL:
+        return Observation(values, None, False)
+    if t.state == TrialState.PRUNED and (t.user_attrs.get("status") == "infeasible"
+                                         or any(v > 0 for v in constraints.values())):
         return Observation(values, None, False)
     if t.state != TrialState.COMPLETE or t.values is None:
         return None
     status = t.user_attrs.get("status", "ok")
-    constraints = t.constraints  # Optuna's values (trial.set_constraint), <= 0 when satisfied
     if "feasible" in t.user_attrs:
         ok = bool(t.user_attrs["feasible"])
     else:
