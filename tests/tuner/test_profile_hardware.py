@@ -39,7 +39,7 @@ def test_profile_the_cpu_and_use_it_as_a_gpu_name(tmp_path):
     assert hw.name == "this-cpu" and hw.efficiency["gemm_max"] == 1.0
     # the profile's path goes where a catalog GPU name goes
     res = make_evaluator("serving-sim").evaluate({
-        "model": "llama3.1-8b", "gpu": str(out), "max_num_seqs": 4,
+        "engine": "llama.cpp", "model": "smollm2-135m", "gpu": str(out), "max_num_seqs": 4,
         "workload": {"mode": "closed", "concurrency": 2, "num_requests": 4, "input_len": 64,
                      "output_len": 4}})
     assert res.status.value in ("ok", "infeasible"), res.reason

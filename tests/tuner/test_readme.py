@@ -103,7 +103,7 @@ def test_catalog_lists_workloads_metrics_and_each_domains_parameters(capsys):
                   ("kernel-gemm: parameters", "num_warps", "choices 2, 4, 8"),
                   ("serving: parameters", "kv_block_size"),
                   ("quantization: parameters",),
-                  ("evaluators", "workspace_gib = 2", "command (required)")):
+                  ("evaluators", "workspace_gib", "profile", "command (required)")):
         for w in words:
             assert w in text, w
     assert main(["catalog", "params"]) == 0

@@ -25,7 +25,7 @@ TRAINING = {"name": "wide", "seed": 1, "space": {"domain": "training", "context"
                    {"metric": "peak_memory_gib", "direction": "minimize"},
                    {"metric": "step_time_s", "direction": "minimize"}],
     "constraints": [{"metric": "mfu", "op": ">=", "value": 0.2}],
-    "sampler": {"name": "random"}, "budget": {"trials": 120}}
+    "sampler": {"name": "random"}, "budget": {"trials": 300}}
 
 
 def _render(res: StudyResults, width: int) -> str:
@@ -51,7 +51,7 @@ def test_a_wide_front_fits_80_columns_with_every_number_whole():
     assert "mfu (>=" in text
     # the count the run printed agrees with the table's
     assert f"Pareto front ({len(front)} configs)" in text
-    assert summary.trials_this_run == 120
+    assert summary.trials_this_run == 300
 
 
 def test_a_narrow_console_gets_one_block_per_config():
