@@ -74,6 +74,8 @@ class BaseEvaluator(abc.ABC):
     domains: tuple[str, ...] = ()
     #: options that build a working instance for the contract suite (when it needs some)
     example_options: dict[str, Any] = {}
+    #: a pure, cheap function of the config (a simulator): ``tuner run`` may sweep it in-process
+    analytical: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)

@@ -74,7 +74,8 @@ class StudySetup:
                            + ", ".join(registry.EVALUATORS))
         evaluator_cls = registry.evaluator_class(evaluator_name)
         finish_spec(spec, space, evaluator_cls)
-        name = sampler or spec.sampler.name or default_sampler(space, spec.directions)
+        name = sampler or spec.sampler.name or default_sampler(space, spec.directions,
+                                                               evaluator_cls)
         options = dict(spec.sampler.options) if sampler in (None, spec.sampler.name) else {}
         fingerprint = evaluator_cls(**spec.evaluator.options).fingerprint()
         return cls(spec, space, evaluator_name, evaluator_cls, fingerprint, name, options)

@@ -13,8 +13,9 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tuner._command import (
     EXIT_BAD_INPUT,
@@ -49,14 +50,19 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tuner._setup import StudySetup
     from tuner.runner import Runner
     from tuner.spec import load_spec
 
     spec = load_spec(args.study)
     check_positive(args, "trials", "timeout", "workers")
+    setup = StudySetup.build(spec, args.sampler)
+    if setup.sampler_name == "exhaustive":  # analytical evaluator: every config, in-process
+        return _sweep(args, setup)
     runner = Runner(spec, args.storage, trials=args.trials, wall_time_s=args.timeout,
                     workers=args.workers, sampler=args.sampler,
-                    progress=not args.quiet and sys.stderr.isatty() or args.progress)
+                    progress=not args.quiet and sys.stderr.isatty() or args.progress,
+                    setup=setup)
     console = _console()
     console.print(f"study [bold]{spec.name}[/]  domain {spec.space.domain}  evaluator "
                   f"{runner.evaluator_name}  sampler {runner.sampler_name}  storage "
@@ -67,6 +73,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{summary.cached} from cache, {summary.infeasible} infeasible, {summary.failed} failed)"
         f" in {summary.elapsed_s:.1f} s; {summary.trials_total} stored; {summary.stop_reason}",
         highlight=False)
+    _print_pareto(summary.results, console)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, setup: Any) -> int:
+    from tuner._sweep import Sweep
+
+    bar = not args.quiet and (sys.stderr.isatty() or args.progress)
+    sweep = Sweep(setup, args.storage, workers=args.workers, wall_time_s=args.timeout,
+                  progress="bar" if bar else (None if args.quiet else "lines"))
+    console = _console()
+    console.print(f"study [bold]{setup.spec.name}[/]  domain {setup.spec.space.domain}  "
+                  f"evaluator {setup.evaluator_name}  sampler exhaustive (every valid config, "
+                  f"in-process)" + ("; --trials does not apply" if args.trials else ""),
+                  highlight=False)
+    summary = sweep.run()
+    console.print(summary.line() + f"; storage {summary.storage}", highlight=False)
     _print_pareto(summary.results, console)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 

@@ -39,6 +39,7 @@ SAMPLERS: dict[str, str] = {
     "cmaes": "tuner.samplers._optuna:cmaes",
     "random": "tuner.samplers._optuna:random",
     "grid": "tuner.samplers._grid:grid",
+    "exhaustive": "tuner.samplers._exhaustive:exhaustive",
     "cost-model": "tuner.samplers._cost_model:cost_model",
     "llm": "tuner.samplers._llm:llm",
 }

@@ -240,6 +240,7 @@ class KernelSimEvaluator(BaseEvaluator):
     name = "kernel-sim"
     version = "1"
     domains = ("kernel-gemm", "kernel-attention")
+    analytical = True
     metrics = ("time_us", "tflops", "pct_of_peak")
 
     def __init__(self, **options: Any) -> None:

@@ -127,6 +127,7 @@ class ServingSimEvaluator(BaseEvaluator):
     version = "1"
     metrics = METRICS
     domains = ("serving",)
+    analytical = True
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         plan = parse(config)  # unusable input raises BadInput (the CLI exits 2)

@@ -303,6 +303,7 @@ class TrainingSimEvaluator(BaseEvaluator):
     metrics = ("step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_memory_gib",
                "cost_usd_per_mtok")
     domains = ("training",)
+    analytical = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
