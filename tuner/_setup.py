@@ -77,6 +77,13 @@ class StudySetup:
         name = sampler or spec.sampler.name or default_sampler(space, spec.directions,
                                                                evaluator_cls)
         options = dict(spec.sampler.options) if sampler in (None, spec.sampler.name) else {}
+        screen = spec.sampler.screen
+        if screen is not None and name == "cost-model":  # the objectives name the metrics
+            options["screen"] = {**screen.model_dump(),
+                                 "metrics": [o.metric for o in spec.objectives]}
+        elif screen is not None and sampler in (None, spec.sampler.name):
+            raise BadInput("sampler.screen", f"only the cost-model sampler starts from a "
+                           f"screen; this study's sampler is {name!r}")
         fingerprint = evaluator_cls(**spec.evaluator.options).fingerprint()
         return cls(spec, space, evaluator_name, evaluator_cls, fingerprint, name, options)
 

@@ -63,9 +63,26 @@ class ConstraintSpec(_Strict):
         return f"{self.metric} {self.op} {self.value:g}"
 
 
+class ScreenSpec(_Strict):
+    """An analytical sibling that scores every valid config before the search."""
+
+    evaluator: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: context keys set for the screen only (e.g. the GPU a replay table was recorded on)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
 class SamplerSpec(_Strict):
     name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    #: cost-model only: start from the full ranking of this analytical evaluator
+    #: (``screen = "kernel-sim"`` or a table with evaluator, options, context)
+    screen: ScreenSpec | None = None
+
+    @field_validator("screen", mode="before")
+    @classmethod
+    def _screen_name(cls, v: Any) -> Any:
+        return {"evaluator": v} if isinstance(v, str) else v
 
 
 class BudgetSpec(_Strict):

@@ -48,7 +48,7 @@ VARIANTS = {"cost-model-warm": "cost-model"}
 #: Optuna's samplers exactly as Optuna configures them by default (only the seed given)
 OPTUNA_DEFAULTS = {"optuna-tpe": "TPESampler", "optuna-gp": "GPSampler",
                    "optuna-nsga2": "NSGAIISampler"}
-HAND_WRITTEN, GENERATED = "hand-written", "generated"
+HAND_WRITTEN, REPLAY, GENERATED = "hand-written", "replay", "generated"
 
 
 def _optuna_default(name: str, seed: int) -> Any:
@@ -140,7 +140,8 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
         tables.append(build_table(p, use_cache=use_cache))
         log(f"{p.name}: {tables[-1].n_grid} grid points, {tables[-1].n_feasible} feasible "
             f"({time.perf_counter() - t0:.1f} s)")
-    sets = {t.problem.name: HAND_WRITTEN for t in tables}
+    sets = {t.problem.name: REPLAY if t.problem.kind == "replay" else HAND_WRITTEN
+            for t in tables}
     for gseed in generated or ():
         from tuner.bench.generate import generate
 
@@ -164,6 +165,10 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
                 opts.update({k: v for k, v in p.warm_start.items() if k != "description"})
                 if "prior_evaluator" in opts:
                     opts.setdefault("prior_metrics", p.metrics)
+                if "screen" in opts:  # as [sampler] screen in a study file
+                    screen = opts["screen"]
+                    screen = {"evaluator": screen} if isinstance(screen, str) else dict(screen)
+                    opts["screen"] = {**screen, "metrics": p.metrics}
             for seed in range(seeds):
                 space = p.space()
                 try:
@@ -192,7 +197,7 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
     summary = summarize(runs, samplers, [t.problem.name for t in tables], budget,
                         reference=reference)
     by_set = {}
-    for name in (HAND_WRITTEN, GENERATED):
+    for name in (HAND_WRITTEN, REPLAY, GENERATED):
         names = [t.problem.name for t in tables if sets[t.problem.name] == name]
         if names and len(set(sets.values())) > 1:
             by_set[name] = summarize([r for r in runs if r["problem"] in names], samplers,

@@ -48,6 +48,7 @@ TRAIN_MODELS = {"llama3.1-8b": 8, "llama3.1-70b": 70, "llama3.1-405b": 405, "qwe
                 "gpt3-175b": 175, "megatron-gpt-1_7b": 1.7, "megatron-gpt-7_5b": 7.5,
                 "megatron-gpt-18_4b": 18.4, "megatron-gpt-39_1b": 39, "megatron-22b": 22,
                 "gpt-oss-120b": 117}
+MOE_MODELS = {"mixtral-8x7b", "mixtral-8x22b", "qwen3-235b-a22b", "gpt-oss-120b"}
 QUANT_MODELS = {"llama3.1-8b": 8, "llama3.1-70b": 70, "qwen3-32b": 32, "mixtral-8x7b": 47,
                 "llama3.1-405b": 405, "mixtral-8x22b": 141}
 SERVE_MODELS = {"llama3.1-8b": 8, "qwen3-32b": 32, "llama3.1-70b": 70, "mixtral-8x7b": 47}
@@ -62,7 +63,9 @@ def _subset(rng: random.Random, values: Sequence[Any], k: int) -> list[Any]:
 
 # -- one draw per domain ----------------------------------------------------------------------
 def _training(rng: random.Random) -> dict[str, Any]:
-    model = rng.choice(sorted(TRAIN_MODELS))
+    # half MoE: expert parallelism makes the lone optima that are hardest to find
+    model = rng.choice(sorted(MOE_MODELS) if rng.random() < 0.5 else
+                       sorted(set(TRAIN_MODELS) - MOE_MODELS))
     gpu = rng.choice(GPUS)
     # enough GPUs that the model state (16 bytes/parameter) takes 5-40% of the cluster's memory
     need = TRAIN_MODELS[model] * 16 / HBM[gpu]

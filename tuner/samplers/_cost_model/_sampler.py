@@ -56,6 +56,7 @@ from tuner.samplers._cost_model._prior import (
     PriorModel,
     load_prior,
     prior_from_evaluator,
+    prior_from_screen,
     prior_from_study,
 )
 from tuner.samplers._cost_model._surrogate import Transform, TreeEnsemble
@@ -364,7 +365,8 @@ class CostModelSampler(BaseSampler):
 _OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
             "min_p_feasible", "constraint_values",
             "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
-            "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context"}
+            "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context",
+            "screen"}
 
 
 def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
@@ -384,12 +386,16 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
     metrics = options.pop("prior_metrics", None)
     samples = options.pop("prior_samples", 1000)
     prior_context = options.pop("prior_context", None) or {}
+    screen = options.pop("screen", None)
     if not isinstance(prior_context, Mapping):
         raise BadInput("sampler.options.prior_context", f"{prior_context!r} must be a table "
                        "of context keys, e.g. {gpu = \"a100_sxm_80gb\"}")
-    if study_name and ev:
-        raise BadInput("sampler.options", "give warm_start_study or prior_evaluator, not both")
-    if study_name:
+    if sum(bool(x) for x in (study_name, ev, screen)) > 1:
+        raise BadInput("sampler.options", "give one of warm_start_study, prior_evaluator or "
+                       "[sampler] screen")
+    if screen:
+        prior = _screen_prior(screen, len(directions))
+    elif study_name:
         prior = prior_from_study(str(study_name), storage)
     elif ev:
         if metrics is None:
@@ -415,6 +421,23 @@ def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
                              not isinstance(options[k], (int, float)) or options[k] < 0):
             raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be a number >= 0")
     return CostModelSampler(space, directions, seed, prior=prior, **options)
+
+
+def _screen_prior(screen: Any, n_objectives: int) -> Any:
+    """The prior of ``[sampler] screen`` (``tuner.spec.ScreenSpec`` plus the objectives'
+    metrics, which ``StudySetup`` adds)."""
+    if not isinstance(screen, Mapping) or not isinstance(screen.get("evaluator"), str):
+        raise BadInput("sampler.screen", f"{screen!r}: give an evaluator name, e.g. screen = "
+                       "\"kernel-sim\"")
+    metrics = screen.get("metrics")
+    if not isinstance(metrics, (list, tuple)) or len(metrics) != n_objectives:
+        raise BadInput("sampler.screen", "set it as [sampler] screen = \"...\" in the study "
+                       "file (the study's objectives name the screen's metrics)")
+    for key in ("options", "context"):
+        if not isinstance(screen.get(key) or {}, Mapping):
+            raise BadInput(f"sampler.screen.{key}", f"{screen[key]!r} must be a table")
+    return prior_from_screen(screen["evaluator"], list(metrics), screen.get("options") or {},
+                             screen.get("context") or {})
 
 
 __all__ = ["CostModelSampler", "cost_model"]
