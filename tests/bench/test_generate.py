@@ -8,8 +8,17 @@ import pytest
 
 from tuner import BadInput
 from tuner.bench import run_bench
-from tuner.bench.generate import (DEV_SEEDS, DOMAINS, HELD_OUT_SEEDS, MAX_EASY_SHARE, MIN_VALID,
-                                  accept, draw, generate, parse_seeds)
+from tuner.bench.generate import (
+    DEV_SEEDS,
+    DOMAINS,
+    HELD_OUT_SEEDS,
+    MAX_EASY_SHARE,
+    MIN_VALID,
+    accept,
+    draw,
+    generate,
+    parse_seeds,
+)
 from tuner.bench.problems import Problem, build_table
 
 

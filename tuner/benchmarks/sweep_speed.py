@@ -1,7 +1,7 @@
 """Exhaustive sweeps of the shipped simulator studies, beside the sampled run's cost per trial.
 
-    python -m tuner.benchmarks.sweep_speed [--workers 1,2] [--domains training,kernel,quant,serving]
-                                           [--sampled-trials 100] [--json]
+    python -m tuner.benchmarks.sweep_speed [--workers 1,2] [--sampled-trials 100] [--json]
+                                           [--domains training,kernel,quant,serving]
 
 For every ``studies/*.toml`` whose evaluator is analytical, ``tuner run --sampler exhaustive``
 (the ``Sweep`` API, into a fresh SQLite file): valid configs scored, wall seconds from start to
