@@ -59,7 +59,7 @@ from tuner.samplers._cost_model._prior import (
     prior_from_screen,
     prior_from_study,
 )
-from tuner.samplers._cost_model._surrogate import Transform, TreeEnsemble
+from tuner.samplers._cost_model._surrogate import Blend, Transform
 from tuner.samplers._cost_model._universe import Universe, initial_pool, shared_featurizer
 from tuner.samplers._features import maximin_subset, point_value, values_key
 
@@ -87,6 +87,8 @@ class CostModelSampler(BaseSampler):
             likely to be feasible (0: no threshold, expected improvement x P(feasible) only).
         constraint_values: model each metric constraint's value (True) rather than only the
             feasible/infeasible label.
+        surrogate: "blend" (trees and Bayesian ridge weighted by cross-validation), "trees" or
+            "linear".
         prior: outcomes from a prior study or simulator (see ``PriorData``), or a callable
             ``(space, candidate_values) -> PriorData`` run once on first use.
     """
@@ -95,7 +97,8 @@ class CostModelSampler(BaseSampler):
                  n_startup: int = 8, n_candidates: int = 2000, n_models: int = 4,
                  epsilon: float = 0.05, kappa: float = 1.0, scalarize: float = 0.25,
                  batch: int = 1, max_enumerate: int = 50_000, min_p_feasible: float = 0.0,
-                 constraint_values: bool = True, prior: Any = None) -> None:
+                 constraint_values: bool = True, surrogate: str = "blend",
+                 prior: Any = None) -> None:
         self.space = space
         self.directions = [d.lower() for d in directions]
         self.n_obj = len(self.directions)
@@ -108,6 +111,12 @@ class CostModelSampler(BaseSampler):
         self.min_p_feasible = float(min_p_feasible)
         self.constraint_values = bool(constraint_values)
         self.batch = max(1, int(batch))
+        if surrogate not in _SURROGATE_WEIGHT:
+            raise BadInput("sampler.options.surrogate", f"{surrogate!r}; allowed: "
+                           + ", ".join(_SURROGATE_WEIGHT))
+        self.surrogate = surrogate
+        #: the linear model's weight per objective at each model fit (what the data chose)
+        self.weights: list[list[float]] = []
         self.max_enumerate = int(max_enumerate)
         self._prior_source = prior
         self._seed = seed
@@ -306,24 +315,28 @@ class CostModelSampler(BaseSampler):
         obs, ok, measured, raw = self._history.arrays(self.n_obj)
         transforms = [Transform(raw[measured, j], d) for j, d in enumerate(self.directions)]
         ys = np.column_stack([t.forward(raw[:, j]) for j, t in enumerate(transforms)])
-        X_obs = u.X[rows_obs]
+        X_obs, Z_obs = u.X[rows_obs], u.Z(rows_obs)
         cand = self._candidates(taken, self._anchors(rows_obs, ys, ok, measured))
         if not len(cand):
             return []
-        Xc = u.X[cand]
+        Xc, Zc = u.X[cand], u.Z(cand)
 
         seed = self._rng.randrange(2**31)
-        models = [TreeEnsemble(self.n_models, seed + j).fit(X_obs[measured], ys[measured, j])
+        weight = _SURROGATE_WEIGHT[self.surrogate]
+        models = [Blend(self.n_models, seed + j).fit(X_obs[measured], Z_obs[measured],
+                                                     ys[measured, j], weight)
                   for j in range(self.n_obj)]
         pf = p_feasible(obs, X_obs, Xc, ok, measured, seed, self.n_models,
-                        self.constraint_values)
-        preds = [m.predict(Xc) for m in models]
+                        self.constraint_values, Z_obs, Zc, weight)
+        preds = [m.predict(Xc, Zc) for m in models]
         mu = np.column_stack([p[0] for p in preds])
         sd = np.column_stack([p[1] for p in preds])
+        self.weights.append([round(m.weight, 3) for m in models])
         # believed outcomes of pending configs: proposals around them are discounted
         believed = [row for row in pending if row < u.n]
-        mu_pending = np.column_stack([m.predict(u.X[believed])[0] for m in models]) if \
-            believed else np.empty((0, self.n_obj))
+        mu_pending = np.column_stack([m.predict(u.X[believed], u.Z(believed))[0]
+                                      for m in models]) if believed else \
+            np.empty((0, self.n_obj))
 
         good = measured & ok
         likely = pf >= self.min_p_feasible
@@ -362,8 +375,11 @@ class CostModelSampler(BaseSampler):
         return picks
 
 
-_OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
-            "min_p_feasible", "constraint_values",
+#: the linear model's weight in the blend per ``surrogate`` option (None: cross-validated)
+_SURROGATE_WEIGHT: dict[str, float | None] = {"blend": None, "trees": 0.0, "linear": 1.0}
+
+_OPTIONS = {"surrogate", "n_startup", "n_candidates", "n_models", "epsilon", "kappa",
+            "scalarize", "batch", "min_p_feasible", "constraint_values",
             "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
             "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context",
             "screen"}
