@@ -109,14 +109,21 @@ class LinearModel:
         s, V = np.linalg.eigh(Zs.T @ Zs)
         s = np.maximum(s, 0.0)
         proj = V.T @ (Zs.T @ yc)
-        alpha, beta = 1.0, 1.0 / max(float(np.var(yc)), 1e-12)
+        # directions the data do not span (one-hot groups sum to one): no signal there, only
+        # rounding noise that a large noise precision would blow up
+        proj[s <= 1e-9 * max(float(s.max()), 1e-300)] = 0.0
+        var_y = max(float(np.var(yc)), 1e-12)
+        alpha, beta = 1.0, 1.0 / var_y
         for _ in range(self.iterations):
             d = beta * s + alpha
             m_eig = beta * proj / d
             gamma = float(np.sum(beta * s / d))
             resid = yc - Zs @ (V @ m_eig)
-            alpha_new = gamma / max(float(m_eig @ m_eig), 1e-12)
-            beta_new = max(n - gamma, 1e-6) / max(float(resid @ resid), 1e-12)
+            alpha_new = min(max(gamma / max(float(m_eig @ m_eig), 1e-12), 1e-6), 1e6)
+            # noise no smaller than 0.1% of the data's spread: an exact fit must not make the
+            # posterior certain of every direction
+            beta_new = min(max(n - gamma, 1e-6) / max(float(resid @ resid), 1e-12),
+                           1e6 / var_y)
             done = abs(alpha_new - alpha) <= 1e-4 * alpha and abs(beta_new - beta) <= 1e-4 * beta
             alpha, beta = alpha_new, beta_new
             if done:
