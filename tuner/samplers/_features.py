@@ -136,7 +136,8 @@ class LinearEncoder:
     Trees split a numeric column anywhere; a linear model needs each effect as its own
     column. So every finite parameter becomes one-hot columns of its values (plus the log of a
     positive numeric value, the scale on which parallel degrees, tile sizes and bit widths act),
-    a continuous one its unit position (and log), non-numeric categoricals keep their one-hot
+    a continuous one its unit position, its square (a bowl around the middle of the range) and
+    its log, non-numeric categoricals keep their one-hot
     columns, and derived features become signed logs. Inactive or missing entries are 0, so a
     value never observed adds a weight the data cannot pin down: a linear model's uncertainty
     is large exactly where the search has not been.
@@ -161,13 +162,13 @@ class LinearEncoder:
                 logs = all(v > 0 for v in vals) and len(vals) > 2
                 self._plan.append(("onehot", col, (np.array(vals), logs)))
                 width += len(vals) + int(logs)
-            elif vals:  # a long integer range: position and log, like a continuous one
+            elif vals:  # a long integer range: like a continuous one
                 self._plan.append(("range", col, (min(vals), max(vals))))
-                width += 2
+                width += 3
             else:
                 assert isinstance(p, Float)
                 self._plan.append(("continuous", col, p))
-                width += 2
+                width += 3
             col += 1
         for _ in feat.derived:
             self._plan.append(("derived", col, None))
@@ -196,18 +197,21 @@ class LinearEncoder:
                 lo, hi = extra
                 x = X[:, col]
                 ok = np.isfinite(x)
-                out[ok, j] = (x[ok] - lo) / (hi - lo) if hi > lo else 0.5
+                u = (x[ok] - lo) / (hi - lo) if hi > lo else np.full(int(ok.sum()), 0.5)
+                out[ok, j] = u
+                out[ok, j + 1] = (u - 0.5) ** 2
                 if lo > 0:
-                    out[ok, j + 1] = np.log(x[ok])
-                j += 2
+                    out[ok, j + 2] = np.log(x[ok])
+                j += 3
             elif kind == "continuous":
                 x = X[:, col]
                 ok = np.isfinite(x)
                 u = np.array([unit_position(extra, v) for v in x[ok]])
                 out[ok, j] = u
+                out[ok, j + 1] = (u - 0.5) ** 2
                 if extra.low > 0:
-                    out[ok, j + 1] = np.log(x[ok])
-                j += 2
+                    out[ok, j + 2] = np.log(x[ok])
+                j += 3
             else:
                 x = X[:, col]
                 ok = np.isfinite(x)

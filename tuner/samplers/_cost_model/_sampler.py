@@ -91,7 +91,7 @@ class CostModelSampler(BaseSampler):
             "linear".
         trust_region: share of model proposals made inside the trust region around the
             incumbent (``_trust``), once ``2 * n_startup`` feasible configs are measured, for
-            one objective (0: none).
+            one objective on a finite space (0: none).
         prior: outcomes from a prior study or simulator (see ``PriorData``), or a callable
             ``(space, candidate_values) -> PriorData`` run once on first use.
     """
@@ -320,9 +320,13 @@ class CostModelSampler(BaseSampler):
                 good: np.ndarray) -> np.ndarray | None:
         """Candidates inside the trust region around the incumbent (the best feasible config),
         after counting the trials that finished since the last proposal; None before
-        ``2 * n_startup`` feasible measurements, and for several objectives."""
-        if self.trust_region <= 0 or self.n_obj > 1 or int(good.sum()) < 2 * self.n_startup:
-            return None  # several objectives: hypervolume improvement spreads along the front
+        ``2 * n_startup`` feasible measurements, for several objectives and for continuous
+        parameters."""
+        if self.trust_region <= 0 or self.n_obj > 1 or int(good.sum()) < 2 * self.n_startup \
+                or not self.space.is_finite():
+            # several objectives: hypervolume improvement spreads along the front; continuous
+            # parameters: every move changes a value, a Hamming ball means nothing there
+            return None
         numbers = list(self._history.rows)
         new = np.array([n not in self._counted for n in numbers])
         old = good & ~new
