@@ -43,6 +43,8 @@ from tuner._sweep_progress import SweepProgress
 from tuner._sweep_tally import Scored, Tally
 from tuner._trial_writer import TrialWriter
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 #: study attribute with the sweep's numbers; trial user attribute naming why it was stored
 SWEEP_ATTR = "tuner.sweep"
 ROLE_ATTR = "sweep_role"
