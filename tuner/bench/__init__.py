@@ -181,7 +181,12 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
                     runs.append({"problem": p.name, "sampler": s, "seed": seed,
                                  "error": str(exc)})
                     break
-                trace = run_one(table, sampler, s, seed, budget)
+                try:
+                    trace = run_one(table, sampler, s, seed, budget)
+                except Exception as exc:  # a sampler that breaks on a problem: noted, not fatal
+                    runs.append({"problem": p.name, "sampler": s, "seed": seed,
+                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    break
                 c = curves(table, trace, budget)
                 all_curves.setdefault((p.name, s), []).append(next(iter(c.values())))
                 runs.append(_run_record(trace, run_scores(c)))
