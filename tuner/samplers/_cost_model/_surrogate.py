@@ -160,6 +160,9 @@ class Blend:
     weight comes from ``folds``-fold predictions (one booster per fold), or is given.
     """
 
+    #: pseudo-observations of an even blend the cross-validated weight is shrunk with
+    SHRINK = 20
+
     def __init__(self, n_models: int = 4, seed: int = 0, folds: int = 4) -> None:
         self.trees = TreeEnsemble(n_models, seed)
         self.linear = LinearModel()
@@ -185,7 +188,8 @@ class Blend:
             p_t[test] = TreeEnsemble(1, self.seed + k).fit(X[train], y[train]).predict(
                 X[test])[0]
             p_l[test] = LinearModel().fit(Z[train], y[train]).predict(Z[test])[0]
-        return stacking_weight(y, p_t, p_l)
+        # few held-out points make a noisy weight: shrink it towards an even blend
+        return (n * stacking_weight(y, p_t, p_l) + self.SHRINK * 0.5) / (n + self.SHRINK)
 
     def predict(self, X: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = self.weight
