@@ -399,7 +399,7 @@ class CostModelSampler(BaseSampler):
                                      ys[measured], mu_pending, transforms, self.kappa,
                                      self._nprng)
                 score[chosen] = -np.inf
-                if local:
+                if local and region is not None:
                     score[~region] = -np.inf
                 if self.min_p_feasible > 0 and good.any() and np.any(likely & ~chosen):
                     # once feasible configs are known, propose only likely-feasible ones: a
