@@ -131,6 +131,8 @@ class BaseEvaluator(abc.ABC):
     options_table: ClassVar[Mapping[str, Option] | None] = None
     #: the config keys this evaluator reads; None: it checks its keys itself, or takes any
     config_keys: ClassVar[frozenset[str] | None] = None
+    #: a pure, cheap function of the config (a simulator): ``tuner run`` may sweep it in-process
+    analytical: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.check_options(options)

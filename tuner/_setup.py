@@ -75,8 +75,16 @@ class StudySetup:
                            + ", ".join(registry.EVALUATORS))
         evaluator_cls = registry.evaluator_class(evaluator_name)
         finish_spec(spec, space, evaluator_cls)
-        name = sampler or spec.sampler.name or default_sampler(space, spec.directions)
+        name = sampler or spec.sampler.name or default_sampler(space, spec.directions,
+                                                               evaluator_cls)
         options = dict(spec.sampler.options) if sampler in (None, spec.sampler.name) else {}
+        screen = spec.sampler.screen
+        if screen is not None and name == "cost-model":  # the objectives name the metrics
+            options["screen"] = {**screen.model_dump(),
+                                 "metrics": [o.metric for o in spec.objectives]}
+        elif screen is not None and sampler in (None, spec.sampler.name):
+            raise BadInput("sampler.screen", f"only the cost-model sampler starts from a "
+                           f"screen; this study's sampler is {name!r}")
         evaluator = evaluator_cls(**spec.evaluator.options)  # checks the options
         _check_config_keys(space, evaluator)
         evaluator_cls.preflight(spec.evaluator.options)

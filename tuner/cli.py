@@ -66,7 +66,7 @@ def check_workers(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tuner.registry import RUN_MODES, resolve
+    from tuner._setup import StudySetup
     from tuner.runner import Runner
     from tuner.spec import load_spec
 
@@ -75,14 +75,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_workers(args)
     if spec.fidelity is not None:
         return _run_ladder(spec, args)
-    mode = args.sampler or spec.sampler.name
-    if mode in RUN_MODES:  # not a search: a mode of its own (e.g. an exhaustive sweep)
-        return int(resolve("sampler.name", RUN_MODES, mode, plugins=False)(spec, args))
+    setup = StudySetup.build(spec, args.sampler)
+    if setup.sampler_name == "exhaustive":  # analytical evaluator: every config, in-process
+        return _sweep(args, setup)
     progress = ("off" if args.quiet else "bar" if args.progress or sys.stderr.isatty()
                 else "lines")
     runner = Runner(spec, args.storage, trials=args.trials, wall_time_s=args.timeout,
                     workers=args.workers, sampler=args.sampler, progress=progress,
-                    start_over=args.start_over)
+                    start_over=args.start_over, setup=setup)
     console = _console()
     console.print(f"study [bold]{spec.name}[/]  domain {spec.space.domain}  evaluator "
                   f"{runner.evaluator_name}  sampler {runner.sampler_name}  storage "
@@ -135,6 +135,23 @@ def _late_signals_finish_quietly() -> list[bool]:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, late)
     return stopped
+
+
+def _sweep(args: argparse.Namespace, setup: Any) -> int:
+    from tuner._sweep import Sweep
+
+    bar = not args.quiet and (sys.stderr.isatty() or args.progress)
+    sweep = Sweep(setup, args.storage, workers=args.workers, wall_time_s=args.timeout,
+                  progress="bar" if bar else (None if args.quiet else "lines"))
+    console = _console()
+    console.print(f"study [bold]{setup.spec.name}[/]  domain {setup.spec.space.domain}  "
+                  f"evaluator {setup.evaluator_name}  sampler exhaustive (every valid config, "
+                  f"in-process)" + ("; --trials does not apply" if args.trials else ""),
+                  highlight=False)
+    summary = sweep.run()
+    console.print(summary.line() + f"; storage {summary.storage}", highlight=False)
+    print_front(summary.results, console)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 # -- evaluate --------------------------------------------------------------------------------

@@ -43,14 +43,10 @@ SAMPLERS: dict[str, str] = {
     "cmaes": "tuner.samplers._optuna:cmaes",
     "random": "tuner.samplers._optuna:random",
     "grid": "tuner.samplers._grid:grid",
+    "exhaustive": "tuner.samplers._exhaustive:exhaustive",
     "cost-model": "tuner.samplers._cost_model:cost_model",
     "llm": "tuner.samplers._llm:llm",
 }
-
-
-#: ``[sampler] name`` values that are run modes rather than samplers: ``tuner run`` hands the
-#: study to ``function(spec, args) -> exit code`` (e.g. an exhaustive sweep)
-RUN_MODES: dict[str, str] = {}
 
 
 def _load(path: str) -> Any:

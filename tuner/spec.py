@@ -86,9 +86,26 @@ class ConstraintSpec(_Strict):
         return f"{self.metric} {self.op} {self.value:g}"
 
 
+class ScreenSpec(_Strict):
+    """An analytical sibling that scores every valid config before the search."""
+
+    evaluator: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: context keys set for the screen only (e.g. the GPU a replay table was recorded on)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
 class SamplerSpec(_Strict):
     name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    #: cost-model only: start from the full ranking of this analytical evaluator
+    #: (``screen = "kernel-sim"`` or a table with evaluator, options, context)
+    screen: ScreenSpec | None = None
+
+    @field_validator("screen", mode="before")
+    @classmethod
+    def _screen_name(cls, v: Any) -> Any:
+        return {"evaluator": v} if isinstance(v, str) else v
 
 
 class BudgetSpec(_Strict):
@@ -217,9 +234,9 @@ def parse_spec(data: dict[str, Any]) -> StudySpec:
             and ":" not in spec.fidelity.screen:
         raise UnknownName("fidelity.screen", spec.fidelity.screen, list(registry.EVALUATORS))
     if spec.sampler.name is not None and spec.sampler.name not in registry.SAMPLERS \
-            and spec.sampler.name not in registry.RUN_MODES and ":" not in spec.sampler.name:
+            and ":" not in spec.sampler.name:
         raise UnknownName("sampler.name", spec.sampler.name,
-                          list(registry.SAMPLERS) + list(registry.RUN_MODES))
+                          list(registry.SAMPLERS))
     metrics = [o.metric for o in spec.objectives]
     if len(set(metrics)) != len(metrics):
         raise BadInput("objectives", f"metric listed twice in {metrics}")

@@ -52,6 +52,10 @@ if len(objs) > 1:
 else:
     best = conv.best[objs[0].metric][-1] if conv.numbers else None
     m[5].metric(f"best {objs[0].metric}", "–" if best is None else f"{best:.5g}")
+if sd.info.attr("sweep"):  # an exhaustive sweep stores its front, its best and a sample
+    from tuner._sweep import sweep_note
+
+    st.info(sweep_note(sd.info.attr("sweep")))
 with st.expander("Study file, constraints and fingerprint"):
     st.json({"spec": sd.info.attr("spec"), "constraints": sd.info.attr("constraints"),
              "fingerprint": sd.info.attr("fingerprint"), "state": sd.info.attr("state")},

@@ -241,6 +241,7 @@ class KernelSimEvaluator(BaseEvaluator):
     name = "kernel-sim"
     version = "1"
     domains = ("kernel-gemm", "kernel-attention")
+    analytical = True
     metrics = ("time_us", "tflops", "pct_of_peak")
     options_table: dict = {}
     config_keys = CONFIG_KEYS

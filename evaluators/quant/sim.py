@@ -117,6 +117,7 @@ class QuantSimEvaluator(BaseEvaluator):
     name = "quant-sim"
     version = "1"
     domains = ("quantization",)
+    analytical = True
     metrics = ("quality_drop", "model_size_gib", "latency_ms", "avg_bits", "prefill_ms",
                "kv_cache_gib", "memory_gib", "decode_tok_s")
     options_table: dict = {}

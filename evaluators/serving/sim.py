@@ -163,6 +163,7 @@ class ServingSimEvaluator(BaseEvaluator):
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""
         return _stack_profile(config, self.options.get("profile"))
+    analytical = True
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         return self.evaluate_with(config, self.stack_profile(config))

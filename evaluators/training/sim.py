@@ -95,6 +95,7 @@ class TrainingSimEvaluator(BaseEvaluator):
     profile_domain = "training"
     #: what a calibration fit weighs (step time, tokens/s, TFLOP/s and MFU restate one figure)
     calibration_metrics = ("tokens_per_s", "peak_memory_gib")
+    analytical = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -23,8 +23,8 @@ import optuna
 import pytest
 
 from tuner import BadInput
-from tuner._space import BaseSpace, Categorical, Int
 from tuner._process import ServerError
+from tuner._space import BaseSpace, Categorical, Int
 from tuner.samplers._llm import LEDGER_ATTR, LLMSampler, llm
 from tuner.samplers._llm._prompt import coerce_value, parse_reply, reply_schema
 from tuner.testing.llama_server import REBUILD_HINT, LlamaServer, chat_once

@@ -2,11 +2,14 @@
 
 Every problem's finite space is scored once (``problems.build_table``); each sampler then runs
 ``budget`` trials per seed through an in-memory ask/tell loop that records trials exactly as
-the runner does. Outputs in ``out``: ``bench.json`` (every run and the aggregates),
-``bench.md`` (tables) and ``bench.png`` (convergence curves).
+the runner does. Problems are the hand-written ones of ``problems.toml`` and/or generated ones
+(``--generated dev``: random model x GPU x shape x objective, ``tuner.bench.generate``); the
+two sets are reported apart. Outputs in ``out``: ``bench.json`` (every run and the
+aggregates), ``bench.md`` (tables) and ``bench.png`` (convergence curves).
 
     run_bench(problems=None, samplers=None, seeds=5, budget=200, out="bench-results")
     main(["--problems", "kernel-gemm-4096", "--samplers", "tpe,cost-model", "--seeds", "3"])
+    main(["--generated", "dev", "--samplers", "optuna-tpe,cost-model", "--budget", "100"])
 """
 
 from __future__ import annotations
@@ -42,6 +45,16 @@ LLM_ENV = "TUNER_LLM_BASE_URL"
 #: benchmark-only variants: the cost model warm-started as the problem's ``warm_start`` says
 #: (problems without one skip it)
 VARIANTS = {"cost-model-warm": "cost-model"}
+#: Optuna's samplers exactly as Optuna configures them by default (only the seed given)
+OPTUNA_DEFAULTS = {"optuna-tpe": "TPESampler", "optuna-gp": "GPSampler",
+                   "optuna-nsga2": "NSGAIISampler"}
+HAND_WRITTEN, REPLAY, GENERATED = "hand-written", "replay", "generated"
+
+
+def _optuna_default(name: str, seed: int) -> Any:
+    import optuna
+
+    return getattr(optuna.samplers, OPTUNA_DEFAULTS[name])(seed=seed)
 
 
 def default_samplers() -> list[str]:
@@ -63,7 +76,8 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
               out: str | Path | None = "bench-results",
               sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
               use_cache: bool = True, log: Callable[[str], None] | None = None,
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None,
+              generated: Sequence[int] | None = None) -> dict[str, Any]:
     """Run the benchmark; write ``bench.json``/``bench.md``/``bench.png`` under ``out``.
 
     Args:
@@ -76,6 +90,8 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
         sampler_options: per-sampler factory options.
         use_cache: reuse scored tables from ``$TUNER_BENCH_CACHE`` (~/.cache/tuner/bench).
         log: progress callback (one line per problem x sampler).
+        generated: generator seeds of generated problems (``tuner.bench.generate``); with
+            ``problems`` None only these run.
 
     Returns:
         The result dict written to ``bench.json``.
@@ -91,8 +107,9 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
     from tuner.registry import SAMPLERS
 
     for s in samplers:
-        if s not in SAMPLERS and s not in VARIANTS and ":" not in s:
-            raise UnknownName("--samplers", s, list(SAMPLERS) + list(VARIANTS))
+        if s not in SAMPLERS and s not in VARIANTS and s not in OPTUNA_DEFAULTS and ":" not in s:
+            raise UnknownName("--samplers", s, list(SAMPLERS) + list(VARIANTS)
+                              + list(OPTUNA_DEFAULTS))
     options = {k: dict(v) for k, v in (sampler_options or {}).items()}
     if "llm" in samplers and "llm" not in options:
         if not os.environ.get(LLM_ENV):
@@ -101,7 +118,7 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
         options["llm"] = _llm_options()
     notes: list[str] = []
     chosen: list[Problem] = []
-    if problems is None:
+    if problems is None and not generated:  # by default every hand-written problem
         avail = available_problems()
         all_problems = load_problems()
         for name, why in avail.items():
@@ -109,11 +126,11 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
                 notes.append(f"Skipped problem {name}: {why}")
             else:
                 chosen.append(all_problems[name])
-    else:
+    elif problems is not None:
         names = [p for p in problems if isinstance(p, str)]
         by_name = {p.name: p for p in select_problems(names)} if names else {}
         chosen = [by_name[p] if isinstance(p, str) else p for p in problems]
-    if not chosen:
+    if not chosen and not generated:
         raise BadInput("--problems", "no benchmark problem is available (no domain installed)")
 
     t_start = time.perf_counter()
@@ -123,6 +140,17 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
         tables.append(build_table(p, use_cache=use_cache))
         log(f"{p.name}: {tables[-1].n_grid} grid points, {tables[-1].n_feasible} feasible "
             f"({time.perf_counter() - t0:.1f} s)")
+    sets = {t.problem.name: REPLAY if t.problem.kind == "replay" else HAND_WRITTEN
+            for t in tables}
+    for gseed in generated or ():
+        from tuner.bench.generate import generate
+
+        t0 = time.perf_counter()
+        _, table = generate(gseed, use_cache=use_cache, log=log)
+        tables.append(table)
+        sets[table.problem.name] = GENERATED
+        log(f"{table.problem.name}: {table.n_valid} valid, {table.n_feasible} feasible "
+            f"({time.perf_counter() - t0:.1f} s) - {table.problem.description}")
 
     runs: list[dict[str, Any]] = []
     all_curves: dict[tuple[str, str], list[Any]] = {}
@@ -137,15 +165,28 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
                 opts.update({k: v for k, v in p.warm_start.items() if k != "description"})
                 if "prior_evaluator" in opts:
                     opts.setdefault("prior_metrics", p.metrics)
+                if "screen" in opts:  # as [sampler] screen in a study file
+                    screen = opts["screen"]
+                    screen = {"evaluator": screen} if isinstance(screen, str) else dict(screen)
+                    opts["screen"] = {**screen, "metrics": p.metrics}
             for seed in range(seeds):
                 space = p.space()
                 try:
-                    sampler = make_sampler(VARIANTS.get(s, s), space, p.directions, seed, opts)
+                    if s in OPTUNA_DEFAULTS:
+                        sampler = _optuna_default(s, seed)
+                    else:
+                        sampler = make_sampler(VARIANTS.get(s, s), space, p.directions, seed,
+                                               opts)
                 except TunerError as exc:
                     runs.append({"problem": p.name, "sampler": s, "seed": seed,
                                  "error": str(exc)})
                     break
-                trace = run_one(table, sampler, s, seed, budget)
+                try:
+                    trace = run_one(table, sampler, s, seed, budget)
+                except Exception as exc:  # a sampler that breaks on a problem: noted, not fatal
+                    runs.append({"problem": p.name, "sampler": s, "seed": seed,
+                                 "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    break
                 c = curves(table, trace, budget)
                 all_curves.setdefault((p.name, s), []).append(next(iter(c.values())))
                 runs.append(_run_record(trace, run_scores(c)))
@@ -157,17 +198,27 @@ def run_bench(problems: Sequence[str | Problem] | None = None,
             else:
                 log(f"  {s:<11} not run: {runs[-1]['error']}")
 
-    summary = summarize(runs, samplers, [t.problem.name for t in tables], budget)
+    reference = "optuna-tpe" if "optuna-tpe" in samplers else "tpe"
+    summary = summarize(runs, samplers, [t.problem.name for t in tables], budget,
+                        reference=reference)
+    by_set = {}
+    for name in (HAND_WRITTEN, REPLAY, GENERATED):
+        names = [t.problem.name for t in tables if sets[t.problem.name] == name]
+        if names and len(set(sets.values())) > 1:
+            by_set[name] = summarize([r for r in runs if r["problem"] in names], samplers,
+                                     names, budget, reference=reference)
     result = {
         "meta": {"command": command or "run_bench(...)", "budget": budget, "seeds": seeds,
                  "samplers": samplers, "budgets": [b for b in BUDGETS if b <= budget],
                  "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                  "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
                             f"{platform.python_version()}",
-                 "elapsed_s": time.perf_counter() - t_start, "notes": notes},
-        "problems": [_problem_record(t) for t in tables],
+                 "elapsed_s": time.perf_counter() - t_start, "notes": notes,
+                 "generated_seeds": list(generated or [])},
+        "problems": [{**_problem_record(t), "set": sets[t.problem.name]} for t in tables],
         "scores": runs,
         "summary": summary,
+        "by_set": by_set,
     }
     if out is not None:
         from tuner.bench.report import markdown, plot, write_curves, write_json
@@ -217,6 +268,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default: all available")
     p.add_argument("--samplers", nargs="*", help="sampler names; default: "
                    + ",".join(DEFAULT_SAMPLERS) + " (+llm when TUNER_LLM_BASE_URL is set)")
+    p.add_argument("--generated", help="generated problems by generator seed: dev (0-14), "
+                   "held-out (1000-1014), a range (0-4) or a list (3,5); with no --problems "
+                   "only these run")
     p.add_argument("--seeds", type=int, default=5, help="seeds per problem and sampler")
     p.add_argument("--budget", type=int, default=200, help="trials per run")
     p.add_argument("--out", default="bench-results", help="output folder")
@@ -239,14 +293,22 @@ def run(args: argparse.Namespace) -> int:
     words = getattr(args, "argv", None)
     cmd = "tuner bench " + " ".join(shlex.quote(a) for a in (words if words is not None
                                                               else sys.argv[2:]))
+    gen = None
+    if args.generated:
+        from tuner.bench.generate import parse_seeds
+
+        gen = parse_seeds(args.generated)
     result = run_bench(_split(args.problems), _split(args.samplers), args.seeds, args.budget,
-                       args.out, use_cache=not args.no_cache, log=log, command=cmd)
-    t = result["summary"].get("targets") or {}
-    if log and t:
-        bound = "<= " if t.get("ratio_is_upper_bound") else ""
-        log(f"cost-model vs tpe: median evals {t['median_evals_candidate']} vs "
-            f"{t['median_evals_reference']} (ratio {bound}{t['ratio']}); results in "
-            f"{args.out}/")
+                       args.out, use_cache=not args.no_cache, log=log, command=cmd,
+                       generated=gen)
+    for label, summary in [("all", result["summary"]), *result["by_set"].items()]:
+        t = summary.get("targets") or {}
+        if log and t:
+            bound = "<= " if t.get("ratio_is_upper_bound") else ""
+            log(f"{label}: cost-model vs {t['reference']}: median evals "
+                f"{t['median_evals_candidate']} vs {t['median_evals_reference']} (ratio "
+                f"{bound}{t['ratio']}), cost-model within 1% in {t['reached_candidate']:.0%} "
+                f"of runs; results in {args.out}/")
     return 0
 
 
@@ -272,5 +334,5 @@ def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -
 #: what ``tuner bench ...`` calls with the arguments after ``bench``
 cli_main = main
 
-__all__ = ["DEFAULT_SAMPLERS", "add_arguments", "build_parser", "cli_main", "default_samplers",
-           "main", "run", "run_bench", "run_from_args"]
+__all__ = ["DEFAULT_SAMPLERS", "OPTUNA_DEFAULTS", "add_arguments", "build_parser", "cli_main",
+           "default_samplers", "main", "run", "run_bench", "run_from_args"]

@@ -119,9 +119,14 @@ def _targets(runs: list[dict[str, Any]], problems: Sequence[str], reference: str
     wins = sum(1 for v in per_problem.values() if v["ratio"] is not None and v["ratio"] <= 0.5)
     ties = sum(1 for v in per_problem.values() if v["ratio"] is None)
     ratio, bound = _ratio(m_cand, m_ref, budget)
+    reached = sum(cand[k]["evals_to_target"] is not None for k in pairs) / len(pairs)
     return {
         "reference": reference, "candidate": candidate, "pairs": len(pairs),
         "median_evals_candidate": m_cand, "median_evals_reference": m_ref,
+        "reached_candidate": reached,
+        "reached_reference": sum(ref[k]["evals_to_target"] is not None for k in pairs)
+        / len(pairs),
+        "reached_target_met": reached >= 2 / 3,
         "ratio": ratio, "ratio_is_upper_bound": bound,
         "evals_target_met": ratio is not None and ratio <= 0.5,
         "problems_neither_reaches": ties,

@@ -71,6 +71,55 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
+def _targets_md(t: dict[str, Any], budget: int, label: str) -> list[str]:
+    """The target checks of one problem set (``metrics._targets``) as markdown lines."""
+    if not t:
+        return []
+    ratio = t["ratio"]
+    shown = "–" if ratio is None else ("<= " if t.get("ratio_is_upper_bound") else "") + \
+        f"{ratio:.2f}"
+    reached = t.get("reached_candidate")
+    return [f"## Targets: {label}", "",
+            f"* evaluations to within 1% (median over {t['pairs']} problem x seed "
+            f"pairs): {t['candidate']} {_fmt_evals(t['median_evals_candidate'], budget)}, "
+            f"{t['reference']} {_fmt_evals(t['median_evals_reference'], budget)}; ratio "
+            f"{shown} (target <= 0.50: {'met' if t['evals_target_met'] else 'NOT met'}); "
+            f"{t['problems_at_half_or_better']} of {len(t['per_problem'])} problems at "
+            f"half or better, {t.get('problems_neither_reaches', 0)} where neither gets "
+            f"within 1% in {budget} trials.",
+            *([f"* runs within 1% in {budget} trials: {t['candidate']} {reached:.0%}, "
+               f"{t['reference']} {t['reached_reference']:.0%} (target >= 67%: "
+               f"{'met' if t['reached_target_met'] else 'NOT met'})."]
+              if reached is not None else []),
+            (f"* hypervolume ratio after {budget} trials ({t['candidate']}, "
+             f"multi-objective problems): median {_fmt(t['hv_ratio_at_budget_median'], 4)}"
+             f", worst {_fmt(t['hv_ratio_at_budget_min'], 4)} (target median >= 0.98: "
+             f"{'met' if t['hv_target_met'] else 'NOT met'})."
+             if t["hv_ratio_at_budget_median"] is not None else
+             "* hypervolume: no multi-objective problem in this set."), ""]
+
+
+def _samplers_md(summary: dict[str, Any], samplers: list[str], budgets: list[str],
+                 budget: int, label: str) -> list[str]:
+    lines = ["", f"## Samplers ({label})", "",
+             "| sampler | median evals to 1% | runs reaching it | "
+             + " | ".join(f"regret@{b}" for b in budgets) + " | "
+             + " | ".join(f"HV ratio@{b}" for b in budgets) + " | ms per trial |",
+             "|---|---:|---:|" + "---:|" * (2 * len(budgets)) + "---:|"]
+    for s in samplers:
+        a = summary["per_sampler"].get(s)
+        if a is None:
+            continue
+        reg = [_fmt(a["median_regret_at"].get(b)) for b in budgets] if a[
+            "median_regret_at"] else ["–"] * len(budgets)
+        hv = [_fmt(a["median_hv_ratio_at"].get(b), 4) for b in budgets] if a[
+            "median_hv_ratio_at"] else ["–"] * len(budgets)
+        lines.append(f"| {s} | {_fmt_evals(a['median_evals_to_target'], budget)} | "
+                     f"{100 * a['reached']:.0f}% | " + " | ".join(reg + hv)
+                     + f" | {1000 * a['seconds_per_trial']:.1f} |")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta, summary = result["meta"], result["summary"]
     budget = meta["budget"]
@@ -79,52 +128,26 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Sampler benchmark ({seeds}, {budget} trials per run)", "",
              f"Command: `{meta['command']}`  ", f"Measured {meta['date']} on "
              f"{meta['machine']}; {meta['elapsed_s']:.0f} s in all.", ""]
-    t = summary.get("targets") or {}
-    if t:
-        ratio = t["ratio"]
-        shown = "–" if ratio is None else ("<= " if t.get("ratio_is_upper_bound") else "") + \
-            f"{ratio:.2f}"
-        lines += ["## Targets", "",
-                  f"* evaluations to within 1% (median over {t['pairs']} problem x seed "
-                  f"pairs): {t['candidate']} {_fmt_evals(t['median_evals_candidate'], budget)}, "
-                  f"{t['reference']} {_fmt_evals(t['median_evals_reference'], budget)}; ratio "
-                  f"{shown} (target <= 0.50: {'met' if t['evals_target_met'] else 'NOT met'}); "
-                  f"{t['problems_at_half_or_better']} of {len(t['per_problem'])} problems at "
-                  f"half or better, {t.get('problems_neither_reaches', 0)} where neither gets "
-                  f"within 1% in {budget} trials.",
-                  (f"* hypervolume ratio after {budget} trials ({t['candidate']}, "
-                   f"multi-objective problems): median {_fmt(t['hv_ratio_at_budget_median'], 4)}"
-                   f", worst {_fmt(t['hv_ratio_at_budget_min'], 4)} (target median >= 0.98: "
-                   f"{'met' if t['hv_target_met'] else 'NOT met'})."
-                   if t["hv_ratio_at_budget_median"] is not None else
-                   "* hypervolume: no multi-objective problem in this run."), ""]
-    lines += ["## Problems", "", "| problem | domain | objectives | grid | valid | feasible |"
-              " within 1% / front | evaluator |", "|---|---|---|---:|---:|---:|---:|---|"]
+    sets = result.get("by_set") or {}
+    for label, summ in ([("all problems", summary)] if not sets else
+                        [(f"{k} problems", v) for k, v in sets.items()]):
+        lines += _targets_md(summ.get("targets") or {}, budget, label)
+    lines += ["## Problems", "", "| problem | set | domain | objectives | constraints | valid |"
+              " feasible | within 1% / front | what |", "|---|---|---|---|---|---:|---:|---:|---|"]
     for p in result["problems"]:
         objs = ", ".join(f"{'max' if d == 'maximize' else 'min'} {m}"
                          for m, d in p["objectives"])
-        lines.append(f"| {p['name']} | {p['domain']} | {objs} | {p['n_grid']} | "
-                     f"{p['n_valid']} | {p['n_feasible']} | {p['within_1pct']} | "
-                     f"{p['evaluator']} ({p['kind']}) |")
+        lines.append(f"| {p['name']} | {p.get('set', '-')} | {p['domain']} | {objs} | "
+                     f"{', '.join(p['constraints']) or '–'} | {p['n_valid']} | "
+                     f"{p['n_feasible']} | {p['within_1pct']} | {p['description']} |")
     warm = [f"{p['name']}: {p['warm_start']}" for p in result["problems"] if p.get("warm_start")]
     if warm and "cost-model-warm" in samplers:
         lines += ["", "`cost-model-warm` is the cost model started from a prior (its evaluations "
                   "are not counted): " + "; ".join(warm) + "."]
     budgets = [str(b) for b in (25, 50, 100, 200) if b <= budget]
-    lines += ["", "## Samplers (all problems and seeds)", "",
-              "| sampler | median evals to 1% | runs reaching it | "
-              + " | ".join(f"regret@{b}" for b in budgets) + " | "
-              + " | ".join(f"HV ratio@{b}" for b in budgets) + " | ms per trial |",
-              "|---|---:|---:|" + "---:|" * (2 * len(budgets)) + "---:|"]
-    for s in samplers:
-        a = summary["per_sampler"][s]
-        reg = [_fmt(a["median_regret_at"].get(b)) for b in budgets] if a[
-            "median_regret_at"] else ["–"] * len(budgets)
-        hv = [_fmt(a["median_hv_ratio_at"].get(b), 4) for b in budgets] if a[
-            "median_hv_ratio_at"] else ["–"] * len(budgets)
-        lines.append(f"| {s} | {_fmt_evals(a['median_evals_to_target'], budget)} | "
-                     f"{100 * a['reached']:.0f}% | " + " | ".join(reg + hv)
-                     + f" | {1000 * a['seconds_per_trial']:.1f} |")
+    for label, summ in ([("all problems and seeds", summary)] if not sets else
+                        [(f"{k} problems", v) for k, v in sets.items()]):
+        lines += _samplers_md(summ, samplers, budgets, budget, label)
     lines += ["", "Regret is |best − optimum| / |optimum| (median over runs); HV ratio is the "
               "hypervolume of the feasible points found over the true front's, objectives "
               "normalized between the true front's ideal and nadir, reference point 1.1.", "",

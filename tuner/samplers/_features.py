@@ -130,6 +130,96 @@ class Featurizer:
         return out
 
 
+class LinearEncoder:
+    """A space's tree features (``Featurizer.features``) re-encoded for a linear model.
+
+    Trees split a numeric column anywhere; a linear model needs each effect as its own
+    column. So every finite parameter becomes one-hot columns of its values (plus the log of a
+    positive numeric value, the scale on which parallel degrees, tile sizes and bit widths act),
+    a continuous one its unit position, its square (a bowl around the middle of the range) and
+    its log, non-numeric categoricals keep their one-hot
+    columns, and derived features become signed logs. Inactive or missing entries are 0, so a
+    value never observed adds a weight the data cannot pin down: a linear model's uncertainty
+    is large exactly where the search has not been.
+    """
+
+    #: finite parameters with more values than this are encoded like continuous ones
+    MAX_ONEHOT = 32
+
+    def __init__(self, feat: Featurizer) -> None:
+        self._plan: list[tuple[str, int, Any]] = []
+        col = 0
+        width = 0
+        for name, p in feat.params.items():
+            if name in feat._onehot:
+                k = len(feat._onehot[name])
+                self._plan.append(("keep", col, k))
+                col += k
+                width += k
+                continue
+            vals = [float(v) for v in p.values()] if is_finite(p) else []
+            if vals and len(vals) <= self.MAX_ONEHOT:
+                logs = all(v > 0 for v in vals) and len(vals) > 2
+                self._plan.append(("onehot", col, (np.array(vals), logs)))
+                width += len(vals) + int(logs)
+            elif vals:  # a long integer range: like a continuous one
+                self._plan.append(("range", col, (min(vals), max(vals))))
+                width += 3
+            else:
+                assert isinstance(p, Float)
+                self._plan.append(("continuous", col, p))
+                width += 3
+            col += 1
+        for _ in feat.derived:
+            self._plan.append(("derived", col, None))
+            col += 1
+            width += 1
+        self.width = width
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The linear design of feature rows ``X`` (one row per config)."""
+        out = np.zeros((len(X), self.width))
+        j = 0
+        for kind, col, extra in self._plan:
+            if kind == "keep":
+                out[:, j:j + extra] = np.nan_to_num(X[:, col:col + extra])
+                j += extra
+            elif kind == "onehot":
+                vals, logs = extra
+                x = X[:, col]
+                out[:, j:j + len(vals)] = np.isclose(x[:, None], vals[None, :])
+                j += len(vals)
+                if logs:
+                    ok = np.isfinite(x) & (x > 0)
+                    out[ok, j] = np.log(x[ok])
+                    j += 1
+            elif kind == "range":
+                lo, hi = extra
+                x = X[:, col]
+                ok = np.isfinite(x)
+                u = (x[ok] - lo) / (hi - lo) if hi > lo else np.full(int(ok.sum()), 0.5)
+                out[ok, j] = u
+                out[ok, j + 1] = (u - 0.5) ** 2
+                if lo > 0:
+                    out[ok, j + 2] = np.log(x[ok])
+                j += 3
+            elif kind == "continuous":
+                x = X[:, col]
+                ok = np.isfinite(x)
+                u = np.array([unit_position(extra, v) for v in x[ok]])
+                out[ok, j] = u
+                out[ok, j + 1] = (u - 0.5) ** 2
+                if extra.low > 0:
+                    out[ok, j + 2] = np.log(x[ok])
+                j += 3
+            else:
+                x = X[:, col]
+                ok = np.isfinite(x)
+                out[ok, j] = np.sign(x[ok]) * np.log1p(np.abs(x[ok]))
+                j += 1
+        return out
+
+
 def _hashable(v: Any) -> Any:
     return (type(v).__name__, v) if isinstance(v, bool) else v
 
@@ -276,6 +366,6 @@ def point_value(point: Mapping[str, Any] | None, name: str, dist: Any) -> tuple[
     return False, None
 
 
-__all__ = ["Featurizer", "Neighborhood", "maximin_subset", "point_value", "unit_position",
-           "values_key"]
+__all__ = ["Featurizer", "LinearEncoder", "Neighborhood", "maximin_subset", "point_value",
+           "unit_position", "values_key"]
 

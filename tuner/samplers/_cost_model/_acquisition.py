@@ -21,7 +21,12 @@ import numpy as np
 
 from tuner._pareto import pareto_mask
 from tuner.samplers._cost_model._history import Observation
-from tuner.samplers._cost_model._surrogate import FeasibilityModel, Transform, TreeEnsemble
+from tuner.samplers._cost_model._surrogate import (
+    Blend,
+    FeasibilityModel,
+    Transform,
+    TreeEnsemble,
+)
 
 
 def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
@@ -101,12 +106,15 @@ def _hvi_mc(points: np.ndarray, front: np.ndarray, ref: np.ndarray,
 
 def p_feasible(obs: Sequence[Observation], X_obs: np.ndarray, Xc: np.ndarray, ok: np.ndarray,
                measured: np.ndarray, seed: int, n_models: int = 4,
-               constraint_values: bool = True) -> np.ndarray:
+               constraint_values: bool = True, Z_obs: np.ndarray | None = None,
+               Zc: np.ndarray | None = None, weight: float | None = 0.0) -> np.ndarray:
     """P(feasible) of each candidate row of ``Xc``: a classifier of the feasible/infeasible
     label, averaged (when metric constraints exist) with P(runs) x P(c <= 0) per constraint
     from a regression of the constraint's value (Gardner et al. 2014). The label alone cannot
     say how close to a boundary a config is, the values alone are blind to what a metric does
-    not show; averaging the two was the most robust on the benchmark."""
+    not show; averaging the two was the most robust on the benchmark. With the linear design
+    (``Z_obs``/``Zc``) the values are modelled like the objectives (``Blend``, linear weight
+    ``weight``; None: cross-validated)."""
     p_label = FeasibilityModel(seed).fit(X_obs, ok).predict(Xc)
     names = sorted({k for o in obs for k in o.cons}) if constraint_values else []
     if not names:
@@ -123,7 +131,11 @@ def p_feasible(obs: Sequence[Observation], X_obs: np.ndarray, Xc: np.ndarray, ok
         # crossing, all that P(c <= 0) needs, is kept
         m = float(np.median(np.abs(v))) or float(np.mean(np.abs(v))) or 1.0
         g = np.sign(v) * np.log1p(np.abs(v) / m)
-        mu, sd = TreeEnsemble(n_models, seed + 101 + k).fit(X_obs[rows], g).predict(Xc)
+        if Z_obs is not None and Zc is not None:  # trees and ridge, as the objectives
+            blend = Blend(n_models, seed + 101 + k).fit(X_obs[rows], Z_obs[rows], g, weight)
+            mu, sd = blend.predict(Xc, Zc)
+        else:
+            mu, sd = TreeEnsemble(n_models, seed + 101 + k).fit(X_obs[rows], g).predict(Xc)
         # never certain (as the classifier): a wrong guess must not close a region
         p_value = p_value * np.clip(norm.cdf(-mu / np.sqrt(sd ** 2 + 0.25 ** 2)), 0.02, 0.98)
     return 0.5 * (p_label + p_value)

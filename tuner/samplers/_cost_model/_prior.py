@@ -159,4 +159,66 @@ def prior_from_evaluator(name: str, metrics: Sequence[str], options: Mapping[str
     return load
 
 
-__all__ = ["PriorData", "PriorModel", "load_prior", "prior_from_evaluator", "prior_from_study"]
+#: a screen scores at most this many valid configs (the enumeration order's first ones)
+SCREEN_LIMIT = 1_000_000
+
+
+def prior_from_screen(name: str, metrics: Sequence[str], options: Mapping[str, Any] | None
+                      = None, context: Mapping[str, Any] | None = None,
+                      limit: int = SCREEN_LIMIT) -> Any:
+    """A prior made by scoring *every* valid config of the space with an analytical sibling
+    evaluator (``kernel-sim`` for ``kernel-gpu``/``kernel-replay``, ``quant-sim`` for
+    ``quant-real``, ``serving-sim`` for ``serving-real``), in batches, as a sweep does: the
+    first trials then follow the sibling's full ranking.
+
+    ``context`` overrides context keys for the screen only.
+    """
+    from tuner.registry import EVALUATORS, resolve
+
+    cls = resolve("sampler.screen.evaluator", EVALUATORS, name)
+    if not getattr(cls, "analytical", False):
+        raise BadInput("sampler.screen.evaluator", f"{name} is not analytical; a screen scores "
+                       "every valid config, so it takes a simulator (kernel-sim, quant-sim, "
+                       "serving-sim, training-sim)")
+
+    def load(space: Any, pool: list[dict[str, Any]]) -> PriorData:
+        from tuner._sweep_pool import evaluate_many
+        from tuner.registry import make_evaluator
+
+        evaluator = make_evaluator(name, dict(options or {}))
+        evaluator.setup()
+        values: list[dict[str, Any]] = []
+        ys: list[tuple[float, ...]] = []
+        oks: list[bool] = []
+        nan = (math.nan,) * len(metrics)
+
+        def score(batch: list[dict[str, Any]]) -> None:
+            configs = [{**space.config(v), **dict(context or {})} for v in batch]
+            for v, res in zip(batch, evaluate_many(evaluator, configs)):
+                vals = tuple(float(res.metrics.get(m, math.nan)) for m in metrics)
+                good = res.status.value == "ok" and all(math.isfinite(x) for x in vals)
+                values.append(v)
+                ys.append(vals if good else nan)
+                oks.append(good)
+
+        try:
+            batch: list[dict[str, Any]] = []
+            for i, cfg in enumerate(space.enumerate(valid_only=True)):
+                if i >= limit:
+                    break
+                batch.append(space.param_values(cfg))
+                if len(batch) >= 512:
+                    score(batch)
+                    batch = []
+            if batch:
+                score(batch)
+        finally:
+            evaluator.teardown()
+        return PriorData(values, np.array(ys, dtype=float).reshape(len(ys), len(metrics)),
+                         np.array(oks, dtype=bool), f"screen {name} ({len(values)} configs)")
+
+    return load
+
+
+__all__ = ["PriorData", "PriorModel", "SCREEN_LIMIT", "load_prior", "prior_from_evaluator",
+           "prior_from_screen", "prior_from_study"]

@@ -5,12 +5,15 @@ In the style of AutoTVM/Ansor's XGBoost cost models and DeepSpeed's model-based 
 1. **Candidates.** Every valid config when the space is small enough to enumerate (checked
    with the space's free ``constraints()``), otherwise a pool of random valid configs; plus
    adjacent values and random mutations of the best configs (or the Pareto set).
-2. **Models.** One ``TreeEnsemble`` per objective fit on the measured trials (log scale for
-   positive metrics), and a ``FeasibilityModel`` fit on every finished trial, so OOMs, crashes
-   and constraint violations are learned, not repeated.
+2. **Models.** Per objective, boosted trees and a Bayesian linear model blended by their
+   cross-validated weight (``_surrogate.Blend``, log scale for positive metrics), and a
+   ``FeasibilityModel`` fit on every finished trial, so OOMs, crashes and constraint
+   violations are learned, not repeated.
 3. **Acquisition.** Expected improvement (one objective) or hypervolume improvement of the
    optimistic prediction (several), times P(feasible); with probability ``epsilon`` a random
-   candidate instead (explicit exploration).
+   candidate instead (explicit exploration). A share ``trust_region`` of the proposals is
+   restricted to a Hamming ball around the incumbent whose radius follows success
+   (``_trust``).
 4. **Parallel workers.** RUNNING trials are pending: their configs are never proposed again
    and their predicted values are believed (kriging believer), so a batch of asks gets
    distinct, diverse proposals.
@@ -28,7 +31,7 @@ orchestrates; the parts live beside it: ``_history`` (trials as observations), `
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,13 +55,9 @@ from tuner.samplers._cost_model._history import (
     History,
     Observation,
 )
-from tuner.samplers._cost_model._prior import (
-    PriorModel,
-    load_prior,
-    prior_from_evaluator,
-    prior_from_study,
-)
-from tuner.samplers._cost_model._surrogate import Transform, TreeEnsemble
+from tuner.samplers._cost_model._prior import PriorModel, load_prior
+from tuner.samplers._cost_model._surrogate import Blend, Transform
+from tuner.samplers._cost_model._trust import TrustRegion
 from tuner.samplers._cost_model._universe import Universe, initial_pool, shared_featurizer
 from tuner.samplers._features import maximin_subset, point_value, values_key
 
@@ -83,9 +82,16 @@ class CostModelSampler(BaseSampler):
         batch: proposals made per model fit; the rest are queued for the next asks.
         max_enumerate: enumerate every valid config when the grid has at most this many points.
         min_p_feasible: once feasible configs are known, propose only candidates at least this
-            likely to be feasible (0: no threshold, expected improvement x P(feasible) only).
+            likely to be feasible (0: no threshold, expected improvement x P(feasible) only):
+            P(feasible) never goes below a few percent, and times a large predicted gain that
+            kept buying clearly infeasible trials on constrained problems.
         constraint_values: model each metric constraint's value (True) rather than only the
             feasible/infeasible label.
+        surrogate: "blend" (trees and Bayesian ridge weighted by cross-validation), "trees" or
+            "linear".
+        trust_region: share of model proposals made inside the trust region around the
+            incumbent (``_trust``), once ``2 * n_startup`` feasible configs are measured, for
+            one objective on a finite space (0: none).
         prior: outcomes from a prior study or simulator (see ``PriorData``), or a callable
             ``(space, candidate_values) -> PriorData`` run once on first use.
     """
@@ -93,8 +99,9 @@ class CostModelSampler(BaseSampler):
     def __init__(self, space: Any, directions: Sequence[str], seed: int | None = None, *,
                  n_startup: int = 8, n_candidates: int = 2000, n_models: int = 4,
                  epsilon: float = 0.05, kappa: float = 1.0, scalarize: float = 0.25,
-                 batch: int = 1, max_enumerate: int = 50_000, min_p_feasible: float = 0.0,
-                 constraint_values: bool = True, prior: Any = None) -> None:
+                 batch: int = 1, max_enumerate: int = 50_000, min_p_feasible: float = 0.1,
+                 constraint_values: bool = True, surrogate: str = "blend",
+                 trust_region: float = 0.5, prior: Any = None) -> None:
         self.space = space
         self.directions = [d.lower() for d in directions]
         self.n_obj = len(self.directions)
@@ -107,6 +114,16 @@ class CostModelSampler(BaseSampler):
         self.min_p_feasible = float(min_p_feasible)
         self.constraint_values = bool(constraint_values)
         self.batch = max(1, int(batch))
+        if surrogate not in _SURROGATE_WEIGHT:
+            raise BadInput("sampler.options.surrogate", f"{surrogate!r}; allowed: "
+                           + ", ".join(_SURROGATE_WEIGHT))
+        self.surrogate = surrogate
+        self.trust_region = float(trust_region)
+        self._trust = TrustRegion(len(space.params))
+        #: trial numbers the trust region has counted
+        self._counted: set[int] = set()
+        #: the linear model's weight per objective at each model fit (what the data chose)
+        self.weights: list[list[float]] = []
         self.max_enumerate = int(max_enumerate)
         self._prior_source = prior
         self._seed = seed
@@ -119,7 +136,7 @@ class CostModelSampler(BaseSampler):
         self._u: Universe | None = None
         self._prior: PriorModel | None = None
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
-        #: why each proposal was made: startup / prior / model / explore / random
+        #: why each proposal was made: startup / prior / model / trust / explore / random
         self.sources: dict[str, int] = {}
 
     @property
@@ -299,39 +316,72 @@ class CostModelSampler(BaseSampler):
         cand = np.unique(np.concatenate([base, np.asarray(local, dtype=int)]))
         return cand[free[cand]]
 
+    def _region(self, cand: np.ndarray, rows_obs: list[int], ys: np.ndarray,
+                good: np.ndarray) -> np.ndarray | None:
+        """Candidates inside the trust region around the incumbent (the best feasible config),
+        after counting the trials that finished since the last proposal; None before
+        ``2 * n_startup`` feasible measurements, for several objectives and for continuous
+        parameters."""
+        if self.trust_region <= 0 or self.n_obj > 1 or int(good.sum()) < 2 * self.n_startup \
+                or not self.space.is_finite():
+            # several objectives: hypervolume improvement spreads along the front; continuous
+            # parameters: every move changes a value, a Hamming ball means nothing there
+            return None
+        numbers = list(self._history.rows)
+        new = np.array([n not in self._counted for n in numbers])
+        old = good & ~new
+        if old.any() and (new & good).any():
+            improved = float(ys[new & good, 0].min()) < float(ys[old, 0].min())
+            self._trust.observe(improved, int(new.sum()))
+        elif new.any():
+            self._trust.observe(False, int(new.sum()))
+        self._counted.update(numbers)
+        idx = np.flatnonzero(good)
+        best = idx[int(np.argmin(ys[idx, 0]))]
+        u = self._init()
+        incumbent = u.values[rows_obs[int(best)]]
+        return self._trust.mask([u.values[int(r)] for r in cand], incumbent)
+
     def _model_picks(self, taken: np.ndarray, pending: list[int]) -> list[Pick]:
         u = self._init()
         rows_obs = list(self._history.rows.values())
         obs, ok, measured, raw = self._history.arrays(self.n_obj)
         transforms = [Transform(raw[measured, j], d) for j, d in enumerate(self.directions)]
         ys = np.column_stack([t.forward(raw[:, j]) for j, t in enumerate(transforms)])
-        X_obs = u.X[rows_obs]
+        X_obs, Z_obs = u.X[rows_obs], u.Z(rows_obs)
         cand = self._candidates(taken, self._anchors(rows_obs, ys, ok, measured))
         if not len(cand):
             return []
-        Xc = u.X[cand]
+        Xc, Zc = u.X[cand], u.Z(cand)
 
         seed = self._rng.randrange(2**31)
-        models = [TreeEnsemble(self.n_models, seed + j).fit(X_obs[measured], ys[measured, j])
+        weight = _SURROGATE_WEIGHT[self.surrogate]
+        models = [Blend(self.n_models, seed + j).fit(X_obs[measured], Z_obs[measured],
+                                                     ys[measured, j], weight)
                   for j in range(self.n_obj)]
         pf = p_feasible(obs, X_obs, Xc, ok, measured, seed, self.n_models,
-                        self.constraint_values)
-        preds = [m.predict(Xc) for m in models]
+                        self.constraint_values, Z_obs, Zc, weight)
+        preds = [m.predict(Xc, Zc) for m in models]
         mu = np.column_stack([p[0] for p in preds])
         sd = np.column_stack([p[1] for p in preds])
+        self.weights.append([round(m.weight, 3) for m in models])
         # believed outcomes of pending configs: proposals around them are discounted
         believed = [row for row in pending if row < u.n]
-        mu_pending = np.column_stack([m.predict(u.X[believed])[0] for m in models]) if \
-            believed else np.empty((0, self.n_obj))
+        mu_pending = np.column_stack([m.predict(u.X[believed], u.Z(believed))[0]
+                                      for m in models]) if believed else \
+            np.empty((0, self.n_obj))
 
         good = measured & ok
         likely = pf >= self.min_p_feasible
+        region = self._region(cand, rows_obs, ys, good)
         picks: list[Pick] = []
         chosen = np.zeros(len(cand), dtype=bool)
         for _ in range(self.batch):
             if chosen.all():
                 break
-            if self._rng.random() < self.epsilon:
+            local = region is not None and bool(np.any(region & ~chosen)) and \
+                self._rng.random() < self.trust_region
+            if not local and self._rng.random() < self.epsilon:
                 pool = np.flatnonzero(~chosen & (pf >= np.median(pf)))
                 i = int(self._nprng.choice(pool if len(pool) else np.flatnonzero(~chosen)))
                 source = "explore"
@@ -349,72 +399,21 @@ class CostModelSampler(BaseSampler):
                                      ys[measured], mu_pending, transforms, self.kappa,
                                      self._nprng)
                 score[chosen] = -np.inf
+                if local and region is not None:
+                    score[~region] = -np.inf
                 if self.min_p_feasible > 0 and good.any() and np.any(likely & ~chosen):
                     # once feasible configs are known, propose only likely-feasible ones: a
                     # huge predicted gain must not buy a probably-infeasible trial
                     score[~likely] = -np.inf
                 i = int(np.argmax(score + 1e-12 * self._nprng.random(len(score))))
-                source = "model"
+                source = "trust" if local else "model"
             chosen[i] = True
             picks.append((dict(u.values[int(cand[i])]), source))
             mu_pending = np.vstack([mu_pending, mu[i]])
         return picks
 
 
-_OPTIONS = {"n_startup", "n_candidates", "n_models", "epsilon", "kappa", "scalarize", "batch",
-            "min_p_feasible", "constraint_values",
-            "max_enumerate", "warm_start_study", "warm_start_storage", "prior_evaluator",
-            "prior_evaluator_options", "prior_metrics", "prior_samples", "prior_context"}
+#: the linear model's weight in the blend per ``surrogate`` option (None: cross-validated)
+_SURROGATE_WEIGHT: dict[str, float | None] = {"blend": None, "trees": 0.0, "linear": 1.0}
 
-
-def cost_model(space: Any, directions: Sequence[str], seed: int | None = None,
-               **options: Any) -> CostModelSampler:
-    """Registry factory. Options: see ``CostModelSampler``; warm start with
-    ``warm_start_study`` (+ ``warm_start_storage``) or ``prior_evaluator`` (+
-    ``prior_evaluator_options``, ``prior_metrics``, ``prior_samples``, ``prior_context``)."""
-    unknown = set(options) - _OPTIONS
-    if unknown:
-        raise BadInput(f"sampler.options.{min(unknown)}", "unknown option for "
-                       "cost-model; allowed: " + ", ".join(sorted(_OPTIONS)))
-    prior: Any = None
-    study_name = options.pop("warm_start_study", None)
-    storage = options.pop("warm_start_storage", None)
-    ev = options.pop("prior_evaluator", None)
-    ev_options = options.pop("prior_evaluator_options", None) or {}
-    metrics = options.pop("prior_metrics", None)
-    samples = options.pop("prior_samples", 1000)
-    prior_context = options.pop("prior_context", None) or {}
-    if not isinstance(prior_context, Mapping):
-        raise BadInput("sampler.options.prior_context", f"{prior_context!r} must be a table "
-                       "of context keys, e.g. {gpu = \"a100_sxm_80gb\"}")
-    if study_name and ev:
-        raise BadInput("sampler.options", "give warm_start_study or prior_evaluator, not both")
-    if study_name:
-        prior = prior_from_study(str(study_name), storage)
-    elif ev:
-        if metrics is None:
-            defaults = [m for m, _ in getattr(space, "default_objectives", ())]
-            if len(defaults) != len(directions):
-                raise BadInput("sampler.options.prior_metrics", "name the metric of each "
-                               "objective, e.g. prior_metrics = [\"tokens_per_s\"]")
-            metrics = defaults
-        if not isinstance(metrics, (list, tuple)) or len(metrics) != len(directions):
-            raise BadInput("sampler.options.prior_metrics", f"{metrics!r}: give one metric "
-                           f"name per objective ({len(directions)})")
-        from tuner.registry import evaluator_class
-
-        evaluator_class(str(ev))  # unknown names fail now, listing the valid ones
-        prior = prior_from_evaluator(str(ev), list(metrics), ev_options, int(samples),
-                                     seed or 0, prior_context)
-    for k in ("n_startup", "n_candidates", "n_models", "batch", "max_enumerate"):
-        if k in options and (isinstance(options[k], bool) or not isinstance(options[k], int)
-                             or options[k] < 1):
-            raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be an integer >= 1")
-    for k in ("epsilon", "kappa", "scalarize", "min_p_feasible"):
-        if k in options and (isinstance(options[k], bool) or
-                             not isinstance(options[k], (int, float)) or options[k] < 0):
-            raise BadInput(f"sampler.options.{k}", f"{options[k]!r} must be a number >= 0")
-    return CostModelSampler(space, directions, seed, prior=prior, **options)
-
-
-__all__ = ["CostModelSampler", "cost_model"]
+__all__ = ["CostModelSampler"]

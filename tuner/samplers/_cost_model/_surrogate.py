@@ -5,6 +5,13 @@
   surrogate, with boosted trees as in AutoTVM's and DeepSpeed's cost models).
 * ``FeasibilityModel`` — a boosted classifier of "this config ran and met the constraints",
   trained on every finished trial (OOMs, crashes and constraint violations included).
+* ``LinearModel`` — Bayesian ridge regression on the linear design (``LinearEncoder``): exact
+  on the additive landscapes (a quantization mix's quality and latency are sums over layer
+  groups) where a few hundred tree splits are coarse, and uncertain where a parameter value
+  was never observed.
+* ``Blend`` — the trees and the linear model mixed with the weight that best predicts
+  held-out trials (stacking on K-fold predictions), so each problem gets the surrogate that
+  fits it; mean and spread of the mixture.
 * ``Transform`` — an objective's raw values to a standardized "smaller is better" scale (log
   for positive metrics), the scale the ensembles are fit on, and back.
 
@@ -72,6 +79,128 @@ class TreeEnsemble:
         return preds.mean(axis=0), preds.std(axis=0)
 
 
+class LinearModel:
+    """Bayesian ridge regression with the evidence approximation (MacKay 1992, as in Bishop's
+    PRML 3.5.2): the weight-prior precision ``alpha`` and the noise precision ``beta`` are fixed
+    points of the evidence, iterated in the eigenbasis of ``Z'Z`` (p x p, a millisecond). The
+    prediction is the posterior mean and the *epistemic* standard deviation
+    ``sqrt(z' Sigma z)`` (the noise left out: it is the same everywhere and says nothing
+    about where to look)."""
+
+    def __init__(self, iterations: int = 50) -> None:
+        self.iterations = iterations
+        self._w: np.ndarray | None = None
+        self._const = 0.0
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> LinearModel:
+        self._w = None
+        n = len(y)
+        if n < 3 or float(np.ptp(y)) == 0.0:
+            self._const = float(np.mean(y)) if n else 0.0
+            return self
+        self._mean = Z.mean(axis=0)
+        sd = Z.std(axis=0)
+        # a column constant on the data (a value never observed) keeps unit scale: its weight
+        # stays at the prior, and so does the uncertainty of configs that use it
+        self._scale = np.where(sd > 1e-9, sd, 1.0)
+        Zs = (Z - self._mean) / self._scale
+        self._ym = float(np.mean(y))
+        yc = y - self._ym
+        s, V = np.linalg.eigh(Zs.T @ Zs)
+        s = np.maximum(s, 0.0)
+        proj = V.T @ (Zs.T @ yc)
+        # directions the data do not span (one-hot groups sum to one): no signal there, only
+        # rounding noise that a large noise precision would blow up
+        proj[s <= 1e-9 * max(float(s.max()), 1e-300)] = 0.0
+        var_y = max(float(np.var(yc)), 1e-12)
+        alpha, beta = 1.0, 1.0 / var_y
+        for _ in range(self.iterations):
+            d = beta * s + alpha
+            m_eig = beta * proj / d
+            gamma = float(np.sum(beta * s / d))
+            resid = yc - Zs @ (V @ m_eig)
+            alpha_new = min(max(gamma / max(float(m_eig @ m_eig), 1e-12), 1e-6), 1e6)
+            # noise no smaller than 0.1% of the data's spread: an exact fit must not make the
+            # posterior certain of every direction
+            beta_new = min(max(n - gamma, 1e-6) / max(float(resid @ resid), 1e-12),
+                           1e6 / var_y)
+            done = abs(alpha_new - alpha) <= 1e-4 * alpha and abs(beta_new - beta) <= 1e-4 * beta
+            alpha, beta = alpha_new, beta_new
+            if done:
+                break
+        d = beta * s + alpha
+        self._w = V @ (beta * proj / d)
+        self._V, self._d = V, d
+        return self
+
+    def predict(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._w is None:
+            return np.full(len(Z), self._const), np.zeros(len(Z))
+        Zs = (Z - self._mean) / self._scale
+        mu = self._ym + Zs @ self._w
+        var = np.sum((Zs @ self._V) ** 2 / self._d, axis=1)
+        return mu, np.sqrt(var)
+
+
+def stacking_weight(y: np.ndarray, p_trees: np.ndarray, p_linear: np.ndarray) -> float:
+    """The weight ``w`` of the linear model minimizing the squared error of
+    ``w * p_linear + (1 - w) * p_trees`` on held-out predictions, in [0, 1]."""
+    r_t, r_l = y - p_trees, y - p_linear
+    d = r_t - r_l
+    denom = float(d @ d)
+    if denom <= 1e-12:
+        return 0.5
+    return float(np.clip((r_t @ d) / denom, 0.0, 1.0))
+
+
+class Blend:
+    """Boosted trees and Bayesian ridge, mixed by their cross-validated weight.
+
+    ``fit(X, Z, y)``: ``X`` the tree features, ``Z`` the linear design of the same rows. The
+    weight comes from ``folds``-fold predictions (one booster per fold), or is given.
+    """
+
+    #: pseudo-observations of an even blend the cross-validated weight is shrunk with
+    SHRINK = 20
+
+    def __init__(self, n_models: int = 4, seed: int = 0, folds: int = 4) -> None:
+        self.trees = TreeEnsemble(n_models, seed)
+        self.linear = LinearModel()
+        self.seed, self.folds = seed, folds
+        self.weight = 0.5
+
+    def fit(self, X: np.ndarray, Z: np.ndarray, y: np.ndarray,
+            weight: float | None = None) -> Blend:
+        self.trees.fit(X, y)
+        self.linear.fit(Z, y)
+        self.weight = self.cv_weight(X, Z, y) if weight is None else weight
+        return self
+
+    def cv_weight(self, X: np.ndarray, Z: np.ndarray, y: np.ndarray) -> float:
+        n = len(y)
+        if n < 8 or float(np.ptp(y)) == 0.0:
+            return 0.5
+        fold = np.random.default_rng(self.seed).permutation(n) % self.folds
+        p_t, p_l = np.empty(n), np.empty(n)
+        for k in range(self.folds):
+            test = fold == k
+            train = ~test
+            p_t[test] = TreeEnsemble(1, self.seed + k).fit(X[train], y[train]).predict(
+                X[test])[0]
+            p_l[test] = LinearModel().fit(Z[train], y[train]).predict(Z[test])[0]
+        # few held-out points make a noisy weight: shrink it towards an even blend
+        return (n * stacking_weight(y, p_t, p_l) + self.SHRINK * 0.5) / (n + self.SHRINK)
+
+    def predict(self, X: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = self.weight
+        mt, st = self.trees.predict(X) if w < 1.0 else (np.zeros(len(X)), np.zeros(len(X)))
+        ml, sl = self.linear.predict(Z) if w > 0.0 else (np.zeros(len(X)), np.zeros(len(X)))
+        mu = w * ml + (1 - w) * mt
+        # the mixture's spread: each model's own, plus their disagreement
+        var = w * sl ** 2 + (1 - w) * st ** 2 + w * (1 - w) * (ml - mt) ** 2
+        return mu, np.sqrt(var)
+
+
 class FeasibilityModel:
     """P(config runs and meets every constraint), from finished trials' outcomes."""
 
@@ -125,4 +254,5 @@ class Transform:
         return self.sign * raw
 
 
-__all__ = ["FeasibilityModel", "Transform", "TreeEnsemble"]
+__all__ = ["Blend", "FeasibilityModel", "LinearModel", "Transform", "TreeEnsemble",
+           "stacking_weight"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.samplers._features import Featurizer, Neighborhood, values_key
+from tuner.samplers._features import Featurizer, LinearEncoder, Neighborhood, values_key
 
 #: extra feature columns for a feature matrix (one row per config)
 Columns = Callable[[np.ndarray], np.ndarray]
@@ -41,6 +41,7 @@ class Universe:
         self.invalid: set[Hashable] = set() if invalid is None else invalid
         self._columns = columns if n_columns else None
         self._hood = Neighborhood(space)
+        self.encoder = LinearEncoder(featurizer)
         cap = max(64, len(pool))
         self.values: list[dict[str, Any]] = []
         self.index: dict[Hashable, int] = {}
@@ -80,6 +81,13 @@ class Universe:
         self.values.extend(new)
         self.n = need
         return rows
+
+    def Z(self, rows: Any) -> np.ndarray:
+        """The linear design of ``rows``: the encoded features, then any extra columns (a
+        prior's predictions) as they are."""
+        X = self.X[rows]
+        w = self.feat.width
+        return np.hstack([self.encoder.transform(X[:, :w]), X[:, w:]])
 
     def row(self, values: dict[str, Any]) -> int:
         """Universe row of any config (added, with its validity checked, if new)."""
