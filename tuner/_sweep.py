@@ -257,10 +257,6 @@ class Sweep:
         directions: Any = self.spec.directions
         mem = optuna.create_study(directions=directions,
                                   sampler=optuna.samplers.RandomSampler(seed=self.seed))
-        penalty = _record.Penalty(self.spec.directions)
-        worst = tally.worst_values()
-        if worst is not None:
-            penalty.update(worst)
         writer = TrialWriter(rdb.engine, sid)
         counts = {"front": 0, "best": 0, "sample": 0, "already_stored": 0}
         n = 0
@@ -273,7 +269,7 @@ class Sweep:
             config = self.space.suggest(trial)
             trial.set_user_attr(ROLE_ATTR, roles)
             frozen = _record.record(mem, trial, config, s.result, self.spec.objectives,
-                                    self.spec.constraints, penalty, False, s.eval_s)
+                                    self.spec.constraints, False, s.eval_s)
             writer.write(frozen)
             stored_keys.add(params_key(s.values))
             n += 1

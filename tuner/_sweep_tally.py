@@ -1,5 +1,5 @@
 """What an exhaustive sweep keeps of the configs it scores: counts, the Pareto front, the best
-configs per objective, a uniform sample, and the worst feasible values (the record's penalty).
+configs per objective and a uniform sample.
 
 A ``Tally`` takes results one by one (``add``, the hot path: a few microseconds per config) and
 merges with another tally of other configs of the same sweep (``merge``), so shards scored in
@@ -139,8 +139,6 @@ class Tally:
         self._front: list[Scored] = []
         self._buffer_y: list[list[float]] = []
         self._buffer: list[Scored] = []
-        #: worst feasible value per objective in "smaller is better" form (None: none yet)
-        self.worst: list[float | None] = [None] * len(self.metrics)
 
     # -- the hot path --------------------------------------------------------------------
     def add(self, index: int, values: dict[str, Any], result: EvalResult,
@@ -178,9 +176,6 @@ class Tally:
         if item is None:
             item = Scored(index, values, result, eval_s)
         for j, v in enumerate(y):
-            w = self.worst[j]
-            if w is None or v > w:
-                self.worst[j] = v
             heap = self._best[j]
             if len(heap) < self.n_best:
                 heapq.heappush(heap, (-v, -index, index, item))
@@ -238,10 +233,6 @@ class Tally:
                     heapq.heappush(mine, entry)
                 elif entry[:2] > mine[0][:2]:
                     heapq.heapreplace(mine, entry)
-        for j, w in enumerate(other.worst):
-            mine_w = self.worst[j]
-            if w is not None and (mine_w is None or w > mine_w):
-                self.worst[j] = w
         if len(self.metrics) > 1:
             self._merge_front(other._front_y, list(other._front))
 
@@ -283,12 +274,6 @@ class Tally:
                 "params": best[0].values, "index": best[0].index})
         return out
 
-    def worst_values(self) -> list[float] | None:
-        """The worst feasible value per objective, in the objectives' own units."""
-        if any(w is None for w in self.worst):
-            return None
-        return [s * w for s, w in zip(self.sign, self.worst)]  # type: ignore[operator]
-
     def best_values(self) -> list[float | None]:
         """The best feasible value per objective so far (for progress displays)."""
         return [None if not h else self.sign[j] * -max(h)[0]
@@ -298,7 +283,7 @@ class Tally:
     def export(self) -> dict[str, Any]:
         """Plain picklable data (results as JSON) for ``load``."""
         self._flush()
-        return {"counts": self.counts.as_dict(), "worst": list(self.worst),
+        return {"counts": self.counts.as_dict(),
                 "sample": [e[2].export() for e in self._sample],
                 "best": [[e[3].export() for e in h] for h in self._best],
                 "front": [s.export() for s in self._front]}
@@ -308,7 +293,6 @@ class Tally:
         t = Tally(self.objectives, self.constraints, self.n_best, self.sample_size, self.seed)
         c = data["counts"]
         t.counts = Counts(c["scored"], c["ok"], c["feasible"], c["infeasible"], c["failed"])
-        t.worst = list(data["worst"])
         for s in map(Scored.load, data["sample"]):
             t._sample.append((-priority(self.seed, s.index), -s.index, s))
         heapq.heapify(t._sample)

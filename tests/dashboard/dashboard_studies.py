@@ -7,6 +7,7 @@ only module of that name.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import subprocess
@@ -57,5 +58,8 @@ def dash_storage(tmp_path_factory) -> Storage:
     bench = d / "bench"
     bench.mkdir()
     (bench / "toy-bench.json").write_text(json.dumps(bench_json()))
+    # connections left by the builders close (and SQLite checkpoints its WAL into the file)
+    # now, not whenever the garbage collector happens to run during a test
+    gc.collect()
     _BUILT["storage"] = Storage(db, url, bench)
     return _BUILT["storage"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from tuner._space import Int
 from conftest import toy_study, write_toml
 from sweep_toys import AnalyticalToy, BatchToy
 
@@ -98,7 +100,7 @@ def test_processes_store_what_one_process_stores():
     def content(name):
         study = load_study(name)
         return (study.user_attrs[SWEEP_ATTR]["counts"], sorted(
-            (tuple(sorted(t.params.items())), tuple(t.user_attrs[ROLE_ATTR]), tuple(t.values))
+            (tuple(sorted(t.params.items())), tuple(t.user_attrs[ROLE_ATTR]), tuple(t.values or ()))
             for t in study.get_trials()))
 
     assert content("one") == content("two")
@@ -140,7 +142,11 @@ def test_default_sampler_sweeps_small_analytical_spaces_only():
     assert default_sampler(space, ["maximize"], ToyEvaluator) == "cost-model"
     assert default_sampler(ToySpace({"continuous": True}), ["maximize"],
                            AnalyticalToy) == "cost-model"
-    big = ToySpace({}, {"x": {"low": 0, "high": SWEEP_DEFAULT_MAX_GRID}})
+    class BigToy(ToySpace):
+        def parameters(self):
+            return {**super().parameters(), "x": Int(0, SWEEP_DEFAULT_MAX_GRID)}
+
+    big = BigToy({})
     assert default_sampler(big, ["maximize"], AnalyticalToy) == "cost-model"
     spec = sweep_spec()
     del spec["sampler"]

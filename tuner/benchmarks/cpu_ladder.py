@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = make_evaluator("serving-sim", {"profile": str(calibrated)})
     before: dict[str, list[float]] = {m: [] for m in ERROR_METRICS}
     after: dict[str, list[float]] = {m: [] for m in ERROR_METRICS}
-    print(f"\nheld-out configs (not used for calibration), measured vs predicted:")
+    print("\nheld-out configs (not used for calibration), measured vs predicted:")
     default_goodput = None
     for i, cfg in enumerate(held + [defaults]):
         res = real.evaluate(cfg)
