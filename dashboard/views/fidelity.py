@@ -1,4 +1,5 @@
-"""Predicted vs measured (simulator vs GPU) where a study has both, with the error."""
+"""Predicted vs measured (simulator vs real) where a study has both, with the error; for a
+fidelity-ladder study also the screen's error round by round."""
 
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ else:
     assert sd is not None
     report = A.fidelity_within(sd.rows, {mm: A.guess_direction(mm, sd.objectives)
                                          for mm in sd.metrics})
+    rounds = sd.info.attr("fidelity")
+    if rounds:
+        st.subheader("Fidelity ladder: the screen's error round by round")
+        st.dataframe(A.ladder_rounds(rounds), hide_index=True, width="stretch")
+        st.caption("Each round measures the screen's best configs not yet measured; its error "
+                   "is the median |predicted / measured − 1| over them, predicted with the "
+                   "profile in effect when they were chosen (before that round's "
+                   "recalibration).")
 
 if not report or not report.metrics:
     st.warning("No metric has both a prediction and a measurement for the same config.")

@@ -32,8 +32,18 @@ class Storage:
 _BUILT: dict[str, Storage] = {}
 
 
+#: a fidelity ladder on the toy stack (screen ToyStackSim, measure ToyStackReal)
+LADDER = {"name": "toy-ladder", "seed": 0,
+          "space": {"domain": "tuner.testing.toys:ToySpace", "context": {"max_sum": 30}},
+          "evaluator": {"name": "tuner.testing.toys:ToyStackReal"},
+          "objectives": [{"metric": "latency_ms", "direction": "minimize"},
+                         {"metric": "value", "direction": "maximize"}],
+          "fidelity": {"screen": "tuner.testing.toys:ToyStackSim", "top_k": 3, "rounds": 3}}
+
+
 def dash_storage(tmp_path_factory) -> Storage:
     """Studies: ``toy-run`` (tuner run: infeasible, failed and constraint-violating trials),
+    ``toy-ladder`` (a fidelity ladder: predicted and measured metrics, three rounds),
     ``serving-tpe``/``serving-random`` (same objectives, for Compare), ``serving-3obj``
     (three objectives) and ``serving-gpu`` (the first configs of serving-tpe re-measured)."""
     if "storage" in _BUILT:
@@ -48,6 +58,10 @@ def dash_storage(tmp_path_factory) -> Storage:
                      sampler={"name": "tpe"})
     proc = subprocess.run([sys.executable, "-m", "tuner.cli", "run",
                            write_toml(d / "toy.toml", spec), "--storage", url, "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "run",
+                           write_toml(d / "ladder.toml", LADDER), "--storage", url, "--quiet"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     write_study(url, "serving-tpe", 240, seed=1, sampler="tpe")

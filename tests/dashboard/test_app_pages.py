@@ -220,6 +220,21 @@ def test_fidelity_page_pairs_simulator_and_measured_studies(app, storage):
     assert len(figures(at)) == 2
 
 
+def test_fidelity_page_shows_a_ladder_round_by_round(app, storage):
+    at = app("views/fidelity.py")
+    at.radio(key="fid_mode").set_value(at.radio(key="fid_mode").options[1])
+    at.run()
+    at.selectbox(key="fid_one").set_value("toy-ladder")
+    at.run()
+    assert not at.exception
+    rounds, pairs = at.dataframe[0].value, at.dataframe[1].value.set_index("metric")
+    assert pairs.loc["latency_ms", "configs"] == 9  # three rounds of three
+    assert list(rounds["round"]) == [1, 2, 3]
+    assert list(rounds["measured"]) == [3, 3, 3]
+    errors = list(rounds["latency_ms |error| %"])
+    assert errors[0] > 30 and errors[-1] < 5  # recalibration from the measurements
+
+
 def test_bench_page_renders_result_files(app, storage):
     at = app("views/bench.py")
     figs = figures(at)

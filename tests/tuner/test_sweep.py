@@ -10,7 +10,6 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tuner._space import Int
 from conftest import toy_study, write_toml
 from sweep_toys import AnalyticalToy, BatchToy
 
@@ -18,6 +17,7 @@ from tuner import BadInput
 from tuner._evaluator import EvalResult
 from tuner._record import RECORD_KEYS
 from tuner._setup import StudySetup
+from tuner._space import Int
 from tuner._sweep import ROLE_ATTR, SWEEP_ATTR, Sweep
 from tuner._sweep_progress import SweepProgress
 from tuner.runner import Runner

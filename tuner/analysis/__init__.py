@@ -16,7 +16,7 @@ from tuner.analysis._convergence import Convergence, convergence, default_refere
 from tuner.analysis._feasibility import (Cell, FeasibilityGrid, FeasibilityMap,
                                          feasibility_grid, feasibility_map)
 from tuner.analysis._fidelity import (FidelityReport, MetricFidelity, fidelity_between,
-                                      fidelity_within, has_predictions)
+                                      fidelity_within, has_predictions, ladder_rounds)
 from tuner.analysis._front import Limit, ParetoView, knee_index, pareto_view, pick_best
 from tuner.analysis._importance import Importances, param_importances
 from tuner.analysis._overview import overview_rows, study_state
@@ -30,7 +30,7 @@ __all__ = [
     "FeasibilityMap", "FidelityReport", "Importances", "Limit", "MetricFidelity", "OUTCOMES",
     "Objective", "ParetoView", "StudyRun", "TrialDetail", "TrialQuery", "bench_views", "compare",
     "convergence", "default_reference", "export_records", "feasibility_grid",
-    "feasibility_map", "fidelity_between", "fidelity_within", "find_bench_files",
+    "feasibility_map", "fidelity_between", "fidelity_within", "ladder_rounds", "find_bench_files",
     "guess_direction", "has_predictions", "knee_index", "load_bench", "metric_matrix",
     "metric_names", "metric_ranges", "metric_value", "outcome", "outcome_counts",
     "overview_rows", "parallel_axes", "param_importances", "param_names", "parse_bench",

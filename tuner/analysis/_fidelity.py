@@ -158,5 +158,17 @@ def fidelity_within(rows: Sequence[TrialRow], directions: Mapping[str, str],
     return FidelityReport("one study", len(matched), 0, 0, out)
 
 
+def ladder_rounds(rounds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per round of a study's fidelity ladder (its ``tuner.fidelity`` attribute):
+    how many configs were measured and the screen's error on them, in percent."""
+    out = []
+    for r in rounds:
+        row: dict[str, Any] = {"round": r.get("number"), "measured": len(r.get("measured", []))}
+        for metric, err in sorted((r.get("error") or {}).items()):
+            row[f"{metric} |error| %"] = round(100.0 * float(err), 1)
+        out.append(row)
+    return out
+
+
 def has_predictions(rows: Sequence[TrialRow]) -> bool:
     return any(k.startswith(PREDICTED_PREFIX) for r in rows for k in r.metrics)
