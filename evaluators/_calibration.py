@@ -20,9 +20,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from evaluators._profiles import Profile, with_constants
 from tuner import BadInput, EvalResult

@@ -23,8 +23,9 @@ import datetime
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from evaluators import _microbench as mb
 

@@ -15,7 +15,8 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _torch() -> Any:
@@ -180,7 +181,7 @@ def _allreduce_rank(rank: int, world: int, port: int, backend: str, sizes: list[
     for nbytes in sizes:
         x = torch.ones(max(1, nbytes // 4), device=device)
         dist.barrier()
-        t = time_op(lambda: dist.all_reduce(x), device, reps=5,
+        t = time_op(lambda x=x: dist.all_reduce(x), device, reps=5,
                     inner=max(1, min(50, 2**24 // max(nbytes, 1))))
         rows.append({"bytes": float(nbytes), **t})
     dist.destroy_process_group()

@@ -33,14 +33,28 @@ in ``evaluators/kernels/_tiles.py``, which the kernel evaluators check every con
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators._catalog import Hardware, get_hardware
-from evaluators.kernels._tiles import (BLOCKS, DTYPE_BYTES, GROUP_M, NUM_STAGES, NUM_WARPS,
-                                       SPLIT_K, attention_choices, attention_context,
-                                       attention_reasons, attention_resources, gemm_choices,
-                                       gemm_context, gemm_reasons, gemm_resources, occupancy,
-                                       problem_block_limit)
+from evaluators.kernels._tiles import (
+    BLOCKS,
+    DTYPE_BYTES,
+    GROUP_M,
+    NUM_STAGES,
+    NUM_WARPS,
+    SPLIT_K,
+    attention_choices,
+    attention_context,
+    attention_reasons,
+    attention_resources,
+    gemm_choices,
+    gemm_context,
+    gemm_reasons,
+    gemm_resources,
+    occupancy,
+    problem_block_limit,
+)
 from tuner import BadInput, BaseSpace, Categorical, Param
 
 #: every value a tile parameter can take (a study file may narrow or pin within these)

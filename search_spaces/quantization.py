@@ -35,12 +35,29 @@ depth; ``depth_bands`` > 1 trades that compactness for per-band freedom where it
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators.quant._plan import (
-    CONTEXT_KEYS, EIGHT_BIT_FORMATS, EMBED_BITS, INT4_GROUPS, KV_BITS, MINILM, PROTECT_FRACS,
-    ROLES, Target, avg_bits, bits_per_weight, budget_violations, build_plan, param_name,
-    parse_pins, resolve_target, size_gib, weight_format)
+    CONTEXT_KEYS,
+    EIGHT_BIT_FORMATS,
+    EMBED_BITS,
+    INT4_GROUPS,
+    KV_BITS,
+    MINILM,
+    PROTECT_FRACS,
+    ROLES,
+    Target,
+    avg_bits,
+    bits_per_weight,
+    budget_violations,
+    build_plan,
+    param_name,
+    parse_pins,
+    resolve_target,
+    size_gib,
+    weight_format,
+)
 from tuner import BadInput, BaseSpace, Categorical, Param, UnknownName
 
 _SIM_DEFAULTS = {"gpu": "h100_sxm", "gpus": 1, "batch_size": 1, "prompt_len": 1024,

@@ -27,15 +27,26 @@ drives, so a study can screen with serving-sim and measure with serving-real).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from evaluators._catalog import get_hardware, model_from_config
 from evaluators.serving._cpu_plan import kv_bytes_per_token, weight_bytes
-from evaluators.serving._plan import (ALLOWED_KEYS, CONFIG_KEYS, GIB, KV_DTYPES, POLICIES,
-                                      PREEMPTION_MODES, WEIGHT_DTYPES, engine_memory, engine_of,
-                                      parse, plan_workload, problems)
+from evaluators.serving._plan import (
+    ALLOWED_KEYS,
+    CONFIG_KEYS,
+    GIB,
+    KV_DTYPES,
+    POLICIES,
+    PREEMPTION_MODES,
+    WEIGHT_DTYPES,
+    engine_memory,
+    engine_of,
+    parse,
+    plan_workload,
+    problems,
+)
 from tuner import BadInput, BaseSpace, Categorical, Param
 
 AGG = {"disaggregated": (False,)}

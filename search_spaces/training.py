@@ -40,11 +40,19 @@ one the simulator can run.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from evaluators.training._memory import GIB, in_flight, stage_memory
-from evaluators.training._plan import (ALLOWED_KEYS, DTYPES, PLAN_DEFAULTS, parse_plan,
-                                       plan_errors, resolve_hardware, resolve_model)
+from evaluators.training._plan import (
+    ALLOWED_KEYS,
+    DTYPES,
+    PLAN_DEFAULTS,
+    parse_plan,
+    plan_errors,
+    resolve_hardware,
+    resolve_model,
+)
 from evaluators.training._profile import framework_profile
 from evaluators.training._shapes import layer_shapes
 from evaluators.training._stages import layout

@@ -7,8 +7,15 @@ domains import them from here too.
 
 from tuner._errors import BadInput, CatalogError, MissingExtra, TunerError, UnknownName
 from tuner._evaluator import BaseEvaluator, EvalResult, Option, Status, config_key
-from tuner._process import (ServerError, ServerProcess, describe_exit, free_port, kill_group,
-                            run_command, tail)
+from tuner._process import (
+                            ServerError,
+                            ServerProcess,
+                            describe_exit,
+                            free_port,
+                            kill_group,
+                            run_command,
+                            tail,
+)
 from tuner._space import BaseSpace, Categorical, Float, Int, Param, is_active
 from tuner._validation import ValidationReport, ValidationRow
 
@@ -17,4 +24,5 @@ __version__ = "0.1.0"
 __all__ = ["BadInput", "BaseEvaluator", "BaseSpace", "CatalogError", "Categorical", "EvalResult",
            "Float", "Int", "MissingExtra", "Option", "Param", "ServerError", "ServerProcess",
            "Status", "TunerError", "UnknownName", "ValidationReport", "ValidationRow",
-           "config_key", "describe_exit", "free_port", "is_active", "kill_group", "run_command", "tail"]
+           "config_key", "describe_exit", "free_port", "is_active", "kill_group", "run_command",
+           "tail"]

@@ -36,7 +36,8 @@ class EvalResult:
         object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
 
     @classmethod
-    def ok(cls, metrics: Mapping[str, float], artifacts: Mapping[str, Any] | None = None) -> EvalResult:
+    def ok(cls, metrics: Mapping[str, float],
+           artifacts: Mapping[str, Any] | None = None) -> EvalResult:
         return cls(Status.OK, {k: float(v) for k, v in metrics.items()}, None, artifacts or {})
 
     @classmethod

@@ -25,9 +25,10 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy as sa
@@ -146,7 +147,7 @@ class Heartbeat:
             except Exception:  # storage down: the main loop reports it; keep trying
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -170,7 +171,7 @@ class BudgetLock:
         self._conn: sa.Connection | None = None
         self._fh: Any = None
 
-    def __enter__(self) -> "BudgetLock":
+    def __enter__(self) -> BudgetLock:
         if self.dialect == "postgresql":
             self._conn = self.engine.connect()
             self._conn.execute(sa.text("SELECT pg_advisory_lock(:a, :b)"),

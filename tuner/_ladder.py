@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from tuner._errors import BadInput
 from tuner._pareto import pareto_mask
@@ -107,9 +108,9 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                log: Callable[[str], None] = print) -> tuple[Any, list[Round]]:
     """Run the study's ladder; the last round's ``RunSummary`` and every round's record."""
     from evaluators._calibration import Row, fit_profile
+    from tuner._setup import StudySetup
     from tuner.registry import make_evaluator
     from tuner.runner import Runner
-    from tuner._setup import StudySetup
 
     fid = spec.fidelity
     setup = StudySetup.build(spec)

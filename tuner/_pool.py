@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tuner._errors import TunerError
 from tuner._evaluator import EvalResult

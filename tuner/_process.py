@@ -13,11 +13,11 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -109,7 +109,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self, timeout_s: float = 120.0) -> "ServerProcess":
+    def start(self, timeout_s: float = 120.0) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             try:
@@ -171,7 +171,7 @@ class ServerProcess:
         kill_group(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start() if self.proc is None else self
 
     def __exit__(self, *exc: object) -> None:
@@ -196,5 +196,5 @@ class ServerProcess:
         return " ".join(filter(None, (describe_exit(code), when))) + self.log_note()
 
 
-__all__ = ["CommandRun", "ServerError", "ServerProcess", "describe_exit", "free_port", "kill_group",
-           "run_command", "tail"]
+__all__ = ["CommandRun", "ServerError", "ServerProcess", "describe_exit", "free_port",
+           "kill_group", "run_command", "tail"]

@@ -21,7 +21,7 @@ class StudyResults:
     trials: list[FrozenTrial]
 
     @classmethod
-    def from_study(cls, study: optuna.Study) -> "StudyResults":
+    def from_study(cls, study: optuna.Study) -> StudyResults:
         attrs = study.user_attrs
         objectives = attrs.get("tuner.objectives") or [
             {"metric": f"objective_{i}", "direction": d.name.lower()}

@@ -10,8 +10,9 @@ from __future__ import annotations
 import abc
 import math
 import random
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Union
+from typing import Any
 
 from tuner._errors import BadInput, UnknownName
 
@@ -56,7 +57,7 @@ class Float:
         return [round(self.low + i * self.step, 12) for i in range(n + 1)]
 
 
-Param = Union[Categorical, Int, Float]
+Param = Categorical | Int | Float
 
 
 def is_finite(p: Param) -> bool:

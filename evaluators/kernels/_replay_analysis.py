@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from evaluators.kernels.replay import ReplayTable, iter_shapes
 from evaluators.kernels.sim import KernelSimEvaluator

@@ -23,7 +23,8 @@ checks and an evaluator never trusts that a config came from a space:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators._catalog import Hardware, get_hardware
 from tuner import BadInput

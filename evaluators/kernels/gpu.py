@@ -30,8 +30,9 @@ import hashlib
 import platform
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from evaluators._catalog import get_hardware
 from evaluators.kernels._tiles import (

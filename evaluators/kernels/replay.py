@@ -33,9 +33,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from evaluators._catalog import get_hardware
 from evaluators.kernels._tiles import CONFIG_KEYS, attention_context, gemm_context
@@ -93,7 +94,7 @@ class ReplayTable:
 
     # -- io -----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "ReplayTable":
+    def load(cls, path: str | os.PathLike[str]) -> ReplayTable:
         where = f"replay table {Path(path).name}"
         try:
             data = json.loads(Path(path).read_text())

@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from evaluators._catalog import Hardware, get_hardware
 from evaluators._perf import eff

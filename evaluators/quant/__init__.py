@@ -20,9 +20,18 @@ bench problems     ``tuner/bench/problems.toml``: ``quant-70b-latency-at-quality
 Besides the evaluators, the face exports the model pieces that baselines and figures build on.
 """
 
-from evaluators.quant._plan import (MINILM, ROLES, Target, bits_per_weight, build_plan,
-                                    depth_profile, minilm_sensitivity, resolve_target, size_gib,
-                                    uniform_config)
+from evaluators.quant._plan import (
+                                    MINILM,
+                                    ROLES,
+                                    Target,
+                                    bits_per_weight,
+                                    build_plan,
+                                    depth_profile,
+                                    minilm_sensitivity,
+                                    resolve_target,
+                                    size_gib,
+                                    uniform_config,
+)
 from evaluators.quant.real import QuantRealEvaluator
 from evaluators.quant.sim import QuantSimEvaluator, role_mean, unit_drop
 

@@ -16,9 +16,10 @@ import csv
 import difflib
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tuner import BadInput, UnknownName
 

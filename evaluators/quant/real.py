@@ -31,12 +31,23 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from evaluators.quant._plan import (
-    CONTEXT_KEYS, DATA_DIR, MINILM, ROLES, Plan, avg_bits, budget_violations, build_plan,
-    check_keys, resolve_target, size_gib)
+    CONTEXT_KEYS,
+    DATA_DIR,
+    MINILM,
+    ROLES,
+    Plan,
+    avg_bits,
+    budget_violations,
+    build_plan,
+    check_keys,
+    resolve_target,
+    size_gib,
+)
 from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
 
 _MAX_TOKENS = 64  # corpus sentences are short; longer ones are truncated

@@ -25,12 +25,26 @@ not predict perplexity.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators.quant._plan import (
-    CONTEXT_KEYS, MINILM, ROLES, Plan, Target, avg_bits, bits_per_weight, budget_violations,
-    build_plan, check_keys, depth_profile, kv_bits_per_value, minilm_sensitivity,
-    resolve_target, size_gib)
+    CONTEXT_KEYS,
+    MINILM,
+    ROLES,
+    Plan,
+    Target,
+    avg_bits,
+    bits_per_weight,
+    budget_violations,
+    build_plan,
+    check_keys,
+    depth_profile,
+    kv_bits_per_value,
+    minilm_sensitivity,
+    resolve_target,
+    size_gib,
+)
 from tuner import BadInput, BaseEvaluator, EvalResult
 
 _DEFAULTS = {"gpu": "h100_sxm", "gpus": 1, "batch_size": 1, "prompt_len": 1024,

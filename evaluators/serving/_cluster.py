@@ -26,11 +26,12 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from evaluators._perf import eff, p2p_time
-from evaluators.serving._engine import GONE, WAITING, Engine, Seq
 from evaluators.serving._cpu_latency import CpuStepModel
+from evaluators.serving._engine import GONE, WAITING, Engine, Seq
 from evaluators.serving._latency import StepModel
 from evaluators.serving._plan import GIB, engine_memory
 

@@ -27,7 +27,8 @@ bandwidth and ``peak_tflops`` the measured GEMM peaks.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators._catalog import Model, get_hardware, model_from_config
 from evaluators._profiles import Profile

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from evaluators.serving._decoders import DECODE, GONE, PREFILL, SWAPPED, WAITING, DecodeBatch, \
-    Seq
+from evaluators.serving._decoders import DECODE, GONE, PREFILL, SWAPPED, WAITING, DecodeBatch, Seq
 from evaluators.serving._latency import StepModel
 
 

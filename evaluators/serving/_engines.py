@@ -11,8 +11,9 @@ default. Flags are those of the pinned/current releases: llama.cpp ``llama-serve
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 #: config keys that only shape the simulation or the load, never an engine flag
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",

@@ -38,8 +38,16 @@ from __future__ import annotations
 
 import math
 
-from evaluators._perf import BYTES, attention_time, collective_seconds, consts, eff, \
-    gemm_seconds, memory_time, p2p_time
+from evaluators._perf import (
+    BYTES,
+    attention_time,
+    collective_seconds,
+    consts,
+    eff,
+    gemm_seconds,
+    memory_time,
+    p2p_time,
+)
 from evaluators.serving._plan import Plan, geometry
 
 US = 1e-6

@@ -52,8 +52,8 @@ def _stream_one(base: urllib.parse.SplitResult, model: str, prompt: list[int], m
                 timeout_s: float, extra: dict[str, Any]) -> tuple[list[float], int]:
     """POST one streaming completion; the arrival time of each token chunk and the token
     count (the server's usage when it reports one, else the number of chunks)."""
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}, **extra}
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}, **extra}
     conn = http.client.HTTPConnection(base.hostname, base.port, timeout=timeout_s)
     try:
         conn.request("POST", f"{base.path.rstrip('/')}/completions", json.dumps(body),

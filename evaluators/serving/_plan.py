@@ -17,14 +17,22 @@ import dataclasses
 import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from evaluators._catalog import INLINE_MODEL_KEYS, Hardware, Model, get_hardware, \
-    model_from_config
+from evaluators._catalog import INLINE_MODEL_KEYS, Hardware, Model, get_hardware, model_from_config
 from evaluators._profiles import Profile, load_profile
-from evaluators.serving._geometry import GIB, Geometry, Memory, element_bytes, geometry, \
-    memory, weight_bytes_per_gpu, weight_element_bytes
+from evaluators.serving._geometry import (
+    GIB,
+    Geometry,
+    Memory,
+    element_bytes,
+    geometry,
+    memory,
+    weight_bytes_per_gpu,
+    weight_element_bytes,
+)
 from tuner import BadInput, UnknownName
 
 ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")

@@ -37,9 +37,10 @@ import functools
 import math
 import random
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from evaluators._catalog import CATALOG_DIR
 from tuner import BadInput, UnknownName

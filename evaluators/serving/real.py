@@ -8,7 +8,7 @@ request times, and stop the engine, whatever happened.
 
 Options:
 
-=====================  ==============================================================================
+=====================  ============================================================================
 ``weights``            what the engine serves: a GGUF path for llama.cpp (default: the SmolLM2-135M
                        GGUF of the ``llm-server`` extra), a Hugging Face id or path for vLLM/SGLang
 ``executable``         the engine's command (default: ``llama-server`` of the ``llm-server`` extra,
@@ -21,7 +21,7 @@ Options:
 ``request_timeout_s``  how long one request may stay silent (default 300)
 ``log_dir``            where engine logs go (default: a temporary folder, removed after a success)
 ``seed``               prompt token ids (default 0)
-=====================  ==============================================================================
+=====================  ============================================================================
 
 Outcomes: the engine fails to start for lack of memory, or a knob this engine does not have
 -> ``infeasible`` with the reason; a bad flag, a crash, a hang or a broken stream -> ``failed``
@@ -34,19 +34,28 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
-from evaluators.serving._llama_cpp import server_binary, smollm2_gguf
 from evaluators.serving._engines import ADAPTERS, launch_argv, looks_out_of_memory
+from evaluators.serving._llama_cpp import server_binary, smollm2_gguf
 from evaluators.serving._load import drive
+from evaluators.serving._plan import ALLOWED_KEYS
 from evaluators.serving._workloads import load_workload
 from evaluators.serving.sim import METRICS as SIM_METRICS
 from evaluators.serving.sim import percentile, serving_metrics
-from evaluators.serving._plan import ALLOWED_KEYS
-from tuner import (BadInput, BaseEvaluator, EvalResult, Option, ServerError, ServerProcess,
-                   UnknownName, free_port)
+from tuner import (
+    BadInput,
+    BaseEvaluator,
+    EvalResult,
+    Option,
+    ServerError,
+    ServerProcess,
+    UnknownName,
+    free_port,
+)
 
 _OPTIONS = ("weights", "executable", "extra_args", "device_usd_per_hour", "devices",
             "startup_timeout_s", "request_timeout_s", "log_dir", "seed")

@@ -61,15 +61,22 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
-from typing import Any, Mapping
-
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from evaluators._catalog import CATALOG_DIR
 from evaluators._profiles import Profile, profile_dir
 from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import ALLOWED_KEYS, GIB, _cached_workload, engine_memory, \
-    parse, plan_workload, problems
+from evaluators.serving._plan import (
+    ALLOWED_KEYS,
+    GIB,
+    _cached_workload,
+    engine_memory,
+    parse,
+    plan_workload,
+    problems,
+)
 from evaluators.serving._plan import stack_profile as _stack_profile
 from tuner import BaseEvaluator, EvalResult, Option
 

@@ -25,8 +25,9 @@ import math
 import re
 import statistics
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from evaluators._profiles import Profile, load_profile, with_constants
 from evaluators.serving.sim import ServingSimEvaluator

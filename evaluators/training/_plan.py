@@ -13,10 +13,19 @@ from it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from evaluators._catalog import (INLINE_MODEL_KEYS, Hardware, Model, _MODEL_OPTIONAL,
-                                 get_hardware, get_model, hardware_names, model_from_config)
+from evaluators._catalog import (
+    _MODEL_OPTIONAL,
+    INLINE_MODEL_KEYS,
+    Hardware,
+    Model,
+    get_hardware,
+    get_model,
+    hardware_names,
+    model_from_config,
+)
 from evaluators._profiles import Profile
 from evaluators.training._profile import DEFAULT_FRAMEWORK, framework_profile, stack
 from evaluators.training._stages import Layout, layout

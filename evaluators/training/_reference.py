@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from evaluators._catalog import Model
 from evaluators.training._plan import resolve_model

@@ -17,14 +17,29 @@ from typing import Any
 
 from evaluators._perf import GpuConsts, collective_seconds, consts
 from evaluators.training import _memory
-from evaluators.training._memory import (GIB, StageMemory, recompute_fraction, shard_groups,
-                                         stage_memory)
+from evaluators.training._memory import (
+    GIB,
+    StageMemory,
+    recompute_fraction,
+    shard_groups,
+    stage_memory,
+)
 from evaluators.training._plan import Plan
-from evaluators.training._shapes import LayerShapes, layer_shapes, model_flops_per_token, \
-    num_moe_layers
-from evaluators.training._time import (ADAM_BYTES_PER_PARAM, CPU_ADAM_BYTES_PER_PARAM,
-                                       LayerTime, StageExtras, layer_time, p2p_seconds,
-                                       stage_extras)
+from evaluators.training._shapes import (
+    LayerShapes,
+    layer_shapes,
+    model_flops_per_token,
+    num_moe_layers,
+)
+from evaluators.training._time import (
+    ADAM_BYTES_PER_PARAM,
+    CPU_ADAM_BYTES_PER_PARAM,
+    LayerTime,
+    StageExtras,
+    layer_time,
+    p2p_seconds,
+    stage_extras,
+)
 
 _CACHE_LIMIT = 1 << 14
 _SHAPES: dict[tuple, LayerShapes] = {}

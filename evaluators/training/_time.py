@@ -344,4 +344,5 @@ def p2p_seconds(c: GpuConsts, p: Plan, nic_bw: float) -> float:
 
 
 __all__ = ["ACT_BYTES", "ADAM_BYTES_PER_PARAM", "CPU_ADAM_BYTES_PER_PARAM", "GRAD_BYTES",
-           "Block", "LayerTime", "PARAM_BYTES", "StageExtras", "block", "gemm3", "layer_time", "p2p_seconds", "stage_extras"]
+           "Block", "LayerTime", "PARAM_BYTES", "StageExtras", "block", "gemm3", "layer_time",
+           "p2p_seconds", "stage_extras"]

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from evaluators._profiles import Profile
 from evaluators.training._plan import ALLOWED_KEYS, parse_plan, plan_errors

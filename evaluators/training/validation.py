@@ -25,8 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from evaluators.training._reference import (GROUPS, Reference, reference_tokens_per_s,
-                                            references)
+from evaluators.training._reference import GROUPS, Reference, reference_tokens_per_s, references
 from evaluators.training.sim import TrainingSimEvaluator
 from tuner import ValidationReport, ValidationRow
 

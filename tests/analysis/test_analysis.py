@@ -13,9 +13,9 @@ import numpy as np
 import optuna
 import pytest
 import sqlalchemy as sa
+from conftest import toy_study, write_toml
 
 import tuner.analysis as A
-from conftest import toy_study, write_toml
 from tuner._errors import BadInput
 from tuner._pareto import hypervolume
 from tuner._readonly_storage import ReadOnlyStorage, TrialCache, TrialRow, readonly_url

@@ -6,13 +6,12 @@ import uuid
 
 import optuna
 import pytest
-
-from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 
 import tuner.analysis as A
 from tuner._readonly_storage import ReadOnlyStorage, TrialCache
 from tuner.benchmarks.synthetic_study import OBJECTIVES_3, write_study
+from tuner.testing.postgres import pg_server_fixture
 
 pytestmark = [pytest.mark.postgres]
 

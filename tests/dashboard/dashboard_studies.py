@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import toy_study, write_toml
+
 from tuner.benchmarks.synthetic_study import OBJECTIVES_3, bench_json, study_params, write_study
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from dashboard_studies import dash_storage as _build
 
 import tuner.analysis as A
-from dashboard_studies import dash_storage as _build
 from tuner._readonly_storage import ReadOnlyStorage, TrialCache
 from tuner.dashboard_launch import ENV_STORAGE, app_path
 

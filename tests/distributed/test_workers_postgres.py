@@ -18,20 +18,28 @@ from collections import Counter
 
 import optuna
 import pytest
-
-from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from tuner.benchmarks.reliability import (
+    _kill_mid_trial,
+    config_of,
+    duplicate_evaluations,
+    kill_group,
+    read_log,
+    spawn,
+    stored_trials,
+    toy_study_toml,
+    trial_counts,
+    tuner_cmd,
+    wait_until,
+)
+from tuner.cli import main
+from tuner.testing.postgres import pg_server_fixture
+from tuner.worker import CLAIMS, Worker, is_transient
+
 #: a trial that reached its end: measured, or a config that could not run (no values)
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-
-from tuner.benchmarks.reliability import (config_of, duplicate_evaluations, kill_group,
-                                          read_log, spawn, stored_trials, toy_study_toml,
-                                          trial_counts, tuner_cmd, wait_until,
-                                          _kill_mid_trial)
-from tuner.cli import main
-from tuner.worker import CLAIMS, Worker, is_transient
 
 pytestmark = [pytest.mark.postgres,
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")]
@@ -286,8 +294,8 @@ def test_a_worker_waiting_on_a_dead_workers_claim_takes_it_over(tmp_path):
     import tomllib
 
     from tuner._evaluator import config_key
-    from tuner.spec import parse_spec
     from tuner._fleet import BudgetLock
+    from tuner.spec import parse_spec
 
     url = f"sqlite:///{tmp_path / 'claims.db'}"
     spec = parse_spec(tomllib.loads(toy_study_toml("claims", trials=5)))

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-
-import re
 
 import pytest
 

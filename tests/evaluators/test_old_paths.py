@@ -1,4 +1,5 @@
-"""The evaluator module paths before the domain wings still import (one release), with a warning."""
+"""The evaluator module paths before the domain wings still import (one release), with a
+warning."""
 
 from __future__ import annotations
 

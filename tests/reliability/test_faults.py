@@ -16,8 +16,16 @@ import tomllib
 import pytest
 from optuna.trial import TrialState
 
-from tuner.benchmarks.reliability import (config_of, default_sigint, read_log, spawn,
-                                          stored_trials, toy_study_toml, tuner_cmd, wait_until)
+from tuner.benchmarks.reliability import (
+    config_of,
+    default_sigint,
+    read_log,
+    spawn,
+    stored_trials,
+    toy_study_toml,
+    tuner_cmd,
+    wait_until,
+)
 from tuner.runner import Runner
 from tuner.spec import parse_spec
 

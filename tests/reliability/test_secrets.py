@@ -16,12 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from tuner.testing.postgres import pg_server_fixture
 import sqlalchemy as sa
 
 from tuner.benchmarks.reliability import toy_study_toml, tuner_cmd
 from tuner.cli import build_parser
+from tuner.testing.postgres import pg_server_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 

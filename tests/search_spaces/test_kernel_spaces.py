@@ -8,6 +8,7 @@ import random
 import optuna
 import pytest
 
+from evaluators._catalog import get_hardware
 from search_spaces.kernels import (
     AttentionTileSpace,
     GemmTileSpace,
@@ -15,7 +16,6 @@ from search_spaces.kernels import (
     gemm_reasons,
     occupancy,
 )
-from evaluators._catalog import get_hardware
 from tuner import BadInput, UnknownName
 from tuner.testing import check_space
 

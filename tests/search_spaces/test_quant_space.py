@@ -6,8 +6,16 @@ import random
 import pytest
 
 from evaluators.quant._plan import (
-    MINILM, avg_bits, build_plan, depth_profile, minilm_sensitivity, resolve_target,
-    sensitivity_order, size_gib, uniform_config)
+    MINILM,
+    avg_bits,
+    build_plan,
+    depth_profile,
+    minilm_sensitivity,
+    resolve_target,
+    sensitivity_order,
+    size_gib,
+    uniform_config,
+)
 from search_spaces.quantization import QuantSpace
 from tuner import BadInput, UnknownName
 

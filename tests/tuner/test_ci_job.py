@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner.benchmarks.reliability import toy_study_toml, tuner_cmd
 from tuner import BadInput
+from tuner.benchmarks.reliability import toy_study_toml, tuner_cmd
 from tuner.ci import better_pct, judge, parse_budget
 from tuner.cli import main
 

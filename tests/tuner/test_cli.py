@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import toy_study, write_toml
 
 TOY_EVAL = "tuner.testing.toys:ToyEvaluator"

@@ -8,7 +8,6 @@ import sys
 import tomllib
 
 import pytest
-
 from conftest import write_toml
 
 STUDY = {

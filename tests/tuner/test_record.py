@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 import pytest
-
 from conftest import toy_study
+
 from tuner import _record
 from tuner._evaluator import EvalResult
 from tuner._results import StudyResults

@@ -1,7 +1,7 @@
 import optuna
 import pytest
-
 from conftest import toy_study
+
 from tuner import BadInput
 from tuner._results import StudyResults
 from tuner.runner import Runner

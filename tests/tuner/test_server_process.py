@@ -7,11 +7,11 @@ import signal
 import sys
 
 import pytest
+from conftest import process_gone
 
 from tuner._process import ServerError, ServerProcess, describe_exit, free_port
 from tuner.testing import llama_server
 
-from conftest import process_gone
 
 def test_describe_exit():
     assert describe_exit(None) == "still running"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import toy_study
+
 from tuner import BadInput, _setup
 from tuner.runner import Runner
 from tuner.spec import parse_spec

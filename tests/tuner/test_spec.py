@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import toy_study
+
 from tuner import BadInput
 from tuner.spec import load_spec, parse_spec
 

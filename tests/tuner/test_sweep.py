@@ -9,7 +9,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import toy_study, write_toml
 from sweep_toys import AnalyticalToy, BatchToy
 
@@ -100,7 +99,8 @@ def test_processes_store_what_one_process_stores():
     def content(name):
         study = load_study(name)
         return (study.user_attrs[SWEEP_ATTR]["counts"], sorted(
-            (tuple(sorted(t.params.items())), tuple(t.user_attrs[ROLE_ATTR]), tuple(t.values or ()))
+            (tuple(sorted(t.params.items())), tuple(t.user_attrs[ROLE_ATTR]),
+             tuple(t.values or ()))
             for t in study.get_trials()))
 
     assert content("one") == content("two")

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from tuner._readonly_storage import TrialRow
-from tuner.analysis._common import (OUTCOMES, finished, format_value, outcome, param_names,
-                                    reason_pattern, split_reasons)
+from tuner.analysis._common import (
+    OUTCOMES,
+    finished,
+    format_value,
+    outcome,
+    param_names,
+    reason_pattern,
+    split_reasons,
+)
 
 INACTIVE = "(inactive)"
 

@@ -14,8 +14,9 @@ that is off by 20 % but orders configs correctly still finds the best config.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

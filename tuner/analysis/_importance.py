@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import random
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import Objective, finished, metric_value

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import Objective, format_value, metric_value

@@ -6,8 +6,9 @@ import csv
 import io
 import json
 import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import Objective, metric_names, metric_value, outcome, param_names

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 LOAD = {"mode": "closed", "concurrency": 8, "num_requests": 24, "warmup_requests": 8,
         "input_len": 256, "output_len": 64, "seed": 0}
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     after: dict[str, list[float]] = {m: [] for m in ERROR_METRICS}
     print("\nheld-out configs (not used for calibration), measured vs predicted:")
     default_goodput = None
-    for i, cfg in enumerate(held + [defaults]):
+    for cfg in held + [defaults]:
         res = real.evaluate(cfg)
         label = "llama-server defaults" if cfg is defaults else json.dumps(
             space.param_values(cfg), separators=(",", ":"))

@@ -33,8 +33,15 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from evaluators.kernels import (WITHIN, KernelReplayEvaluator, ShapeResult, analyse,
-                                measurements_to_within, resolve_table, summary)
+from evaluators.kernels import (
+    WITHIN,
+    KernelReplayEvaluator,
+    ShapeResult,
+    analyse,
+    measurements_to_within,
+    resolve_table,
+    summary,
+)
 
 
 def _tpe_fraction(table_path: str, kernel: str, shape: dict[str, Any], gpu: str,

@@ -122,7 +122,7 @@ def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str
                 raise BadInput(field, f"{path} was recorded with {field} {have!r}, this run has "
                                f"{want!r}; use another --out or --overwrite")
         return table
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return ReplayTable(device=device, gpu=gpu, software=software, recorded_at=now, timer=timer)
 
 

@@ -28,11 +28,23 @@ import argparse
 import json
 import math
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from evaluators.quant import (MINILM, ROLES, Target, bits_per_weight, build_plan,
-                              depth_profile, minilm_sensitivity, resolve_target, role_mean,
-                              size_gib, uniform_config, unit_drop)
+from evaluators.quant import (
+    MINILM,
+    ROLES,
+    Target,
+    bits_per_weight,
+    build_plan,
+    depth_profile,
+    minilm_sensitivity,
+    resolve_target,
+    role_mean,
+    size_gib,
+    uniform_config,
+    unit_drop,
+)
 from tuner._pareto import pareto_mask
 
 #: HAWQ-greedy's precision ladder, in decreasing stored bits (weights only)

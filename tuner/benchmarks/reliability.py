@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from tuner._evaluator import EvalResult
 from tuner.testing.toys import ToyEvaluator
@@ -193,10 +194,10 @@ def _lost_and_reasons(trials: list[Any], target: int) -> tuple[int, int, int, in
 
 def evaluator_faults(workdir: Path, mode: str, trials: int) -> Figures:
     """``tuner run`` on the toy space with a FaultyEvaluator firing on x == 3 (half the trials)."""
+    import tomllib
+
     from tuner.runner import Runner
     from tuner.spec import parse_spec
-
-    import tomllib
 
     url = f"sqlite:///{workdir / f'faults-{mode}.db'}"
     # a grid over x in {3, 4} and trials/2 values of y: exactly half the trials are faulty

@@ -18,15 +18,16 @@ import hashlib
 import json
 import math
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from tuner._trial_writer import TrialWriter
 from tuner._record import CONSTRAINTS_KEY
+from tuner._trial_writer import TrialWriter
 from tuner.storage import open_rdb
 
 CONTEXT = {"model": "llama3.1-8b", "gpu": "h100-sxm", "arrival_rate_req_s": 20.0,

@@ -18,7 +18,7 @@ plot.png).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tuner._command import EXIT_REGRESSION, standalone
 from tuner.ci._baseline import (

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     report_dir = Path(args.report)
     report_dir.mkdir(parents=True, exist_ok=True)
     storage = args.storage or f"sqlite:///{report_dir.resolve() / 'tuner-ci.db'}"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_name = f"{spec.name}.ci-{stamp}"[:128]
     run_spec = spec.model_copy(deep=True, update={"name": run_name})
 
@@ -129,7 +129,7 @@ def run_job(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     report = {
         "schema": REPORT_SCHEMA, "passed": verdict.passed, "failures": verdict.failures,
         "notes": verdict.notes, "study": spec.name, "run": run_name,
-        "storage": redact(storage), "created": datetime.now(timezone.utc).isoformat(),
+        "storage": redact(storage), "created": datetime.now(UTC).isoformat(),
         "domain": spec.space.domain, "evaluator": setup.evaluator_name,
         "fingerprint": setup.fingerprint, "sampler": setup.sampler_name,
         "objectives": objectives, "constraints": [c.model_dump() for c in spec.constraints],

@@ -8,8 +8,9 @@ that much worse on any objective (re-measured now: drift), or when it is no long
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 def better_pct(new: float, old: float, direction: str) -> float:

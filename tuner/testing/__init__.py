@@ -4,8 +4,13 @@ Tests import these and parametrize them over the registries (see tests/test_cont
 a third-party plugin can run the same suites on its own classes.
 """
 
-from tuner.testing._contracts import (check_evaluator, check_input_checks, check_sampler,
-                                      check_space, evaluator_cases)
+from tuner.testing._contracts import (
+                                      check_evaluator,
+                                      check_input_checks,
+                                      check_sampler,
+                                      check_space,
+                                      evaluator_cases,
+)
 
 __all__ = ["check_evaluator", "check_input_checks", "check_sampler", "check_space",
            "evaluator_cases"]

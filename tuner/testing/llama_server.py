@@ -15,10 +15,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from evaluators.serving._llama_cpp import (PORTABLE_CMAKE_ARGS, REBUILD_HINT, server_binary,
-                                           smollm2_gguf)
+from evaluators.serving._llama_cpp import (
+    PORTABLE_CMAKE_ARGS,
+    REBUILD_HINT,
+    server_binary,
+    smollm2_gguf,
+)
 from tuner._errors import MissingExtra
 from tuner._process import ServerError, ServerProcess, free_port
+
 
 class LlamaServer(ServerProcess):
     """The server on a free loopback port; ``url`` is its OpenAI-compatible ``/v1`` base."""

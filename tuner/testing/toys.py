@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tuner._evaluator import BaseEvaluator, EvalResult
 from tuner._space import BaseSpace, Categorical, Float, Int

