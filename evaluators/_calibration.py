@@ -81,7 +81,7 @@ def read_rows(path: str | Path, field_: str = "--measurements") -> list[Row]:
         where = f"{p.name} line {i}"
         try:
             data = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise BadInput(field_, f"{where}: not JSON ({exc.msg})") from None
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict) \
                 or not isinstance(data.get("metrics"), dict):

@@ -5,11 +5,11 @@ This module path is kept for one release and removed in 0.3.0."""
 import warnings
 
 from evaluators.kernels.gpu import (
-                                    NO_GPU,
-                                    TOLERANCE,
-                                    KernelGpuEvaluator,
-                                    max_rel_error,
-                                    reference_attention,
+    NO_GPU,
+    TOLERANCE,
+    KernelGpuEvaluator,
+    max_rel_error,
+    reference_attention,
 )
 
 warnings.warn("evaluators.kernel_gpu moved to evaluators.kernels "

@@ -5,13 +5,13 @@ This module path is kept for one release and removed in 0.3.0."""
 import warnings
 
 from evaluators.kernels.replay import (
-                                       DATA_DIR,
-                                       SCHEMA,
-                                       KernelReplayEvaluator,
-                                       ReplayTable,
-                                       iter_shapes,
-                                       resolve_table,
-                                       table_names,
+    DATA_DIR,
+    SCHEMA,
+    KernelReplayEvaluator,
+    ReplayTable,
+    iter_shapes,
+    resolve_table,
+    table_names,
 )
 
 warnings.warn("evaluators.kernel_replay moved to evaluators.kernels "

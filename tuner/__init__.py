@@ -8,13 +8,13 @@ domains import them from here too.
 from tuner._errors import BadInput, CatalogError, MissingExtra, TunerError, UnknownName
 from tuner._evaluator import BaseEvaluator, EvalResult, Option, Status, config_key
 from tuner._process import (
-                            ServerError,
-                            ServerProcess,
-                            describe_exit,
-                            free_port,
-                            kill_group,
-                            run_command,
-                            tail,
+    ServerError,
+    ServerProcess,
+    describe_exit,
+    free_port,
+    kill_group,
+    run_command,
+    tail,
 )
 from tuner._space import BaseSpace, Categorical, Float, Int, Param, is_active
 from tuner._validation import ValidationReport, ValidationRow

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,13 +71,15 @@ def candidates(space: Any, pool: int, seed: int) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def rank(predictions: list[tuple[dict[str, Any], Mapping[str, float]]], objectives: Any,
+def rank(predictions: Sequence[tuple[dict[str, Any], Mapping[str, float]]], objectives: Any,
          constraints: Any) -> list[dict[str, Any]]:
     """Configs by predicted non-dominated rank (feasible first), then the first objective."""
-    feasible, rest = [], []
+    feasible: list[tuple[dict[str, Any], list[float]]] = []
+    rest: list[tuple[dict[str, Any], list[float]]] = []
     for cfg, m in predictions:
-        vals = [m.get(o.metric) for o in objectives]
-        if any(v is None or not math.isfinite(v) for v in vals):
+        got = [m.get(o.metric) for o in objectives]
+        vals = [v for v in got if v is not None and math.isfinite(v)]
+        if len(vals) < len(got):
             continue
         signed = [v if o.direction == "minimize" else -v for v, o in zip(vals, objectives)]
         ok = all(c.violation(dict(m)) <= 0 for c in constraints)

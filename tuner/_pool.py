@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner._errors import TunerError
-from tuner._evaluator import EvalResult
+from tuner._evaluator import EvalResult, Status
 
 
 def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
@@ -59,7 +59,7 @@ def _worker_main(conn: Any, evaluator_name: str, options: dict[str, Any],
             result = EvalResult.failed(f"out of memory (worker limit {memory_limit_mib} MiB)")
         except Exception as exc:
             tb = traceback.format_exc(limit=8)
-            result = EvalResult("failed", {}, f"{type(exc).__name__}: {exc}",
+            result = EvalResult(Status.FAILED, {}, f"{type(exc).__name__}: {exc}",
                                 {"traceback": tb})
         secs = time.perf_counter() - t0
         try:

@@ -32,7 +32,7 @@ class StudyProgress:
     def __init__(self, spec: Any, total: int | None, done: int, mode: bool | str = True,
                  interval_s: float = 30.0, stream: TextIO | None = None) -> None:
         self.spec = spec
-        self.mode = {True: "bar", False: "off"}.get(mode, mode)  # type: ignore[call-overload]
+        self.mode = "bar" if mode is True else "off" if mode is False else mode
         self.total, self.done, self.interval_s = total, done, interval_s
         self.stream = stream or sys.stderr
         self.directions = [o.direction for o in spec.objectives]

@@ -362,7 +362,7 @@ class ReadOnlyStorage:
             a = attrs.get(tid, {})
             c = cons.get(tid)
             status = status_of(state, a, c)
-            metrics = a.get("metrics") if isinstance(a.get("metrics"), dict) else {}
+            metrics: dict[str, Any] = a["metrics"] if isinstance(a.get("metrics"), dict) else {}
             eval_s = a.get("eval_s")
             rows.append(TrialRow(
                 trial_id=tid, number=int(number), state=state, status=status,

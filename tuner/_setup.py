@@ -140,8 +140,9 @@ class StudySetup:
             raise BadInput("objectives", f"study {spec.name!r} already holds trials for "
                            f"objectives [{was}], not [{', '.join(f'{m} {d}' for m, d in objs)}]"
                            f"; {how}")
-        checks = [("space.domain", attrs.get("tuner.domain"), spec.space.domain),
-                  ("evaluator.name", attrs.get("tuner.evaluator"), self.evaluator_name)]
+        checks: list[tuple[str, Any, Any]] = [
+            ("space.domain", attrs.get("tuner.domain"), spec.space.domain),
+            ("evaluator.name", attrs.get("tuner.evaluator"), self.evaluator_name)]
         if stored:
             checks += [
                 ("space.context", (stored.get("space") or {}).get("context"),

@@ -165,7 +165,7 @@ def apply_override(name: str, p: Param, ov: Mapping[str, Any]) -> Param | tuple[
         if not p.low <= v <= p.high:
             raise BadInput(f"{field_}.{k}", f"{v} is outside the domain's range "
                            f"{p.low} .. {p.high}")
-    return replace(p, low=low, high=high, step=step, log=log)
+    return replace(p, low=low, high=high, step=step, log=log)  # type: ignore[arg-type]
 
 
 def _kind(v: Any) -> str:

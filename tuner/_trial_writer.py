@@ -12,6 +12,7 @@ Optuna's forms (``tuner._record.with_list_form``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ class TrialWriter:
                 sa.select(sa.func.count()).select_from(_T).where(_T.c.study_id == study_id)
             ).scalar_one()
 
-    def write(self, trial: FrozenTrial, extra: list[tuple[sa.Table, dict[str, Any]]] = ()
+    def write(self, trial: FrozenTrial, extra: Sequence[tuple[sa.Table, dict[str, Any]]] = ()
               ) -> int:
         """Insert ``trial`` (and ``extra`` rows, e.g. a cache entry); returns its number."""
         number = self.next_number

@@ -1,4 +1,4 @@
-"""The ``tuner`` command line (the stable contract in DESIGN.md).
+"""The ``tuner`` command line (the stable contract: the README's command list).
 
 Every subcommand is a pair ``add_arguments(parser)`` / ``run(args) -> int``: the ones whose
 code lives elsewhere (``tuner.worker``, ``tuner.bench``, ``tuner.ci``) expose that pair, the

@@ -281,7 +281,7 @@ def load_spec(path: str | Path) -> StudySpec:
 def finish_spec(spec: StudySpec, space: Any, evaluator_cls: Any) -> StudySpec:
     """Fill defaults from the space and check metric names against the evaluator."""
     if not spec.objectives:
-        spec.objectives = [ObjectiveSpec(metric=m, direction=d)  # type: ignore[arg-type]
+        spec.objectives = [ObjectiveSpec(metric=m, direction=d)
                            for m, d in space.default_objectives]
         if not spec.objectives:
             raise BadInput("objectives", "required: at least one [[objectives]] table")

@@ -22,11 +22,11 @@ bench problems     ``tuner/bench/problems.toml``: ``gemm-4096-bf16``, ``gemm-dec
 """
 
 from evaluators.kernels._replay_analysis import (
-                                                 WITHIN,
-                                                 ShapeResult,
-                                                 analyse,
-                                                 measurements_to_within,
-                                                 summary,
+    WITHIN,
+    ShapeResult,
+    analyse,
+    measurements_to_within,
+    summary,
 )
 from evaluators.kernels.gpu import KernelGpuEvaluator
 from evaluators.kernels.replay import KernelReplayEvaluator, ReplayTable, resolve_table

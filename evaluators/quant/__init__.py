@@ -21,16 +21,16 @@ Besides the evaluators, the face exports the model pieces that baselines and fig
 """
 
 from evaluators.quant._plan import (
-                                    MINILM,
-                                    ROLES,
-                                    Target,
-                                    bits_per_weight,
-                                    build_plan,
-                                    depth_profile,
-                                    minilm_sensitivity,
-                                    resolve_target,
-                                    size_gib,
-                                    uniform_config,
+    MINILM,
+    ROLES,
+    Target,
+    bits_per_weight,
+    build_plan,
+    depth_profile,
+    minilm_sensitivity,
+    resolve_target,
+    size_gib,
+    uniform_config,
 )
 from evaluators.quant.real import QuantRealEvaluator
 from evaluators.quant.sim import QuantSimEvaluator, role_mean, unit_drop

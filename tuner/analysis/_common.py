@@ -44,7 +44,7 @@ def study_objectives(info: StudyInfo) -> list[Objective]:
     return [Objective(f"value_{i}", d) for i, d in enumerate(info.directions)]
 
 
-#: metric-name fragments whose direction is known (units in the name, see DESIGN.md)
+#: metric-name fragments whose direction is known (units in the name: smaller or larger is better)
 _MAXIMIZE = ("tokens_per_s", "tflops", "mfu", "throughput", "goodput", "pct_of_peak",
              "accuracy", "score", "speedup", "tok_s", "req_s")
 _MINIMIZE = ("_s", "_ms", "_us", "time", "latency", "memory", "gib", "cost", "usd", "drop",

@@ -5,11 +5,11 @@ a third-party plugin can run the same suites on its own classes.
 """
 
 from tuner.testing._contracts import (
-                                      check_evaluator,
-                                      check_input_checks,
-                                      check_sampler,
-                                      check_space,
-                                      evaluator_cases,
+    check_evaluator,
+    check_input_checks,
+    check_sampler,
+    check_space,
+    evaluator_cases,
 )
 
 __all__ = ["check_evaluator", "check_input_checks", "check_sampler", "check_space",
