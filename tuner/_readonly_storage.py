@@ -187,7 +187,7 @@ class ReadOnlyStorage:
     def _rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             try:
-                return conn.execute(sa.text(sql), params).all()  # fetchall: one C call
+                return list(conn.execute(sa.text(sql), params).all())  # fetchall: one C call
             finally:
                 conn.rollback()  # never commit: read-only by construction
 

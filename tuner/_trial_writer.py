@@ -45,11 +45,13 @@ class TrialWriter:
         """Insert ``trial`` (and ``extra`` rows, e.g. a cache entry); returns its number."""
         number = self.next_number
         with self.engine.begin() as conn:
-            trial_id = conn.execute(_T.insert().values(
+            inserted = conn.execute(_T.insert().values(
                 number=number, study_id=self.study_id, state=trial.state.name,
                 datetime_start=trial.datetime_start or datetime.now(),
                 datetime_complete=trial.datetime_complete or datetime.now(),
-            )).inserted_primary_key[0]
+            )).inserted_primary_key
+            assert inserted is not None
+            trial_id = inserted[0]
             if trial.params:
                 conn.execute(_P.insert(), [
                     {"trial_id": trial_id, "param_name": k,

@@ -122,7 +122,9 @@ def sampler_factory(name: str) -> Any:
 
             takes_seed = "seed" in inspect.signature(obj).parameters
             try:
-                return obj(seed=seed, **options) if takes_seed else obj(**options)
+                if takes_seed:
+                    return obj(seed=seed, **options)  # type: ignore[call-arg]
+                return obj(**options)
             except TypeError as exc:
                 raise BadInput("sampler.options", f"{name}: {exc}") from None
 

@@ -180,7 +180,8 @@ class Runner:
             self.rdb.set_study_user_attr(sid, k, v)
         if previous:
             self.sampler = self.setup.make_sampler(resume_seed(spec.seed, len(previous)))
-        mem = optuna.create_study(directions=spec.directions, sampler=self.sampler,
+        mem = optuna.create_study(directions=spec.directions,  # type: ignore[arg-type]
+                                  sampler=self.sampler,
                                   study_name=spec.name)
         if previous:
             mem.add_trials(previous)
