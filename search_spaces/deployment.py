@@ -33,6 +33,7 @@ from evaluators._catalog import get_hardware, model_from_config
 from evaluators.deployment import DOMAIN_OF, problems
 from evaluators.deployment._params import deployment_params
 from tuner import BadInput, BaseSpace, Param
+
 _SMALL_WORKLOAD = {"mode": "poisson", "rate": 4.0, "num_requests": 60, "seed": 0,
                    "input_len": {"dist": "uniform", "low": 64, "high": 512}, "output_len": 64}
 

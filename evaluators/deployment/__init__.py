@@ -15,14 +15,15 @@ pipelines          ``pipelines.py``: the joint search, the sequential practition
 shared pieces      ``evaluators/serving`` (hooks ``Plan.weight_mix``, ``Plan.gemm_time_scale``),
                    ``evaluators/quant``, ``evaluators/kernels``, ``evaluators/catalog/``
 studies            ``studies/deployment-*.toml``
-tests              ``tests/evaluators/deployment/``, ``tests/search_spaces/test_deployment_space.py``
+tests              ``tests/evaluators/deployment/``,
+                   ``tests/search_spaces/test_deployment_space.py``
 figures            ``python -m tuner.benchmarks.deployment_joint``
 =================  ===========================================================================
 """
 
 from evaluators.deployment._compose import compose, problems
-from evaluators.deployment._keys import DOMAIN_OF, DOMAINS
 from evaluators.deployment._kernels import TILE_CHOICES
+from evaluators.deployment._keys import DOMAIN_OF, DOMAINS
 from evaluators.deployment.sim import DeploymentSimEvaluator
 
 __all__ = ["DOMAINS", "DOMAIN_OF", "TILE_CHOICES", "DeploymentSimEvaluator", "compose",

@@ -71,6 +71,24 @@ class Mix:
 def mix_of(config: Mapping[str, Any], hw: Hardware) -> Mix:
     """The deployment config's mix (``BadInput`` naming a bad quantization key)."""
     qcfg = quant_config(config, hw)
+    try:
+        key = tuple(sorted(qcfg.items()))
+        hash(key)
+    except TypeError:  # an unhashable value: let build_plan name it
+        return _mix(qcfg, hw)
+    got = _CACHE.get((key, hw.name))
+    if got is None:
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        got = _CACHE[(key, hw.name)] = _mix(qcfg, hw)
+    return got
+
+
+#: mixes by (quantization slice, GPU name): a space's constraints ask for the same mix often
+_CACHE: dict[tuple, Mix] = {}
+
+
+def _mix(qcfg: dict[str, Any], hw: Hardware) -> Mix:
     target = resolve_target(qcfg["model"])
     plan = build_plan(qcfg, target)
     nbytes, dtypes = [], []
@@ -80,7 +98,7 @@ def mix_of(config: Mapping[str, Any], hw: Hardware) -> Mix:
         for i, layer in enumerate(target.layers):
             fmt, act = plan.unit(i, r)
             n = sum(m.params for m in layer[r])
-            bits += n * sum(bits_per_weight(fmt, m.cols) * m.params for m in layer[r]) / n
+            bits += sum(bits_per_weight(fmt, m.cols) * m.params for m in layer[r])
             params += n
             dt = compute_dtype(fmt, act, hw)
             by_dtype[dt] = by_dtype.get(dt, 0.0) + n

@@ -33,7 +33,7 @@ def deployment_params(gpus: tuple[str, ...], moe: bool, tiles: bool) -> dict[str
         p["dp_attention"] = Categorical((False, True), when=AGG)
     # quantization mix (8-bit weights are fp8 where the GPU has it, 4-bit int4 g128)
     for r in ROLES:
-        p[f"{r}_bits"] = Categorical((16, 8, 4))
+        p[f"{r}_bits"] = Categorical((4, 8, 16))
     p["act_bits"] = Categorical((16, 8))
     p["kv_bits"] = Categorical((16, 8))
     p["protect_frac"] = Categorical((0.0, 0.1))

@@ -34,8 +34,8 @@ from typing import Any
 from evaluators._catalog import CATALOG_DIR
 from evaluators._profiles import profile_dir
 from evaluators.deployment._compose import compose, composed_problems
-from evaluators.deployment._keys import CONFIG_KEYS
 from evaluators.deployment._kernels import time_scales
+from evaluators.deployment._keys import CONFIG_KEYS
 from evaluators.serving._cluster import simulate
 from evaluators.serving._plan import GIB, engine_memory, plan_workload
 from evaluators.serving.sim import serving_metrics
