@@ -11,7 +11,8 @@ as bf16, their compute path).
 
 Efficiency: the serving roofline stands for a tuned kernel, so a tile's effect on serving is
 ``time(tile) / time(best tile)`` of ``kernel-sim`` over the tile choices below, for that shape,
-dtype and GPU; it multiplies the serving model's GEMM times of that regime. Without tile keys
+dtype and GPU (best over the choices of both regimes); it multiplies the serving model's
+GEMM times of that regime. Without tile keys
 in the config the best tile is assumed (multiplier 1).
 """
 
@@ -36,7 +37,7 @@ GROUP_M = 8
 TILE_CHOICES: dict[str, dict[str, tuple[int, ...]]] = {
     "decode": {"block_m": (16, 32, 64), "block_n": (64, 128, 256), "block_k": (64, 128, 256),
                "num_warps": (4, 8), "num_stages": (2, 3, 4, 5), "split_k": (1, 2, 4)},
-    "prefill": {"block_m": (64, 128, 256), "block_n": (64, 128, 256), "block_k": (32, 64, 128),
+    "prefill": {"block_m": (32, 64, 128, 256), "block_n": (64, 128, 256), "block_k": (32, 64, 128),
                 "num_warps": (4, 8), "num_stages": (2, 3, 4, 5), "split_k": (1,)},
 }
 
@@ -124,8 +125,10 @@ def _time_us(g: Gemm, tile: Mapping[str, int]) -> float | None:
 
 @functools.lru_cache(maxsize=512)
 def best_tile(g: Gemm) -> tuple[tuple[tuple[str, int], ...], float]:
-    """The fastest tile of ``TILE_CHOICES[g.phase]`` for ``g`` and its time (us)."""
-    choices = TILE_CHOICES[g.phase]
+    """The fastest tile for ``g`` and its time (us), over the choices of both regimes (an MoE
+    expert's prefill share can be as small as a decode batch)."""
+    choices = {k: tuple(sorted(set(TILE_CHOICES["decode"][k]) | set(TILE_CHOICES["prefill"][k])))
+               for k in TILE_PARAMS}
     best: tuple[tuple[tuple[str, int], ...], float] | None = None
     for combo in itertools.product(*choices.values()):
         tile = dict(zip(choices, combo))

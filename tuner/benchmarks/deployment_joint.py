@@ -97,9 +97,10 @@ def run(name: str, trials: int, seed: int) -> dict[str, Any]:
             print(f"  {domain}: " + "; ".join(changes))
         for label, o in (("sequential", seq), ("joint", joint)):
             m = o.metrics or {}
-            print(f"  {label}: weights {m.get('weight_gib_per_gpu', m.get('decode_weight_gib_per_gpu', 0)):.1f} "
-                  f"GiB/GPU, KV capacity {m.get('kv_cache_tokens', m.get('decode_kv_cache_tokens', 0)):.0f} "
-                  f"tokens/GPU, throughput {m['throughput_tok_s']:.0f} tok/s")
+            weights = m.get("weight_gib_per_gpu", m.get("decode_weight_gib_per_gpu", 0.0))
+            kv = m.get("kv_cache_tokens", m.get("decode_kv_cache_tokens", 0.0))
+            print(f"  {label}: weights {weights:.1f} GiB/GPU, KV capacity {kv:.0f} tokens per "
+                  f"(decode) engine, throughput {m['throughput_tok_s']:.0f} tok/s")
     return out
 
 
