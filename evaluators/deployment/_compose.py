@@ -67,17 +67,23 @@ def composed_problems(c: Composed) -> list[str]:
     return tile_problems(c.gemms, c.tiles) + serving_problems(c.plan)
 
 
-def problems(config: Mapping[str, Any]) -> list[str]:
-    """Why a deployment config cannot run (empty when it can)."""
-    out = []
+def spelling_problems(config: Mapping[str, Any]) -> list[str]:
+    """Duplicate spellings of one plan (the serving model clamps the chunk to the budget)."""
     chunk, budget = config.get("prefill_chunk_size"), config.get("max_num_batched_tokens")
     if isinstance(chunk, int) and isinstance(budget, int) and chunk > budget:
-        out.append(f"prefill_chunk_size {chunk} exceeds max_num_batched_tokens {budget} "
-                   "(the same plan as chunk = budget)")
+        return [f"prefill_chunk_size {chunk} exceeds max_num_batched_tokens {budget} "
+                "(the same plan as chunk = budget)"]
+    return []
+
+
+def problems(config: Mapping[str, Any]) -> list[str]:
+    """Why a deployment config cannot run (empty when it can)."""
+    out = spelling_problems(config)
     try:
         return out + composed_problems(compose(config))
     except BadInput as exc:
         return [*out, str(exc)]
 
 
-__all__ = ["Composed", "check_keys", "compose", "composed_problems", "problems"]
+__all__ = ["Composed", "check_keys", "compose", "composed_problems", "problems",
+           "spelling_problems"]

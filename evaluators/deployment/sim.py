@@ -33,7 +33,7 @@ from typing import Any
 
 from evaluators._catalog import CATALOG_DIR
 from evaluators._profiles import profile_dir
-from evaluators.deployment._compose import compose, composed_problems
+from evaluators.deployment._compose import compose, composed_problems, spelling_problems
 from evaluators.deployment._kernels import time_scales
 from evaluators.deployment._keys import CONFIG_KEYS
 from evaluators.serving._cluster import simulate
@@ -62,7 +62,7 @@ class DeploymentSimEvaluator(BaseEvaluator):
         c = compose(config)  # unusable input raises BadInput (the CLI exits 2)
         quality = {"quality_drop": c.mix.quality_drop, "model_size_gib": c.mix.size_gib,
                    "avg_bits": c.mix.avg_bits}
-        reasons = composed_problems(c)
+        reasons = spelling_problems(config) + composed_problems(c)
         if reasons:
             return EvalResult.infeasible("; ".join(reasons), quality)
         scales, kernels = time_scales(c.gemms, c.tiles)
