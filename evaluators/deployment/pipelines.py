@@ -99,6 +99,25 @@ class _SubSpace:
     def constraints(self, config: Mapping[str, Any]) -> list[str]:
         return problems(config)
 
+    def enumerate(self) -> list[dict[str, Any]]:
+        """Every config of the sub-space (conditional parameters only where active)."""
+        names = list(self.params)
+        out: list[dict[str, Any]] = []
+
+        def rec(i: int, values: dict[str, Any]) -> None:
+            if i == len(names):
+                out.append({**self.context, **values})
+                return
+            p = self.params[names[i]]
+            if not is_active(p, values):
+                rec(i + 1, values)
+                return
+            for v in p.choices:
+                rec(i + 1, {**values, names[i]: v})
+
+        rec(0, dict(self.fixed))
+        return out
+
 
 def _space(context: Mapping[str, Any], overrides: Mapping[str, Any]) -> _SubSpace:
     return _SubSpace(context, overrides)
@@ -126,6 +145,36 @@ def tpe_search(name: str, context: Mapping[str, Any], overrides: Mapping[str, An
         value = _score(space, ev, cfg, goal, best)
         seen[key] = value
         study.tell(trial, value)
+    return best
+
+
+def cost_floor(config: Mapping[str, Any]) -> float:
+    """A lower bound of ``cost_usd_per_mtok``: the plan's GPUs for the workload's arrival span
+    at the very least, serving every output token (a run lasts at least from the first
+    arrival to the last)."""
+    from evaluators.serving._plan import plan_workload
+
+    plan = compose(config).plan
+    wl = plan_workload(plan)
+    w = wl.warmup
+    span = 0.0 if wl.is_closed else max(wl.arrival_s[w:]) - min(wl.arrival_s[w:])
+    tokens = sum(wl.output_len[w:])
+    return plan.gpus_used * plan.hw.price_usd_per_hour / 3600 * span / tokens * 1e6
+
+
+def exact_search(name: str, context: Mapping[str, Any], overrides: Mapping[str, Any],
+                 goal: Goal) -> Outcome:
+    """The cheapest config of a fixed-mix sub-space within ``goal``, exactly: every valid
+    config, simulated in order of :func:`cost_floor` until the floor passes the best cost."""
+    space = _space(context, overrides)
+    ev = DeploymentSimEvaluator()
+    best = Outcome(name)
+    valid = [c for c in space.enumerate() if not space.constraints(c)]
+    for floor, cfg in sorted(((cost_floor(c), c) for c in valid), key=lambda fc: fc[0]):
+        if floor >= best.cost:
+            break
+        _score(space, ev, cfg, goal, best)
+    best.note = f"{len(valid)} valid configs, exact"
     return best
 
 
@@ -203,12 +252,12 @@ def _with_tiles(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def sequential(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal,
-               trials: int, seed: int = 0) -> Outcome:
+def sequential(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal
+               ) -> Outcome:
     mix, m = quality_first_mix(context, overrides, goal)
-    out = tpe_search("sequential", context, {**overrides, **fixed(mix)}, goal, trials, seed)
-    out.note = (f"step 1 mix: {m.size_gib:.1f} GiB, quality_drop {m.quality_drop:.4f} "
-                f"({_mix_text(mix)})")
+    out = exact_search("sequential", context, {**overrides, **fixed(mix)}, goal)
+    out.note += (f"; step 1 mix: {m.size_gib:.1f} GiB, quality_drop {m.quality_drop:.4f} "
+                 f"({_mix_text(mix)})")
     return _with_tiles(out)
 
 
@@ -217,17 +266,16 @@ def joint(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal, 
     return _with_tiles(tpe_search("joint", context, overrides, goal, trials, seed))
 
 
-def uniform(name: str, context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal,
-            trials: int, seed: int = 0) -> Outcome:
+def uniform(name: str, context: Mapping[str, Any], overrides: Mapping[str, Any],
+            goal: Goal) -> Outcome:
     mix = UNIFORM[name]
     gpu = context["gpu"] if isinstance(context.get("gpu"), str) else context["gpu"][0]
     hw = compose({**context, "gpu": gpu}).plan.hw
     drop = mix_of({"model": context["model"], **mix}, hw).quality_drop
     relaxed = Goal(goal.slo_ttft_ms, goal.slo_tpot_ms, max(goal.quality_budget, drop))
-    out = _with_tiles(tpe_search(name, context, {**overrides, **fixed(mix)}, relaxed, trials,
-                                 seed))
-    out.note = f"quality_drop {drop:.4f}" + (" (over the quality budget)"
-                                             if drop > goal.quality_budget else "")
+    out = _with_tiles(exact_search(name, context, {**overrides, **fixed(mix)}, relaxed))
+    out.note += f"; quality_drop {drop:.4f}" + (" (over the quality budget)"
+                                                if drop > goal.quality_budget else "")
     return out
 
 
@@ -251,8 +299,8 @@ def compare(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal
             trials: int, seed: int = 0) -> list[Outcome]:
     """The four pipelines on one study, joint first."""
     return [joint(context, overrides, goal, trials, seed),
-            sequential(context, overrides, goal, trials, seed),
-            *(uniform(n, context, overrides, goal, trials, seed) for n in UNIFORM)]
+            sequential(context, overrides, goal),
+            *(uniform(n, context, overrides, goal) for n in UNIFORM)]
 
 
 __all__ = ["Goal", "Outcome", "QUANT_KEYS", "UNIFORM", "best_tiles", "compare", "domain_diff",
