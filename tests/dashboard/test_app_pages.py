@@ -336,7 +336,13 @@ domain = "deployment"
 model = "llama3.1-8b"
 gpu = "h100_sxm"
 num_gpus = 2
-workload = {mode = "poisson", rate = 4.0, num_requests = 40, seed = 0, input_len = 256, output_len = 32}
+[space.context.workload]
+mode = "poisson"
+rate = 4.0
+num_requests = 40
+seed = 0
+input_len = 256
+output_len = 32
 [[objectives]]
 metric = "cost_usd_per_mtok"
 direction = "minimize"
