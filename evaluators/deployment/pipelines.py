@@ -1,15 +1,20 @@
 """What the joint search buys: the joint search against the pipeline a practitioner runs one
 domain at a time, and against uniform fp8 / uniform int4, at the same SLOs, quality budget,
-space and simulation budget.
+and space.
 
 * **joint**: one TPE search over the whole deployment space (plan x mix x scheduler).
 * **sequential**: (1) the mix for quality and size: the smallest model (``model_size_gib``) whose
   quality drop is within the budget, ties to the lower drop (so KV and activations stay at 16
   bits unless they are free), scored by the quantization model alone; (2) the serving plan and
-  scheduler for that model: the same TPE search with the mix fixed; (3) tiles: the best tile of
-  each dominant GEMM for the chosen plan (the kernel model's own best).
+  scheduler for that model, searched exactly (:func:`exact_search`: every valid config of the
+  sub-space, simulated cheapest floor first), so the baseline is as strong as it can be;
+  (3) tiles: the best tile of each dominant GEMM for the chosen plan (the kernel model's own).
 * **uniform fp8** (W8A8 fp8 weights, fp8 KV) and **uniform int4** (W4A16, groups of 128, bf16
-  KV as AWQ/GPTQ deployments run by default): the mix fixed, plan and scheduler searched.
+  KV as AWQ/GPTQ deployments run by default): the mix fixed, plan and scheduler searched
+  exactly.
+
+The joint search is TPE only (its space is too large to enumerate), so its gain over the
+others is a lower bound.
 
 Every search minimizes ``cost_usd_per_mtok`` subject to ``ttft_ms_p99 <= slo_ttft_ms``,
 ``tpot_ms_p99 <= slo_tpot_ms`` and ``quality_drop <= quality_budget``; infeasible configs (the
@@ -27,7 +32,7 @@ from typing import Any
 
 from evaluators.deployment._compose import compose, problems
 from evaluators.deployment._kernels import best_tile, dominant_gemms
-from evaluators.deployment._keys import DOMAIN_OF, QUANT_KEYS
+from evaluators.deployment._keys import DOMAIN_OF
 from evaluators.deployment._mix import mix_of
 from evaluators.deployment._params import deployment_params
 from evaluators.deployment.sim import DeploymentSimEvaluator
@@ -287,12 +292,10 @@ def domain_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[st
     """Per domain, the parameters whose values differ between two configs (``a -> b``)."""
     out: dict[str, list[str]] = {}
     for k in sorted(set(a) | set(b)):
-        if k in DOMAIN_OF and a.get(k) != b.get(k) and k not in _TILE_NOISE:
+        if k in DOMAIN_OF and a.get(k) != b.get(k):
             out.setdefault(DOMAIN_OF[k], []).append(f"{k} {a.get(k)} -> {b.get(k)}")
     return out
 
-
-_TILE_NOISE: frozenset[str] = frozenset()
 
 
 def compare(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal,
@@ -303,5 +306,5 @@ def compare(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal
             *(uniform(n, context, overrides, goal) for n in UNIFORM)]
 
 
-__all__ = ["Goal", "Outcome", "QUANT_KEYS", "UNIFORM", "best_tiles", "compare", "domain_diff",
-           "joint", "mix_choices", "quality_first_mix", "sequential", "tpe_search", "uniform"]
+__all__ = ["Goal", "Outcome", "UNIFORM", "best_tiles", "compare", "cost_floor", "domain_diff",
+           "exact_search", "joint", "mix_choices", "quality_first_mix", "sequential", "tpe_search", "uniform"]
