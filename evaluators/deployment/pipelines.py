@@ -307,4 +307,5 @@ def compare(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal
 
 
 __all__ = ["Goal", "Outcome", "UNIFORM", "best_tiles", "compare", "cost_floor", "domain_diff",
-           "exact_search", "joint", "mix_choices", "quality_first_mix", "sequential", "tpe_search", "uniform"]
+           "exact_search", "joint", "mix_choices", "quality_first_mix", "sequential",
+           "tpe_search", "uniform"]
