@@ -118,6 +118,10 @@ class StudySetup:
             "tuner.objectives": [o.model_dump() for o in spec.objectives],
             "tuner.constraints": [c.model_dump() for c in spec.constraints],
             "tuner.trials_target": trials_target,
+            # a space spanning domains says which domain each parameter belongs to (the
+            # dashboard's per-domain breakdown of the front reads it)
+            **({"tuner.param_domains": self.space.domain_of()}
+               if callable(getattr(self.space, "domain_of", None)) else {}),
         }
 
     def check_compatible(self, rdb: Any, study_id: int, restart_hint: str = "") -> None:

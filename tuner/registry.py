@@ -21,6 +21,7 @@ SPACES: dict[str, str] = {
     "kernel-gemm": "search_spaces.kernels:GemmTileSpace",
     "kernel-attention": "search_spaces.kernels:AttentionTileSpace",
     "quantization": "search_spaces.quantization:QuantSpace",
+    "deployment": "search_spaces.deployment:DeploymentSpace",
 }
 
 EVALUATORS: dict[str, str] = {
@@ -33,6 +34,7 @@ EVALUATORS: dict[str, str] = {
     "quant-sim": "evaluators.quant:QuantSimEvaluator",
     "command": "evaluators.command:CommandEvaluator",
     "serving-real": "evaluators.serving:ServingRealEvaluator",
+    "deployment-sim": "evaluators.deployment:DeploymentSimEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``

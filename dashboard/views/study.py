@@ -146,6 +146,9 @@ def pareto_tab() -> None:
                                                               if hidden else "")
                + ". Drag a box or lasso to select trials for export. The star marks the "
                "knee: the front point nearest the ideal point after scaling each axis.")
+    domains = sd.info.attr("param_domains")
+    if isinstance(domains, dict) and domains:
+        _domain_breakdown(domains, tuple(view.front_numbers))
     st.subheader("Front")
     recs, _ = sd.memo("records", A.trial_records, tuple(objs), tuple(view.front_numbers))
     pos = {r["number"]: r for r in recs}
@@ -160,6 +163,24 @@ def pareto_tab() -> None:
     else:
         return
     W.trial_detail(sd, by_number[number])
+
+
+def _domain_breakdown(domains: dict[str, str], front: tuple[int, ...]) -> None:
+    """Per objective, how much each domain's choices moved it (tuner.analysis._domains)."""
+    st.subheader("Which domain moved each objective")
+    parts: list[A.DomainBreakdown] = sd.memo(
+        "domains", lambda rs, d, f: A.domain_breakdown(rs, dict(d), objs, f),
+        tuple(sorted(domains.items())), front)
+    names = sorted(set(domains.values()))
+    table = [{"objective": b.objective, "trials": b.n_trials,
+              **{f"{d} (variance)": f"{100 * b.shares.get(d, 0.0):.0f}%" for d in names},
+              **{f"{d} (front)": f"{100 * b.front_moves.get(d, 0.0):.0f}%" for d in names}}
+             for b in parts]
+    st.dataframe(table, hide_index=True, key="domain_table")
+    st.caption("variance: share of the objective's variance over feasible trials that each "
+               "domain's parameters explain one at a time (bias-corrected correlation ratio, "
+               "summed per domain); front: share of the change between neighbouring front "
+               "points carried by the domains whose parameters differ between them.")
 
 
 def _selected_points(event: Any) -> list[int]:

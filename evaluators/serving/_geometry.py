@@ -38,6 +38,37 @@ def element_bytes(dtype: str) -> float:
     return ELEMENT_BYTES.get(dtype) or float(BYTES[dtype])
 
 
+#: the layer groups a quantization mix sets independently (as ``evaluators/quant`` names them)
+MIX_ROLES = ("qkv", "attn_out", "mlp_up", "mlp_down")
+
+
+@dataclass(frozen=True)
+class WeightMix:
+    """A mixed-precision model as the serving model needs it: per layer group, the stored
+    bytes per weight element (scales included) and the dtype its GEMMs compute in. Set by a
+    composing evaluator (the quantization model decides both); ``None`` on a plan means one
+    ``weight_dtype`` everywhere."""
+
+    element_bytes: tuple[tuple[str, float], ...]
+    compute_dtype: tuple[tuple[str, str], ...]
+
+    def bytes_of(self, role: str) -> float:
+        return dict(self.element_bytes)[role]
+
+    def dtype_of(self, role: str) -> str:
+        return dict(self.compute_dtype)[role]
+
+
+def attn_roles(gemms: tuple[tuple[int, int], ...]) -> tuple[str, ...]:
+    """Layer group of each attention GEMM: the projections into attention, then the output."""
+    return ("qkv",) * (len(gemms) - 1) + ("attn_out",)
+
+
+def mlp_roles(gemms: tuple[tuple[int, int], ...]) -> tuple[str, ...]:
+    """Layer group of each MLP / expert GEMM: up (with gate), then down."""
+    return ("mlp_up", "mlp_down")[:len(gemms)]
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Per-GPU shapes of one model: attention and dense MLP split ``attn_tp`` ways, routed
@@ -118,17 +149,30 @@ def _gemm_params(gemms: tuple[tuple[int, int], ...]) -> int:
     return sum(n * k for n, k in gemms)
 
 
+def _gemm_bytes(gemms: tuple[tuple[int, int], ...], roles: tuple[str, ...],
+                mix: WeightMix) -> float:
+    return sum(n * k * mix.bytes_of(r) for (n, k), r in zip(gemms, roles))
+
+
 def weight_bytes_per_gpu(g: Geometry, pp: int, weight_dtype: str,
-                         embedding_dtype: str = "bf16") -> float:
-    """Weights on the most loaded GPU (largest pipeline stage, embedding or LM head on it)."""
+                         embedding_dtype: str = "bf16", mix: WeightMix | None = None) -> float:
+    """Weights on the most loaded GPU (largest pipeline stage, embedding or LM head on it);
+    ``mix`` stores each layer group in its own format instead of ``weight_dtype``."""
     m = g.model
-    wb = element_bytes(weight_dtype)
-    layer_dense = _gemm_params(g.attn_gemms) + _gemm_params(g.mlp_gemms)
-    layer_moe = (_gemm_params(g.attn_gemms) + g.experts_local * _gemm_params(g.expert_gemms)
-                 + _gemm_params(g.shared_gemms))
     router = m.hidden_size * m.num_experts * BYTES["bf16"] if m.is_moe else 0
-    per_layer_dense = layer_dense * wb + 4 * m.hidden_size  # + two RMSNorm vectors
-    per_layer_moe = layer_moe * wb + router + 4 * m.hidden_size
+    if mix is None:
+        wb = element_bytes(weight_dtype)
+        layer_dense = (_gemm_params(g.attn_gemms) + _gemm_params(g.mlp_gemms)) * wb
+        layer_moe = (_gemm_params(g.attn_gemms) + g.experts_local
+                     * _gemm_params(g.expert_gemms) + _gemm_params(g.shared_gemms)) * wb
+    else:
+        attn = _gemm_bytes(g.attn_gemms, attn_roles(g.attn_gemms), mix)
+        layer_dense = attn + _gemm_bytes(g.mlp_gemms, mlp_roles(g.mlp_gemms), mix)
+        layer_moe = (attn + g.experts_local * _gemm_bytes(g.expert_gemms,
+                                                          mlp_roles(g.expert_gemms), mix)
+                     + _gemm_bytes(g.shared_gemms, mlp_roles(g.shared_gemms), mix))
+    per_layer_dense = layer_dense + 4 * m.hidden_size  # + two RMSNorm vectors
+    per_layer_moe = layer_moe + router + 4 * m.hidden_size
     total_layers = (g.dense_layers * per_layer_dense + g.moe_layers * per_layer_moe)
     # the largest stage holds ceil(L/pp) layers of the average kind
     stage = total_layers * math.ceil(g.num_layers / pp) / g.num_layers
@@ -165,11 +209,12 @@ class Memory:
 
 
 def memory(g: Geometry, hw: Hardware, pp: int, weight_dtype: str, kv_dtype: str,
-           utilization: float, max_tokens: int, max_seqs: int, prof: Any) -> Memory:
+           utilization: float, max_tokens: int, max_seqs: int, prof: Any,
+           mix: WeightMix | None = None) -> Memory:
     """Memory of one GPU of an engine; ``prof`` is the engine's stack profile."""
     m = g.model
     visible = hw.hbm_gib * GIB * prof["visible_fraction"]
-    weights = weight_bytes_per_gpu(g, pp, weight_dtype)
+    weights = weight_bytes_per_gpu(g, pp, weight_dtype, mix=mix)
     # activation peak of the profiling forward pass with max_num_batched_tokens tokens: the
     # widest live tensors (MLP up-projection output + activation output, QKV, residual stream)
     # in bf16, plus fp32 logits for max_num_seqs sequences (the dummy sampler run)
@@ -202,5 +247,6 @@ def memory(g: Geometry, hw: Hardware, pp: int, weight_dtype: str, kv_dtype: str,
     return Memory(usable, weights, act, non_torch, kv, kv_tok, swa, inside)
 
 
-__all__ = ["ELEMENT_BYTES", "GIB", "Geometry", "Memory", "element_bytes", "geometry", "memory",
-           "weight_bytes_per_gpu", "weight_element_bytes"]
+__all__ = ["ELEMENT_BYTES", "GIB", "MIX_ROLES", "Geometry", "Memory", "WeightMix", "attn_roles",
+           "element_bytes", "geometry", "memory", "mlp_roles", "weight_bytes_per_gpu",
+           "weight_element_bytes"]

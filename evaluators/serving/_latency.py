@@ -48,9 +48,13 @@ from evaluators._perf import (
     memory_time,
     p2p_time,
 )
+from evaluators.serving._geometry import attn_roles, mlp_roles
 from evaluators.serving._plan import Plan, geometry
 
 US = 1e-6
+#: GEMMs of at most this many rows are decode-sized (weight streaming) and take the plan's
+#: decode time multiplier; larger ones (prefill chunks) take its prefill multiplier
+DECODE_ROWS = 256
 
 
 class StepModel:
@@ -70,6 +74,12 @@ class StepModel:
             self.cdtype = "fp8"  # W8A8 fp8 GEMMs
         else:  # bf16, or weight-only int4 (Marlin W4A16) / fp8 without fp8 tensor cores
             self.cdtype = "bf16"
+        # a quantization mix: each layer group streams its own bytes in its own compute dtype
+        mix = plan.weight_mix
+        self.role = {r: (mix.dtype_of(r), mix.bytes_of(r)) for r in
+                     ("qkv", "attn_out", "mlp_up", "mlp_down")} if mix else None
+        self.scale_decode, self.scale_prefill = plan.gemm_time_scale
+        self.attn_roles = attn_roles(self.g.attn_gemms)
         self.kvdtype = plan.kv_dtype
         c = plan.c
         self.launch = eff(hw, "kernel_launch_us") * US
@@ -102,8 +112,14 @@ class StepModel:
         self.window = m.sliding_window if self.g.swa_layers else 0
 
     # -- pieces --------------------------------------------------------------------------
-    def _gemm(self, t: float, n: int, k: int, batch: float = 1) -> float:
-        return gemm_seconds(self.c, t, n, k, self.cdtype, batch, self.in_bytes)
+    def _gemm(self, t: float, n: int, k: int, batch: float = 1, role: str = "") -> float:
+        dtype, wb = self.role[role] if self.role and role else (self.cdtype, self.in_bytes)
+        s = gemm_seconds(self.c, t, n, k, dtype, batch, wb)
+        return s * (self.scale_decode if t <= DECODE_ROWS else self.scale_prefill)
+
+    def _gemms(self, t: float, gemms: tuple[tuple[int, int], ...], roles: tuple[str, ...],
+               batch: float = 1) -> float:
+        return sum(self._gemm(t, n, k, batch, r) for (n, k), r in zip(gemms, roles))
 
     def _allreduce(self, t: float) -> float:
         if self.g.attn_tp == 1:
@@ -150,8 +166,9 @@ class StepModel:
         # grouped expert GEMMs reach only a fraction of the dense roofline when compute-bound
         # (as many FLOPs as 1/eff times the rows); weight streaming (decode) is unaffected
         slow = per_expert / self.moe_eff
-        gemms = sum(max(self._gemm(slow, n, k, active), self._gemm(per_expert, n, k, active))
-                    for n, k in g.expert_gemms)
+        gemms = sum(max(self._gemm(slow, n, k, active, r), self._gemm(per_expert, n, k,
+                                                                        active, r))
+                    for (n, k), r in zip(g.expert_gemms, mlp_roles(g.expert_gemms)))
         return gemms + self._elementwise(tokens, 1)
 
     def linear(self, t: int) -> float:
@@ -160,13 +177,14 @@ class StepModel:
         if got is not None:
             return got
         g, m = self.g, self.model
-        attn = sum(self._gemm(t, n, k) for n, k in g.attn_gemms)
+        attn = self._gemms(t, g.attn_gemms, self.attn_roles)
         common = attn + 2 * self._allreduce(t) + self._elementwise(t, self.n_elem)
         total = 0.0
         if g.dense_layers:
-            total += g.dense_layers * (common + sum(self._gemm(t, n, k) for n, k in g.mlp_gemms))
+            total += g.dense_layers * (common + self._gemms(t, g.mlp_gemms,
+                                                            mlp_roles(g.mlp_gemms)))
         if g.moe_layers:
-            shared = sum(self._gemm(t, n, k) for n, k in g.shared_gemms)
+            shared = self._gemms(t, g.shared_gemms, mlp_roles(g.shared_gemms))
             if g.shared_gemms:
                 shared += self._elementwise(t, 1)  # the shared expert's activation
             routed = self._experts(t * self.dp)
@@ -239,7 +257,7 @@ class StepModel:
             # cached latents of the earlier context are up-projected for the chunk's attention
             m = self.model
             n = self.g.heads * (m.qk_nope_head_dim + (m.v_head_dim or m.head_dim))
-            t += self.layers * self._gemm(kv_end - q, n, m.kv_lora_rank)
+            t += self.layers * self._gemm(kv_end - q, n, m.kv_lora_rank, role="qkv")
         return t / self.pre_attn_eff
 
     def attention_launch_saving(self, calls: int) -> float:

@@ -27,6 +27,7 @@ from evaluators.serving._geometry import (
     GIB,
     Geometry,
     Memory,
+    WeightMix,
     element_bytes,
     geometry,
     memory,
@@ -163,6 +164,11 @@ class Plan:
     threads: int = 1
     threads_batch: int = 1
     flash_attn: bool = True
+    # set by composing evaluators (deployment-sim), never by a serving-sim config: a
+    # per-layer-group weight mix, and GEMM time multipliers for (decode-sized, prefill-sized)
+    # row counts from the kernel model's efficiency at the chosen tiles
+    weight_mix: WeightMix | None = None
+    gemm_time_scale: tuple[float, float] = (1.0, 1.0)
 
     def c(self, key: str) -> Any:
         """A constant of the engine's profile."""
@@ -365,11 +371,12 @@ def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:
     g = geometry(plan.model, tp, ep, plan.dp_attention)
     return memory(g, plan.hw, pp, plan.weight_dtype, plan.kv_dtype,
                   plan.gpu_memory_utilization, plan.max_num_batched_tokens, plan.max_num_seqs,
-                  plan.profile)
+                  plan.profile, plan.weight_mix)
 
 
 __all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "GIB", "GPU_ENGINES",
            "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory", "POLICIES",
-           "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "element_bytes", "engine_memory",
+           "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
+           "engine_memory",
            "engine_of", "geometry", "memory", "parse", "plan_workload", "problems",
            "stack_profile", "weight_bytes_per_gpu", "weight_element_bytes"]

@@ -319,3 +319,54 @@ def test_the_bench_page_finds_the_shipped_results(app, storage, monkeypatch, tmp
     assert "gemm-4096-bf16" in problems and len(problems) >= 9
     figs = figures(at)
     assert len(figs) == 1 and any("cost-model" in t.get("name", "") for t in figs[0]["data"])
+
+
+def test_study_page_breaks_a_cross_domain_front_down_by_domain(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    study = tmp_path / "dep.toml"
+    study.write_text('''name = "dep-small"
+[space]
+domain = "deployment"
+[space.context]
+model = "llama3.1-8b"
+gpu = "h100_sxm"
+num_gpus = 2
+[space.context.workload]
+mode = "poisson"
+rate = 4.0
+num_requests = 40
+seed = 0
+input_len = 256
+output_len = 32
+[[objectives]]
+metric = "cost_usd_per_mtok"
+direction = "minimize"
+[[objectives]]
+metric = "quality_drop"
+direction = "minimize"
+[sampler]
+name = "random"
+''')
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(study), "--storage",
+                           url, "--trials", "40", "--quiet"], capture_output=True, text=True,
+                          cwd=repo, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.setenv(ENV_STORAGE, url)
+    at = AppTest.from_file(str(app_path()), default_timeout=TIMEOUT)
+    at.query_params["study"] = "dep-small"
+    at.run()
+    at.switch_page("views/study.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value == "Which domain moved each objective" for s in at.subheader)
+    store, info, objs, rows = study_rows(url, "dep-small")
+    expected = A.domain_breakdown(rows, info.attr("param_domains"), objs,
+                                  A.pareto_view(rows, objs, objs).front_numbers)
+    table = next(df.value for df in at.dataframe if "objective" in df.value.columns)
+    assert list(table["objective"]) == [b.objective for b in expected]

@@ -28,7 +28,7 @@ def test_constraint_strings_are_parsed():
      "'maximize' or 'minimize'"),
     ({"sampler": {"name": "annealing"}}, "sampler.name", "valid: cmaes"),
     ({"evaluator": {"name": "nope"}}, "evaluator.name", "valid:"),
-    ({"space": {"domain": "chemistry"}}, "space.domain", "valid: kernel-attention"),
+    ({"space": {"domain": "chemistry"}}, "space.domain", "valid: deployment, kernel-attention"),
     ({"colour": "blue"}, "colour", "allowed: name, description"),
     ({"budget": {"trials": 3, "n": 1}}, "budget.n", "allowed: trials"),
     ({"name": "bad name!"}, "name", "letters, digits"),

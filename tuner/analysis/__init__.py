@@ -29,6 +29,7 @@ from tuner.analysis._common import (
 )
 from tuner.analysis._compare import Comparison, StudyRun, compare, shared_metrics
 from tuner.analysis._convergence import Convergence, convergence, default_reference
+from tuner.analysis._domains import DomainBreakdown, domain_breakdown
 from tuner.analysis._feasibility import (
     Cell,
     FeasibilityGrid,
@@ -62,10 +63,11 @@ from tuner.analysis._trials import (
 )
 
 __all__ = [
-    "Axis", "BenchView", "Cell", "Comparison", "Convergence", "FeasibilityGrid",
+    "Axis", "BenchView", "Cell", "Comparison", "Convergence", "DomainBreakdown",
+    "FeasibilityGrid",
     "FeasibilityMap", "FidelityReport", "Importances", "Limit", "MetricFidelity", "OUTCOMES",
     "Objective", "ParetoView", "StudyRun", "TrialDetail", "TrialQuery", "bench_views", "compare",
-    "convergence", "default_reference", "export_records", "feasibility_grid",
+    "convergence", "default_reference", "domain_breakdown", "export_records", "feasibility_grid",
     "feasibility_map", "fidelity_between", "fidelity_within", "ladder_rounds", "find_bench_files",
     "guess_direction", "has_predictions", "knee_index", "load_bench", "metric_matrix",
     "metric_names", "metric_ranges", "metric_value", "outcome", "outcome_counts",
