@@ -268,7 +268,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         slo_ttft_ms=_float(config, "slo_ttft_ms", None),
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
         dp_attention=_bool(config, "dp_attention", False), offline=offline,
-        num_scheduler_steps=_int(config, "num_scheduler_steps", 1),
+        num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
     )
     if plan.admission not in ADMISSIONS:
         raise UnknownName(f"profile {prof.name}: admission", plan.admission, list(ADMISSIONS))
