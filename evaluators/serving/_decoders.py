@@ -61,6 +61,7 @@ class DecodeBatch:
     busy: bool
     pending: tuple | None
     window: tuple[float, int, float, float] | None
+    ms_left: int
 
     def _join_decode(self, s: Seq) -> None:
         s.state = DECODE
@@ -112,9 +113,11 @@ class DecodeBatch:
             k += 1
         return k
 
-    def _start_window(self, t: float) -> bool:
+    def _start_window(self, t: float, cap: int = 0) -> bool:
         self.fin_clean()
         n = self.fin[0][0] - self.g if self.fin else 1
+        if cap:
+            n = min(n, cap)
         n = self._max_steps_for_blocks(n)
         if n <= 0:
             return False
@@ -137,7 +140,7 @@ class DecodeBatch:
 
     def interrupt(self, t: float) -> None:
         """A request arrived at ``t`` during a decode stretch: end it at the next boundary."""
-        if self.window is None:
+        if self.window is None or self.ms_left > 0:  # a multi-step run is not cut short
             return
         t0, n, a, b = self.window
         k = _steps_until(t - t0, a, b)

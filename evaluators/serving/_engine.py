@@ -104,6 +104,9 @@ class Engine(DecodeBatch):
         self.uniq = 0
         #: advance decode-only stretches in closed form (off: one event per step, for tests)
         self.fast_forward = True
+        #: multi-step scheduling: decode runs of ``ms_n`` steps, ``ms_left`` of the current one
+        self.ms_n = plan.num_scheduler_steps
+        self.ms_left = 0
 
     # -- queues --------------------------------------------------------------------------
     @property
@@ -277,6 +280,8 @@ class Engine(DecodeBatch):
     def start(self, t: float) -> None:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
         self.version += 1
+        if self.ms_n > 1 and self._multi_step(t):
+            return
         if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
                 and not self._swap_ready() and (self.n_dec <= self.budget or not self.mixed):
             if self._start_window(t):
@@ -289,6 +294,22 @@ class Engine(DecodeBatch):
         self.busy = True
         self.pending = batch
         self.sim.push(t + batch[0], self)
+
+    def _multi_step(self, t: float) -> bool:
+        """Multi-step scheduling: once a decode run starts, its ``ms_n`` steps run back to back
+        and waiting requests are admitted only when it ends (vLLM V0's multi-step worker
+        schedules once per run). True when a stretch of the run was started."""
+        if not self.n_dec or self.prefilling or self.swapped:
+            self.ms_left = 0
+            return False
+        if self.ms_left <= 0:
+            if self._can_admit():
+                return False  # a scheduler call between runs: admit / prefill as usual
+            self.ms_left = self.ms_n
+        if self._start_window(t, self.ms_left):
+            return True
+        self.ms_left = 0  # out of KV blocks: the scheduler preempts
+        return False
 
     def _schedule(self) -> tuple | None:
         self.allocated = False  # decoders' blocks for this step not yet taken
@@ -414,6 +435,8 @@ class Engine(DecodeBatch):
         if self.window is not None:
             _, k, _, _ = self.window
             self.window = None
+            if self.ms_left > 0:
+                self.ms_left -= k
             need = self._blocks_needed(k)
             self.free -= need
             self.alloc_total += need

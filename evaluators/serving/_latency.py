@@ -24,6 +24,9 @@ The engine's profile adds what its software does around that GPU work:
 * host work per step (``step_overhead_us`` + ``per_seq_overhead_us`` per running request):
   between steps, or overlapped with the GPU step when the engine schedules ahead
   (``cpu_overlap``: SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler).
+  With multi-step scheduling (``num_scheduler_steps`` n > 1, vLLM V0's
+  ``--num-scheduler-steps``) one scheduler call and one input preparation serve n decode steps
+  that run back to back, so a decode step carries 1/n of that host work.
 
 MoE layers route ``T * top_k`` token-expert pairs uniformly: the expected number of distinct
 experts hit is ``E * (1 - (1 - k/E)^T)``; under expert parallelism the busiest rank sets the
@@ -90,6 +93,7 @@ class StepModel:
         self.step_us = float(c("step_overhead_us")) * US
         self.seq_us = float(c("per_seq_overhead_us")) * US
         self.overlap = bool(c("cpu_overlap"))
+        self.host_share = 1.0 / max(1, plan.num_scheduler_steps)
         self.ar_lat = float(c("allreduce_latency_us")) * US
         self.moe_eff = float(c("expert_efficiency"))
         self.pre_attn_eff = float(c("prefill_attention_efficiency"))
@@ -213,12 +217,13 @@ class StepModel:
     def _host(self, seqs: int) -> float:
         return self.step_us + self.seq_us * seqs
 
-    def _finish(self, gpu: float, seqs: int, graph: bool) -> float:
-        """Wall time of a step: GPU work, kernel launches and the engine's host work."""
+    def _finish(self, gpu: float, seqs: int, graph: bool, share: float = 1.0) -> float:
+        """Wall time of a step: GPU work, kernel launches and the engine's host work (``share``
+        of it: a multi-step run's decode steps split one scheduler call)."""
         launch = 0.0 if graph else self.eager
         if self.overlap:
-            return max(gpu, launch + self._host(seqs))
-        return max(gpu, launch) + self._host(seqs)
+            return max(gpu, launch + share * self._host(seqs))
+        return max(gpu, launch) + share * self._host(seqs)
 
     def padded(self, b: int) -> int:
         """Rows a graph-captured decode batch of ``b`` computes."""
@@ -270,7 +275,7 @@ class StepModel:
         graph = b <= self.graph_max
         rows = self.padded(b) if graph else b
         gpu = self.linear(rows) + self.head(rows) + self.attn_decode(b, kv_sum)
-        return self._finish(gpu, b, graph)
+        return self._finish(gpu, b, graph, self.host_share)
 
     def step(self, tokens: int, logits: int, seqs: int, dec_b: int, dec_kv: float,
              chunks: list[tuple[int, int]]) -> float:

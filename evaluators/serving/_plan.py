@@ -53,7 +53,7 @@ GPU_KEYS = COMMON_KEYS + (
     "decode_workers", "decode_tp", "weight_dtype", "kv_dtype", "max_num_seqs",
     "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size", "mixed_prefill",
     "kv_block_size", "gpu_memory_utilization", "preemption_mode", "scheduling_policy",
-    "swap_space_gib", "kv_link_gbit_s", "offline")
+    "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
 #: llama-server's knobs as serving-real maps them (evaluators/serving/_engines.py), plus the
 #: weights' format (a property of the GGUF file, like ``model``)
 LLAMA_CPP_KEYS = COMMON_KEYS + (
@@ -158,6 +158,8 @@ class Plan:
     slo_tpot_ms: float | None
     dp_attention: bool = False
     offline: bool = False
+    #: decode steps per scheduler call (vLLM V0's ``--num-scheduler-steps``; 1: every step)
+    num_scheduler_steps: int = 1
     # llama.cpp only
     ubatch_size: int = 512
     kv_cache_tokens: int = 0
@@ -272,6 +274,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         slo_ttft_ms=_float(config, "slo_ttft_ms", None),
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
         dp_attention=_bool(config, "dp_attention", False), offline=offline,
+        num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
     )
     if plan.admission not in ADMISSIONS:
         raise UnknownName(f"profile {prof.name}: admission", plan.admission, list(ADMISSIONS))

@@ -158,3 +158,26 @@ def test_steady_state_ttft_at_moderate_concurrency_is_one_prefill_not_a_queue(en
     offline = EV.evaluate({**cfg, "offline": True,
                            "workload": {**cfg["workload"], "warmup_requests": 8}}).metrics
     assert offline["ttft_ms_p50"] < 2.5 * one_prefill
+
+
+V0_MS = {"model": "llama3.1-8b", "gpu": "a100_sxm_80gb", "chunked_prefill": False,
+         "mixed_prefill": False, "max_num_batched_tokens": 4096, "max_num_seqs": 256,
+         "workload": {"mode": "poisson", "rate": 6.0, "num_requests": 300, "seed": 3,
+                      "input_len": 200, "output_len": 200}}
+
+
+def test_multi_step_runs_split_host_work_and_make_arrivals_wait_for_the_run():
+    one = EV.evaluate(V0_MS).metrics
+    ten = EV.evaluate({**V0_MS, "num_scheduler_steps": 10}).metrics
+    # one scheduler call per 10 decode steps: the host work per token shrinks
+    assert ten["tpot_ms_p50"] < 0.9 * one["tpot_ms_p50"]
+    # a request arriving mid-run waits for the run's end (vLLM V0 multi-step's TTFT)
+    assert ten["ttft_ms_p50"] > one["ttft_ms_p50"] + 20
+    plan = parse({**V0_MS, "num_scheduler_steps": 10})
+    m = StepModel(plan, 1, 1, 1)
+    full = StepModel(parse(V0_MS), 1, 1, 1)
+    assert m.decode_step(64, 64 * 300) < full.decode_step(64, 64 * 300)
+    # prefill steps still carry a whole scheduler call
+    chunk = [(200, 200)]
+    assert m.step(264, 65, 65, 64, 64 * 300, chunk) == full.step(264, 65, 65, 64, 64 * 300,
+                                                                  chunk)
