@@ -79,6 +79,22 @@ def load_factor(p: object, st: Stack) -> float:
     return imb
 
 
+def host_floor(p: object, st: Stack, gpu_fwd: float) -> float:
+    """Host seconds a MoE layer's forward adds beyond its GPU time ``gpu_fwd``.
+
+    A dropless dispatcher sizes its receive buffers and the grouped GEMM's per-expert rows
+    from the routed-token counts, which it copies to the host and waits for (Megatron-Core's
+    alltoall dispatcher ``cuda_sync_point``; DeepEP's normal-mode dispatch polls the counts
+    in pinned host memory). The GPU's queue drains at that wait, so from there the layer
+    runs no faster than the host issues its kernels: ``max(host, GPU)``. Capacity-factor
+    runs (``moe_capacity_factor`` > 0, padded to capacity) have static shapes and no wait.
+    """
+    host = st.moe_sync_host
+    if host <= 0.0 or p.moe_capacity_factor:  # type: ignore[attr-defined]
+        return 0.0
+    return host - gpu_fwd if host > gpu_fwd else 0.0
+
+
 def tokens_in(p: object, tokens: float) -> float:
     """Tokens entering one rank's dispatch (its own share, gathered over the ETP group)."""
     if p.sequence_parallel and p.tp > 1:  # type: ignore[attr-defined]
@@ -221,4 +237,4 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in", "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "tokens_in", "unpaired_share"]
