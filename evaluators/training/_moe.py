@@ -30,6 +30,9 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
   holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
   token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
   sending ``top_k * (N - 1) / N`` copies across.
+* Host wait: a dropless dispatcher copies the routed-token counts to the host and waits for
+  them (buffer sizes, grouped GEMM rows); the GPU queue drains there, so the layer's forward
+  takes at least the stack's ``moe_sync_host_us`` (:func:`host_floor`).
 * ``moe_a2a_overlap`` (Megatron-Core ``--overlap-moe-expert-parallel-comm
   --delay-wgrad-compute``, ``combined_1f1b``): the forward of one micro-batch and the
   backward of another run layer by layer side by side, the all-to-alls on a communication
