@@ -30,6 +30,9 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
   holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
   token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
   sending ``top_k * (N - 1) / N`` copies across.
+* Host wait: a dropless dispatcher copies the routed-token counts to the host and waits for
+  them (buffer sizes, grouped GEMM rows); the GPU queue drains there, so the layer's forward
+  takes at least the stack's ``moe_sync_host_us`` (:func:`host_floor`).
 * ``moe_a2a_overlap`` (Megatron-Core ``--overlap-moe-expert-parallel-comm
   --delay-wgrad-compute``, ``combined_1f1b``): the forward of one micro-batch and the
   backward of another run layer by layer side by side, the all-to-alls on a communication
@@ -77,6 +80,22 @@ def load_factor(p: object, st: Stack) -> float:
     if cf and cf < imb:
         return max(cf, 1.0) if cf >= 1.0 else cf
     return imb
+
+
+def host_floor(p: object, st: Stack, gpu_fwd: float) -> float:
+    """Host seconds a MoE layer's forward adds beyond its GPU time ``gpu_fwd``.
+
+    A dropless dispatcher sizes its receive buffers and the grouped GEMM's per-expert rows
+    from the routed-token counts, which it copies to the host and waits for (Megatron-Core's
+    alltoall dispatcher ``cuda_sync_point``; DeepEP's normal-mode dispatch polls the counts
+    in pinned host memory). The GPU's queue drains at that wait, so from there the layer
+    runs no faster than the host issues its kernels: ``max(host, GPU)``. Capacity-factor
+    runs (``moe_capacity_factor`` > 0, padded to capacity) have static shapes and no wait.
+    """
+    host = st.moe_sync_host
+    if host <= 0.0 or p.moe_capacity_factor:  # type: ignore[attr-defined]
+        return 0.0
+    return host - gpu_fwd if host > gpu_fwd else 0.0
 
 
 def tokens_in(p: object, tokens: float) -> float:
@@ -221,4 +240,4 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "load_factor", "moe_time", "tokens_in", "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "tokens_in", "unpaired_share"]

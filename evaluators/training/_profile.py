@@ -53,6 +53,7 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "ep_a2a_overlap": (bool, None),
     "ep_overlap_sm_cost": (float, (0.0, 1.0)),
     "moe_imbalance": (float, (1.0, 4.0)),
+    "moe_sync_host_us": (float, (0.0, 20000.0)),
     "grouped_gemm": (bool, None),
     "pipeline_split": (str, PIPELINE_SPLITS),
     # memory
@@ -155,7 +156,8 @@ class Stack:
     __slots__ = ("profile", "key", "gemm", "attn_fwd", "attn_bwd", "ew", "layer_overhead",
                  "step_overhead", "micro_overhead", "grad_overlap", "fsdp_overlap",
                  "tp_overlap", "tp_bwd_overlap", "tp_sm_cost", "a2a_eff", "deepep_eff",
-                 "ep_a2a", "ep_sm_cost", "imbalance", "grouped_gemm", "balanced_split",
+                 "ep_a2a", "ep_sm_cost", "imbalance", "moe_sync_host", "grouped_gemm",
+                 "balanced_split",
                  "weight_bytes", "master_bytes", "grad_bytes", "optimizer_bytes", "prefetch",
                  "context_bytes", "nccl_bytes", "frag", "logit_bytes", "fp8_recipe",
                  "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes", "fp8_cast_bytes",
@@ -182,6 +184,7 @@ class Stack:
         self.ep_a2a = bool(c["ep_a2a_overlap"])
         self.ep_sm_cost = float(c["ep_overlap_sm_cost"])
         self.imbalance = float(c["moe_imbalance"])
+        self.moe_sync_host = 1e-6 * float(c.get("moe_sync_host_us", 0.0))
         self.grouped_gemm = bool(c["grouped_gemm"])
         self.balanced_split = c["pipeline_split"] == "balanced"
         self.weight_bytes = float(c["weight_bytes"])

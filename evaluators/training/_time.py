@@ -285,6 +285,9 @@ def layer_time(c: GpuConsts, p: Plan, sh: LayerShapes, nic_bw: float) -> LayerTi
         bwd += mt.bwd
         comm_f += mt.comm_fwd
         comm_b += mt.comm_bwd
+        # a dropless dispatcher waits on the host for the routed-token counts: the GPU queue
+        # drains, and the layer's forward takes at least the host's time to issue it
+        fwd += _moe.host_floor(p, st, fwd + comm_f)
         moe_f = mt.fwd + mt.comm_fwd
         moe_act_f = mt.act_fwd
 

@@ -278,6 +278,68 @@ def _log_errors(ev: TrainingSimEvaluator, refs: list[Reference], profile: Any) -
     return out
 
 
+def leave_one_out(framework: str) -> list[tuple[str, list[Reference], list[Reference],
+                                                list[str]]]:
+    """Per fit source of ``framework``: (file, its rows, the other fit rows, the constants
+    those other files name), for leave-one-source-out cross-validation."""
+    refs, _ = _fit_rows(framework)
+    out = []
+    for file in sorted({r.file for r in refs}):
+        held = [r for r in refs if r.file == file]
+        rest = [r for r in refs if r.file != file]
+        out.append((file, held, rest, sorted({c for r in rest for c in r.fits})))
+    return out
+
+
+def cross_validate(framework: str) -> dict[str, float]:
+    """Leave one fit source out: refit on the other fit sources (the constants they name;
+    a constant only the held-out source names keeps its shipped value) and print the median
+    |throughput error| of the held-out source's rows, shipped vs refitted constants."""
+    from evaluators._profiles import with_constants
+    from evaluators.training._profile import framework_profile
+
+    base = framework_profile(framework)
+    ev = TrainingSimEvaluator()
+    out = {}
+    for file, held, rest, names in leave_one_out(framework):
+        if not rest or not names:
+            print(f"{file}: no other fit source of {framework!r} to refit on")
+            continue
+        fitted = _least_squares(base, rest, names, quiet=True)
+        kept = sorted(set(held[0].fits) - set(names))
+        med = {}
+        for label, prof in (("shipped", base), ("refitted", with_constants(base, fitted))):
+            errs = _log_errors(ev, held, prof)
+            med[label] = 100 * statistics.median(abs(math.expm1(e)) for e in errs)
+        out[file] = med["refitted"]
+        print(f"held out {file} ({len(held)} rows): median |error| {med['refitted']:.1f}% "
+              f"refitted on the other {len(rest)} fit rows ({med['shipped']:.1f}% shipped); "
+              + ", ".join(f"{n} = {fitted[n]:.4g}" for n in names)
+              + (f"; kept at shipped: {', '.join(kept)}" if kept else ""))
+    return out
+
+
+def _least_squares(base: Any, refs: list[Reference], names: list[str],
+                   quiet: bool = False) -> dict[str, float]:
+    from scipy.optimize import least_squares
+
+    from evaluators._profiles import with_constants
+
+    lo = [base.fit_bounds[n][0] for n in names]
+    hi = [base.fit_bounds[n][1] for n in names]
+    x0 = [float(base.constants[n]) for n in names]
+    ev = TrainingSimEvaluator()
+
+    def resid(x: Any) -> list[float]:
+        prof = with_constants(base, dict(zip(names, map(float, x))))
+        prior = [FIT_PRIOR * (a - b) / (h - l) for a, b, l, h in zip(x, x0, lo, hi)]
+        return _log_errors(ev, refs, prof) + prior
+
+    res = least_squares(resid, x0, bounds=(lo, hi), x_scale=[h - l for l, h in zip(lo, hi)],
+                        diff_step=1e-3, max_nfev=400)
+    return dict(zip(names, map(float, res.x)))
+
+
 def fit(framework: str) -> dict[str, float]:
     """Least-squares fit of ``framework``'s profile constants named by its fit files' headers,
     on those files' rows only (log throughput error, weak prior); prints and returns them."""
@@ -319,9 +381,14 @@ def fit(framework: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", metavar="FRAMEWORK", help="re-fit this profile on its fit rows")
+    ap.add_argument("--cv", metavar="FRAMEWORK",
+                    help="leave one fit source out: refit on the others, score the held-out one")
     args = ap.parse_args(argv)
     if args.fit:
         fit(args.fit)
+        return
+    if args.cv:
+        cross_validate(args.cv)
         return
     report = run()
     for metric, s in report.summary().items():
@@ -335,4 +402,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["CHECK_LIMITS", "DATA", "GROUP_TARGETS", "TARGETS", "TrainingReport", "fit", "run"]
+__all__ = ["CHECK_LIMITS", "DATA", "GROUP_TARGETS", "TARGETS", "TrainingReport", "cross_validate",
+           "fit", "leave_one_out", "run"]

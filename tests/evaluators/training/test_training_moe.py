@@ -136,3 +136,22 @@ def test_all_to_all_overlap_is_a_stack_feature():
     res = EV.evaluate(cfg)
     assert res.status.value == "infeasible"
     assert "moe_a2a_overlap: the torchtitan stack does not overlap" in res.reason
+
+
+def test_dropless_dispatch_sync_floors_the_forward_at_host_time():
+    """A dropless dispatcher waits for the token counts on the host: a MoE layer's forward
+    then takes at least the host's time; capacity-padded runs (static shapes) do not wait."""
+    from evaluators._profiles import with_constants
+    from evaluators.training._profile import framework_profile
+
+    base = framework_profile("megatron")
+    slow_host = with_constants(base, {"moe_sync_host_us": 20000.0})
+    cfg = {**QWEN, "tp": 4, "recompute": "none", "moe_dispatcher": "deepep"}
+    fwd = EV.evaluate_with(cfg, base).artifacts["time_s"]["layer_fwd"]
+    floored = EV.evaluate_with(cfg, slow_host).artifacts["time_s"]["layer_fwd"]
+    assert fwd < 0.005 and 0.015 < floored <= 0.02  # the floor covers compute + exposed comm
+    # a GPU-bound forward is unchanged when the host is faster than it
+    fast_host = with_constants(base, {"moe_sync_host_us": 0.1 * fwd * 1e6})
+    assert EV.evaluate_with(cfg, fast_host).artifacts["time_s"]["layer_fwd"] == pytest.approx(fwd)
+    padded = {**cfg, "moe_capacity_factor": 1.0}
+    assert EV.evaluate_with(padded, slow_host).artifacts["time_s"]["layer_fwd"] < 0.02

@@ -98,3 +98,16 @@ def test_dgxc_rows_are_the_shared_reference():
     ours = _reference.read(_reference.DATA / "dgxc_h100_megatron.csv")
     assert [r.refs["ref_tokens_per_s"] for r in ours] == [float(r["tokens_per_s"])
                                                           for r in theirs]
+
+
+def test_leave_one_source_out_never_refits_on_the_held_out_source():
+    splits = validate_training.leave_one_out("megatron")
+    assert len(splits) >= 4
+    for file, held, rest, names in splits:
+        assert held and all(r.file == file for r in held)
+        assert all(r.file != file and r.split == "fit" for r in rest)
+        # constants only the held-out source names are not refitted without it
+        assert names == sorted({c for r in rest for c in r.fits})
+    by_file = {f: names for f, _, _, names in splits}
+    assert "a2a_efficiency" not in by_file["dgxc_h100_moe.csv"]
+    assert "moe_imbalance" not in by_file["modelzoo_qwen3_longctx_h100.csv"]
