@@ -9,9 +9,9 @@ from typing import Any
 import streamlit as st
 
 import tuner.analysis as A
-from dashboard import _data as D
 from tuner._readonly_storage import TrialRow
 from tuner.analysis._common import format_value
+from tuner.dashboard import _data as D
 
 STATE_BADGE = {"running": ":green[:material/play_circle: running]",
                "finished": ":material/check_circle: finished",

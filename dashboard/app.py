@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import _data as D
+from tuner.dashboard import _data as D
 
 HERE = Path(__file__).parent
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluators._profiles import Profile, with_constants
 from tuner import BadInput, EvalResult
+from tuner.evaluators._profiles import Profile, with_constants
 
 #: prior residual per bound width: measurement noise (~0.05 in log) over the prior's
 #: standard deviation (half the bound width)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evaluators import _microbench as mb
+from tuner.evaluators import _microbench as mb
 
 CPU_GEMM_SHAPES = [(m, n, k) for m in (1, 8, 64, 256, 1024)
                    for n, k in ((576, 576), (1536, 576), (576, 1536), (2048, 2048))]

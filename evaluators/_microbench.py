@@ -198,8 +198,8 @@ def allreduce(world: int, backend: str, sizes: list[int], timeout_s: float = 300
     from tuner import free_port, kill_group
 
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "evaluators._microbench", str(r), str(world),
-                               str(port), backend, json.dumps(sizes)],
+    procs = [subprocess.Popen([sys.executable, "-m", "tuner.evaluators._microbench", str(r),
+                               str(world), str(port), backend, json.dumps(sizes)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for r in range(world)]
     try:

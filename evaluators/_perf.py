@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evaluators._catalog import Hardware
+from tuner.evaluators._catalog import Hardware
 
 BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "fp4": 0.5}
 

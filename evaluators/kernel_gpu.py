@@ -1,10 +1,10 @@
-"""Moved: ``KernelGpuEvaluator`` lives in :mod:`evaluators.kernels` (registered as
-``evaluators.kernels:KernelGpuEvaluator``).
+"""Moved: ``KernelGpuEvaluator`` lives in :mod:`tuner.evaluators.kernels` (registered as
+``tuner.evaluators.kernels:KernelGpuEvaluator``).
 This module path is kept for one release and removed in 0.3.0."""
 
 import warnings
 
-from evaluators.kernels.gpu import (
+from tuner.evaluators.kernels.gpu import (
     NO_GPU,
     TOLERANCE,
     KernelGpuEvaluator,
@@ -12,8 +12,8 @@ from evaluators.kernels.gpu import (
     reference_attention,
 )
 
-warnings.warn("evaluators.kernel_gpu moved to evaluators.kernels "
-              "(evaluators.kernels:KernelGpuEvaluator); "
+warnings.warn("tuner.evaluators.kernel_gpu moved to tuner.evaluators.kernels "
+              "(tuner.evaluators.kernels:KernelGpuEvaluator); "
               "the old path is removed in 0.3.0", FutureWarning, stacklevel=2)
 
 __all__ = ["KernelGpuEvaluator", "NO_GPU", "TOLERANCE", "max_rel_error", "reference_attention"]

@@ -1,10 +1,10 @@
-"""Moved: ``KernelReplayEvaluator`` lives in :mod:`evaluators.kernels` (registered as
-``evaluators.kernels:KernelReplayEvaluator``).
+"""Moved: ``KernelReplayEvaluator`` lives in :mod:`tuner.evaluators.kernels` (registered as
+``tuner.evaluators.kernels:KernelReplayEvaluator``).
 This module path is kept for one release and removed in 0.3.0."""
 
 import warnings
 
-from evaluators.kernels.replay import (
+from tuner.evaluators.kernels.replay import (
     DATA_DIR,
     SCHEMA,
     KernelReplayEvaluator,
@@ -14,8 +14,8 @@ from evaluators.kernels.replay import (
     table_names,
 )
 
-warnings.warn("evaluators.kernel_replay moved to evaluators.kernels "
-              "(evaluators.kernels:KernelReplayEvaluator); "
+warnings.warn("tuner.evaluators.kernel_replay moved to tuner.evaluators.kernels "
+              "(tuner.evaluators.kernels:KernelReplayEvaluator); "
               "the old path is removed in 0.3.0", FutureWarning, stacklevel=2)
 
 __all__ = ["DATA_DIR", "KernelReplayEvaluator", "ReplayTable", "SCHEMA", "iter_shapes",

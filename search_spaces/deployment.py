@@ -17,11 +17,11 @@ Parameters, by domain (``domain_of`` says which; the dashboard groups a front by
   memory fraction, preemption, policy);
 * kernels: block sizes, warps, stages and split-K of the decode and prefill tiles.
 
-Constraints are ``evaluators.deployment._compose.problems``: across domains (the mix's weights
-and the longest request's KV in its dtype must fit each GPU at this ``tp``; a tile must fit the
-GPU's shared memory and registers, fp8 tiles need ``block_k >= 32``, a tile no larger than its
-GEMM) and within serving (heads divisible by ``tp``, ``ep`` dividing ``tp`` and the experts, the
-GPU budget), each with its numbers, checked before anything is simulated.
+Constraints are ``tuner.evaluators.deployment._compose.problems``: across domains (the mix's
+weights and the longest request's KV in its dtype must fit each GPU at this ``tp``; a tile must
+fit the GPU's shared memory and registers, fp8 tiles need ``block_k >= 32``, a tile no larger
+than its GEMM) and within serving (heads divisible by ``tp``, ``ep`` dividing ``tp`` and the
+experts, the GPU budget), each with its numbers, checked before anything is simulated.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import get_hardware, model_from_config
-from evaluators.deployment import DOMAIN_OF, problems
-from evaluators.deployment._params import deployment_params
 from tuner import BadInput, BaseSpace, Param
+from tuner.evaluators._catalog import get_hardware, model_from_config
+from tuner.evaluators.deployment import DOMAIN_OF, problems
+from tuner.evaluators.deployment._params import deployment_params
 
 _SMALL_WORKLOAD = {"mode": "poisson", "rate": 4.0, "num_requests": 60, "seed": 0,
                    "input_len": {"dist": "uniform", "low": 64, "high": 512}, "output_len": 64}
@@ -82,7 +82,7 @@ class DeploymentSpace(BaseSpace):
         if "workload" not in ctx:
             raise BadInput("space.context.workload", "required (a table, a catalog name or "
                            "{\"trace\": \"file.csv\"})")
-        from evaluators.deployment._compose import compose
+        from tuner.evaluators.deployment._compose import compose
 
         compose({**ctx, "gpu": self._gpus[0]})  # types, engine and workload checked now
         self._moe = model.is_moe

@@ -36,8 +36,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import Hardware, get_hardware
-from evaluators.kernels._tiles import (
+from tuner import BadInput, BaseSpace, Categorical, Param
+from tuner.evaluators._catalog import Hardware, get_hardware
+from tuner.evaluators.kernels._tiles import (
     BLOCKS,
     DTYPE_BYTES,
     GROUP_M,
@@ -55,7 +56,6 @@ from evaluators.kernels._tiles import (
     occupancy,
     problem_block_limit,
 )
-from tuner import BadInput, BaseSpace, Categorical, Param
 
 #: every value a tile parameter can take (a study file may narrow or pin within these)
 DOMAIN = {"block_m": BLOCKS, "block_n": BLOCKS, "block_k": BLOCKS, "group_m": GROUP_M,

@@ -38,7 +38,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators.quant._plan import (
+from tuner import BadInput, BaseSpace, Categorical, Param, UnknownName
+from tuner.evaluators.quant._plan import (
     CONTEXT_KEYS,
     EIGHT_BIT_FORMATS,
     EMBED_BITS,
@@ -58,7 +59,6 @@ from evaluators.quant._plan import (
     size_gib,
     weight_format,
 )
-from tuner import BadInput, BaseSpace, Categorical, Param, UnknownName
 
 _SIM_DEFAULTS = {"gpu": "h100_sxm", "gpus": 1, "batch_size": 1, "prompt_len": 1024,
                  "output_len": 256, "memory_fraction": 0.9}
@@ -95,7 +95,7 @@ class QuantSpace(BaseSpace):
         ctx = {"model": MINILM, **context}
         self.target: Target = resolve_target(ctx["model"], "space.context.model")
         if self.target.kind == "catalog":
-            from evaluators._catalog import get_hardware
+            from tuner.evaluators._catalog import get_hardware
 
             ctx = {**_SIM_DEFAULTS, **ctx}
             get_hardware(ctx["gpu"], "space.context.gpu")

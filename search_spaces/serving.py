@@ -12,7 +12,7 @@ it, whether whole prompts share steps with decodes; KV block size, ``gpu_memory_
 preemption mode, scheduling policy). Every parameter is categorical
 so studies can enumerate their space for ground truth; narrow it in the study file.
 
-Constraints (with their numbers) come from ``evaluators.serving._plan.problems``: heads
+Constraints (with their numbers) come from ``tuner.evaluators.serving._plan.problems``: heads
 divisible by ``tp``, ``ep`` dividing ``tp`` and the experts, the GPU budget, weights + activations
 + the longest request's KV fitting in memory, prompts fitting the token budget without chunked
 prefill, and no duplicate spellings of one plan.
@@ -31,9 +31,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import get_hardware, model_from_config
-from evaluators.serving._cpu_plan import kv_bytes_per_token, weight_bytes
-from evaluators.serving._plan import (
+from tuner import BadInput, BaseSpace, Categorical, Param
+from tuner.evaluators._catalog import get_hardware, model_from_config
+from tuner.evaluators.serving._cpu_plan import kv_bytes_per_token, weight_bytes
+from tuner.evaluators.serving._plan import (
     ALLOWED_KEYS,
     CONFIG_KEYS,
     GIB,
@@ -47,7 +48,6 @@ from evaluators.serving._plan import (
     plan_workload,
     problems,
 )
-from tuner import BadInput, BaseSpace, Categorical, Param
 
 AGG = {"disaggregated": (False,)}
 DISAGG = {"disaggregated": (True,)}

@@ -43,8 +43,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from evaluators.training._memory import GIB, in_flight, stage_memory
-from evaluators.training._plan import (
+from tuner import BadInput, BaseSpace, Categorical, Param, is_active
+from tuner.evaluators.training._memory import GIB, in_flight, stage_memory
+from tuner.evaluators.training._plan import (
     ALLOWED_KEYS,
     DTYPES,
     PLAN_DEFAULTS,
@@ -53,10 +54,9 @@ from evaluators.training._plan import (
     resolve_hardware,
     resolve_model,
 )
-from evaluators.training._profile import framework_profile
-from evaluators.training._shapes import layer_shapes
-from evaluators.training._stages import layout
-from tuner import BadInput, BaseSpace, Categorical, Param, is_active
+from tuner.evaluators.training._profile import framework_profile
+from tuner.evaluators.training._shapes import layer_shapes
+from tuner.evaluators.training._stages import layout
 
 #: the searched parameters, in suggestion order
 PARAM_NAMES = ("tp", "pp", "pp_interleave", "pp_embedding_as_layer", "pp_loss_as_layer", "cp",

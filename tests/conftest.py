@@ -55,6 +55,11 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b"{{}}")
     def do_POST(self):
+        if mode == "full":  # llama-server's reply when the shared KV cache is full
+            self.send_response(200); self.end_headers()
+            self.wfile.write(b'data: {{"error":{{"code":500,"message":"Context size has been '
+                             b'exceeded.","type":"server_error"}}}}\\n\\n')
+            return
         print("decode: n_tokens = 45", flush=True)
         os.kill(os.getpid(), signal.SIGSEGV)
     def log_message(self, *a):
@@ -68,7 +73,8 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 def fake_server(tmp_path, monkeypatch):
     """A stand-in engine as ``$TUNER_LLAMA_SERVER``; ``$FAKE_MODE`` picks how it misbehaves:
     bad-flag (exits 1 at start), hang (never healthy), oom (dies at start for lack of
-    memory), segv (healthy, crashes on the first request)."""
+    memory), segv (healthy, crashes on the first request), full (refuses every request: the
+    KV cache is full)."""
     exe = tmp_path / "llama-server"
     exe.write_text(FAKE.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: folder -> the import package it installs as
+PACKAGES = {"tuner": "tuner", "search_spaces": "tuner.search_spaces",
+            "evaluators": "tuner.evaluators"}
 MODULES = sorted(
-    ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    for pkg in ("tuner", "search_spaces", "evaluators")
-    for p in (ROOT / pkg).rglob("*.py") if ">>> " in p.read_text())
+    ".".join((pkg, *p.relative_to(ROOT / folder).with_suffix("").parts)).removesuffix(".__init__")
+    for folder, pkg in PACKAGES.items()
+    for p in (ROOT / folder).rglob("*.py") if ">>> " in p.read_text())
 
 
 def test_some_modules_have_examples():

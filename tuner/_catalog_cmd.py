@@ -99,7 +99,7 @@ def _evaluators(console: Any, metrics_only: bool) -> None:
 
 
 def _workloads(console: Any) -> None:
-    from evaluators._catalog import CATALOG_DIR
+    from tuner.evaluators._catalog import CATALOG_DIR
 
     t = _table("workloads (serving: config key workload = NAME)", ("name", "description"))
     for path in sorted((CATALOG_DIR / "workloads").glob("*.toml")):
@@ -112,8 +112,8 @@ def _workloads(console: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators import _catalog as cat
     from tuner import registry
+    from tuner.evaluators import _catalog as cat
 
     console = _console()
     what = args.what

@@ -8,6 +8,7 @@ A study file with a ``[fidelity]`` table runs this instead of a sampler::
     [fidelity]
     screen = "serving-sim"           # an analytical evaluator with a calibratable profile
     top_k = 8                        # configs measured per round
+    explore = 2                      # and configs that spread over the space (default 0)
     rounds = 3
     recalibrate = true
 
@@ -15,12 +16,16 @@ Each round the screen scores the candidates (every valid config of a finite spac
 ``pool``, else ``pool`` distinct valid samples), ranks its predicted front (non-dominated rank
 under the study's objectives and constraints, then the first objective), and the best
 ``top_k`` not yet measured are measured through the normal runner (pool, timeouts, cache,
-storage). Each measured trial also stores what the screen predicted for it, as
-``predicted_<metric>`` beside the measured metrics (what the dashboard's Fidelity page reads),
-and its round (``fidelity_round``). With ``recalibrate``, the screen's stack profile is then fitted
-to every measurement so far (``tuner calibrate``'s fit), and the next round ranks with it. The
-study records each round's prediction error before recalibration and the constants in effect
-(attribute ``tuner.fidelity``); ``profile_out`` writes the final calibrated profile.
+storage), with ``explore`` more that lie farthest from everything measured or chosen (greedy
+maximin over the knobs' levels): the top of a front is often near-duplicates (two cache
+sizes of one plan), which cannot tell a profile's constants apart, and a calibration that
+never saw a single-slot or single-thread run extrapolates to them badly. Each measured trial
+also stores what the screen predicted for it, as ``predicted_<metric>`` beside the measured
+metrics (what the dashboard's Fidelity page reads), and its round (``fidelity_round``). With
+``recalibrate``, the screen's stack profile is then fitted to every measurement so far
+(``tuner calibrate``'s fit), and the next round ranks with it. The study records each round's
+prediction error before recalibration and the constants in effect (attribute
+``tuner.fidelity``); ``profile_out`` writes the final calibrated profile.
 """
 
 from __future__ import annotations
@@ -71,6 +76,48 @@ def candidates(space: Any, pool: int, seed: int) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def _levels(configs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each knob's values in the pool, as positions in [0, 1] (sorted, booleans and names
+    included): the coordinates ``spread`` measures distance in."""
+    out = {}
+    for k in sorted({k for c in configs for k in c}):
+        vals = sorted({repr(c.get(k)) for c in configs},
+                      key=lambda v: (0, float(v), "") if _number(v) else (1, 0.0, v))
+        out[k] = {v: i / max(1, len(vals) - 1) for i, v in enumerate(vals)}
+    return out
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text not in ("True", "False")
+
+
+def spread(params: Sequence[Mapping[str, Any]], taken: Sequence[Mapping[str, Any]],
+           n: int) -> list[int]:
+    """Indices of ``n`` of ``params`` chosen one by one, each the farthest (Euclidean, over
+    the knobs' level positions) from ``taken`` and those already chosen."""
+    levels = _levels([*params, *taken])
+
+    def point(p: Mapping[str, Any]) -> list[float]:
+        return [levels[k][repr(p.get(k))] for k in levels]
+
+    pts = [point(p) for p in params]
+    near = [math.inf] * len(pts)
+    for q in map(point, taken):
+        near = [min(d, math.dist(p, q)) for d, p in zip(near, pts)]
+    chosen: list[int] = []
+    for _ in range(min(n, len(pts))):
+        best = max((i for i in range(len(pts)) if i not in chosen), key=lambda i: near[i])
+        if near[best] == 0:
+            break
+        chosen.append(best)
+        near = [min(d, math.dist(p, pts[best])) for d, p in zip(near, pts)]
+    return chosen
+
+
 def rank(predictions: Sequence[tuple[dict[str, Any], Mapping[str, float]]], objectives: Any,
          constraints: Any) -> list[dict[str, Any]]:
     """Configs by predicted non-dominated rank (feasible first), then the first objective."""
@@ -109,8 +156,8 @@ def median_errors(pairs: list[tuple[Mapping[str, float], Mapping[str, float]]],
 def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                log: Callable[[str], None] = print) -> tuple[Any, list[Round]]:
     """Run the study's ladder; the last round's ``RunSummary`` and every round's record."""
-    from evaluators._calibration import Row, fit_profile
     from tuner._setup import StudySetup
+    from tuner.evaluators._calibration import Row, fit_profile
     from tuner.registry import make_evaluator
     from tuner.runner import Runner
 
@@ -133,6 +180,7 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                                  + [m for m in ERROR_METRICS if m in screen.metrics]))
     measured: dict[Any, tuple[dict[str, Any], dict[str, float]]] = {}
     predicted: dict[Any, dict[str, float]] = {}  # every config sent to be measured
+    sent: list[dict[str, Any]] = []  # their knobs
     rounds: list[Round] = []
     summary = None
     done = 0
@@ -144,14 +192,20 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
             if res.status.value == "ok":
                 preds.append((cfg, dict(res.metrics)))
         by_key = {params_key(setup.space.param_values(c)): m for c, m in preds}
-        todo = [c for c in rank(preds, spec.objectives, spec.constraints)
-                if params_key(setup.space.param_values(c)) not in predicted][:fid.top_k]
+        ranked = [c for c in rank(preds, spec.objectives, spec.constraints)
+                  if params_key(setup.space.param_values(c)) not in predicted]
+        todo = ranked[:fid.top_k]
+        if fid.explore:
+            rest = [setup.space.param_values(c) for c in ranked[fid.top_k:]]
+            taken = sent + [setup.space.param_values(c) for c in todo]
+            todo += [ranked[fid.top_k + i] for i in spread(rest, taken, fid.explore)]
         if not todo:
             log(f"round {r}: every config the screen ranks was measured; stopping")
             break
         rnd = Round(r, constants={k: v for k, v in (profile.constants.items() if profile
                                                      else ()) if isinstance(v, (int, float))})
         keys = [params_key(setup.space.param_values(c)) for c in todo]
+        sent += [setup.space.param_values(c) for c in todo]
         for k in keys:
             predicted[k] = by_key[k]
 
@@ -187,7 +241,7 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                                                profile.constants.items()
                                                if k in profile.fit_bounds))
     if fid.profile_out and profile is not None and fid.recalibrate and len(measured) >= 3:
-        from evaluators._calibration import calibrate, write_profile
+        from tuner.evaluators._calibration import calibrate, write_profile
 
         rows = [Row(c, {k: v for k, v in m.items() if v > 0}, f"measured {i}")
                 for i, (c, m) in enumerate(measured.values())]
@@ -197,4 +251,5 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
     return summary, rounds
 
 
-__all__ = ["ERROR_METRICS", "Round", "candidates", "median_errors", "rank", "run_ladder"]
+__all__ = ["ERROR_METRICS", "Round", "candidates", "median_errors", "rank", "run_ladder",
+           "spread"]

@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _study_rows(name: str, storage: str | None) -> list:
-    from evaluators._calibration import Row
     from tuner._readonly_storage import ReadOnlyStorage
+    from tuner.evaluators._calibration import Row
     from tuner.storage import storage_url
 
     ro = ReadOnlyStorage(storage_url(storage))
@@ -53,7 +53,7 @@ def _study_rows(name: str, storage: str | None) -> list:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from evaluators._calibration import calibrate, read_rows, write_profile
+    from tuner.evaluators._calibration import calibrate, read_rows, write_profile
     from tuner.registry import make_evaluator
 
     options = json.loads(args.options) if args.options else {}

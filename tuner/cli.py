@@ -104,11 +104,13 @@ def _run_ladder(spec: Any, args: argparse.Namespace) -> int:
 
     if args.trials or args.sampler:
         raise BadInput("--trials" if args.trials else "--sampler", "a [fidelity] study is "
-                       "budgeted by fidelity.top_k x fidelity.rounds and picks its own configs")
+                       "budgeted by (fidelity.top_k + fidelity.explore) x fidelity.rounds and "
+                       "picks its own configs")
     console = _console()
     fid = spec.fidelity
     console.print(f"study [bold]{spec.name}[/]  fidelity ladder: screen {fid.screen}, measure "
-                  f"{spec.evaluator.name}, top {fid.top_k} x {fid.rounds} rounds"
+                  f"{spec.evaluator.name}, top {fid.top_k}"
+                  f"{f' + {fid.explore} spread' if fid.explore else ''} x {fid.rounds} rounds"
                   f"{', recalibrating' if fid.recalibrate else ''}", highlight=False)
     progress = ("off" if args.quiet else "bar" if args.progress or sys.stderr.isatty()
                 else "lines")

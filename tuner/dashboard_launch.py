@@ -17,7 +17,7 @@ ENV_STORAGE = "TUNER_DASHBOARD_STORAGE"
 
 
 def app_path() -> Path:
-    import dashboard
+    from tuner import dashboard
 
     return Path(dashboard.__file__).resolve().parent / "app.py"
 

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluators._hardware_profile import profile_hardware
+    from tuner.evaluators._hardware_profile import profile_hardware
 
     out = Path(args.out)
     if out.suffix != ".toml":

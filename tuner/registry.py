@@ -16,25 +16,25 @@ from typing import Any
 from tuner._errors import BadInput, UnknownName
 
 SPACES: dict[str, str] = {
-    "training": "search_spaces.training:TrainingSpace",
-    "serving": "search_spaces.serving:ServingSpace",
-    "kernel-gemm": "search_spaces.kernels:GemmTileSpace",
-    "kernel-attention": "search_spaces.kernels:AttentionTileSpace",
-    "quantization": "search_spaces.quantization:QuantSpace",
-    "deployment": "search_spaces.deployment:DeploymentSpace",
+    "training": "tuner.search_spaces.training:TrainingSpace",
+    "serving": "tuner.search_spaces.serving:ServingSpace",
+    "kernel-gemm": "tuner.search_spaces.kernels:GemmTileSpace",
+    "kernel-attention": "tuner.search_spaces.kernels:AttentionTileSpace",
+    "quantization": "tuner.search_spaces.quantization:QuantSpace",
+    "deployment": "tuner.search_spaces.deployment:DeploymentSpace",
 }
 
 EVALUATORS: dict[str, str] = {
-    "training-sim": "evaluators.training:TrainingSimEvaluator",
-    "serving-sim": "evaluators.serving:ServingSimEvaluator",
-    "kernel-sim": "evaluators.kernels:KernelSimEvaluator",
-    "kernel-gpu": "evaluators.kernels:KernelGpuEvaluator",
-    "kernel-replay": "evaluators.kernels:KernelReplayEvaluator",
-    "quant-real": "evaluators.quant:QuantRealEvaluator",
-    "quant-sim": "evaluators.quant:QuantSimEvaluator",
-    "command": "evaluators.command:CommandEvaluator",
-    "serving-real": "evaluators.serving:ServingRealEvaluator",
-    "deployment-sim": "evaluators.deployment:DeploymentSimEvaluator",
+    "training-sim": "tuner.evaluators.training:TrainingSimEvaluator",
+    "serving-sim": "tuner.evaluators.serving:ServingSimEvaluator",
+    "kernel-sim": "tuner.evaluators.kernels:KernelSimEvaluator",
+    "kernel-gpu": "tuner.evaluators.kernels:KernelGpuEvaluator",
+    "kernel-replay": "tuner.evaluators.kernels:KernelReplayEvaluator",
+    "quant-real": "tuner.evaluators.quant:QuantRealEvaluator",
+    "quant-sim": "tuner.evaluators.quant:QuantSimEvaluator",
+    "command": "tuner.evaluators.command:CommandEvaluator",
+    "serving-real": "tuner.evaluators.serving:ServingRealEvaluator",
+    "deployment-sim": "tuner.evaluators.deployment:DeploymentSimEvaluator",
 }
 
 #: sampler factories: ``factory(space, directions, seed, **options) -> optuna BaseSampler``
@@ -56,12 +56,18 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+#: import roots that now install inside ``tuner``: a stored study may still name them
+_MOVED_ROOTS = ("evaluators.", "search_spaces.", "dashboard.")
+
+
 def resolve(kind: str, table: dict[str, str], name: str, plugins: bool = True) -> Any:
     """The object registered as ``name`` in ``table`` (or, with ``plugins``, the one an
     import path ``module:attr`` names); ``kind`` names the field in errors."""
     if isinstance(name, str) and name in table:
         return _load(table[name])
     if plugins and isinstance(name, str) and ":" in name:
+        if name.startswith(_MOVED_ROOTS):
+            name = f"tuner.{name}"
         module, _, attr = name.partition(":")
         if not module or not attr or not all(p.isidentifier() for p in module.split(".")) \
                 or not attr.isidentifier():
@@ -148,8 +154,8 @@ def make_evaluator(name: str, options: dict[str, Any] | None = None) -> Any:
 
 #: ``tuner validate DOMAIN``: functions returning a ``tuner.ValidationReport``
 VALIDATIONS: dict[str, str] = {
-    "training": "evaluators.training.validation:run",
-    "serving": "evaluators.serving.validation:run",
-    "kernels": "evaluators.kernels.validation:run",
-    "quantization": "evaluators.quant.validation:run",
+    "training": "tuner.evaluators.training.validation:run",
+    "serving": "tuner.evaluators.serving.validation:run",
+    "kernels": "tuner.evaluators.kernels.validation:run",
+    "quantization": "tuner.evaluators.quant.validation:run",
 }

@@ -131,6 +131,9 @@ class FidelitySpec(_Strict):
     screen: str
     screen_options: dict[str, Any] = Field(default_factory=dict)
     top_k: int = Field(default=8, ge=1, le=10_000)
+    #: configs per round chosen to spread over the space rather than for their rank: the
+    #: top of a front is often near-duplicates, which cannot tell a profile's constants apart
+    explore: int = Field(default=0, ge=0, le=10_000)
     rounds: int = Field(default=3, ge=1, le=100)
     recalibrate: bool = True
     #: configs the screen scores per round (a finite space smaller than this: all of them)

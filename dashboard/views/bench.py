@@ -8,9 +8,9 @@ from pathlib import Path
 import streamlit as st
 
 import tuner.analysis as A
-from dashboard import _data as D
-from dashboard import _plots as P
 from tuner._errors import BadInput
+from tuner.dashboard import _data as D
+from tuner.dashboard import _plots as P
 
 st.title("Sampler benchmark")
 folders = D.bench_folders()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import tuner.analysis as A
-from dashboard import _data as D
-from dashboard import _plots as P
+from tuner.dashboard import _data as D
+from tuner.dashboard import _plots as P
 
 url = D.storage_url()
 st.title("Compare studies")

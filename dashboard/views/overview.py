@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tuner.analysis as A
-from dashboard import _data as D
+from tuner.dashboard import _data as D
 
 url = D.storage_url()
 st.title("Studies")

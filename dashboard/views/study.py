@@ -9,10 +9,10 @@ from typing import Any
 import streamlit as st
 
 import tuner.analysis as A
-from dashboard import _data as D
-from dashboard import _plots as P
-from dashboard import _widgets as W
 from tuner.analysis._importance import MAX_TRIALS
+from tuner.dashboard import _data as D
+from tuner.dashboard import _plots as P
+from tuner.dashboard import _widgets as W
 
 url = D.storage_url()
 name = W.pick_study(url)

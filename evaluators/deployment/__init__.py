@@ -6,9 +6,9 @@ space              ``search_spaces/deployment.py`` (``deployment``; its constrai
                    ``_compose.problems``, so space and simulator agree on validity)
 evaluators         ``sim.py``: ``deployment-sim`` (:class:`DeploymentSimEvaluator`)
 model modules      ``_keys`` (config keys and the domain of each), ``_mix`` (a quantization
-                   mix through ``evaluators.quant``: size, quality, bytes and compute dtype per
-                   layer group), ``_kernels`` (dominant GEMM shapes and tiles through
-                   ``evaluators.kernels``), ``_compose`` (the serving plan with the mix's
+                   mix through ``tuner.evaluators.quant``: size, quality, bytes and compute
+                   dtype per layer group), ``_kernels`` (dominant GEMM shapes and tiles through
+                   ``tuner.evaluators.kernels``), ``_compose`` (the serving plan with the mix's
                    weights and the kernels' multipliers, and the reasons it cannot run)
 pipelines          ``pipelines.py``: the joint search, the sequential practitioner pipeline
                    (mix for quality and size, then plan, then tiles) and uniform fp8 / int4
@@ -21,10 +21,10 @@ figures            ``python -m tuner.benchmarks.deployment_joint``
 =================  ===========================================================================
 """
 
-from evaluators.deployment._compose import compose, problems
-from evaluators.deployment._kernels import TILE_CHOICES
-from evaluators.deployment._keys import DOMAIN_OF, DOMAINS
-from evaluators.deployment.sim import DeploymentSimEvaluator
+from tuner.evaluators.deployment._compose import compose, problems
+from tuner.evaluators.deployment._kernels import TILE_CHOICES
+from tuner.evaluators.deployment._keys import DOMAIN_OF, DOMAINS
+from tuner.evaluators.deployment.sim import DeploymentSimEvaluator
 
 __all__ = ["DOMAINS", "DOMAIN_OF", "TILE_CHOICES", "DeploymentSimEvaluator", "compose",
            "problems"]

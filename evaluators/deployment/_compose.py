@@ -15,18 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators._catalog import get_hardware
-from evaluators.deployment._kernels import Gemm, dominant_gemms, tile_problems, tiles_of
-from evaluators.deployment._keys import (
+from tuner import BadInput
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.deployment._kernels import Gemm, dominant_gemms, tile_problems, tiles_of
+from tuner.evaluators.deployment._keys import (
     CONFIG_KEYS,
     CONTEXT_KEYS,
     PLAN_KEYS,
     SCHEDULER_KEYS,
 )
-from evaluators.deployment._mix import Mix, mix_of
-from evaluators.serving._plan import GPU_ENGINES, Plan, parse
-from evaluators.serving._plan import problems as serving_problems
-from tuner import BadInput
+from tuner.evaluators.deployment._mix import Mix, mix_of
+from tuner.evaluators.serving._plan import GPU_ENGINES, Plan, parse
+from tuner.evaluators.serving._plan import problems as serving_problems
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators._catalog import Hardware, get_hardware
-from evaluators.deployment._keys import PHASES, TILE_PARAMS
-from evaluators.kernels import KernelSimEvaluator
-from evaluators.kernels._tiles import gemm_reasons
-from evaluators.serving._geometry import geometry
-from evaluators.serving._latency import DECODE_ROWS
 from tuner import BadInput, Status
+from tuner.evaluators._catalog import Hardware, get_hardware
+from tuner.evaluators.deployment._keys import PHASES, TILE_PARAMS
+from tuner.evaluators.kernels import KernelSimEvaluator
+from tuner.evaluators.kernels._tiles import gemm_reasons
+from tuner.evaluators.serving._geometry import geometry
+from tuner.evaluators.serving._latency import DECODE_ROWS
 
 GROUP_M = 8
 #: tile choices per regime: small-M tiles (and split-K) for decode, large tiles for prefill

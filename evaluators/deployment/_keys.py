@@ -7,7 +7,7 @@ objective. ``DOMAIN_OF`` is that grouping (the search space exposes it to the da
 
 from __future__ import annotations
 
-from evaluators.quant import ROLES
+from tuner.evaluators.quant import ROLES
 
 #: the deployment itself (what a serving plan fixes before any knob): fixed context and plan
 CONTEXT_KEYS = ("model", "gpu", "engine", "num_gpus", "workload", "slo_ttft_ms",

@@ -1,7 +1,7 @@
 """A quantization mix, composed: the quantization model's plan, size and quality proxy, and
 what the serving model needs of it (bytes and compute dtype per layer group, the KV dtype).
 
-Nothing here re-derives the quantization model: the plan is ``evaluators.quant``'s
+Nothing here re-derives the quantization model: the plan is ``tuner.evaluators.quant``'s
 ``build_plan`` of the same keys, the size its ``size_gib``, the quality ``quant-sim``'s proxy.
 What is added is the translation to the serving model's :class:`WeightMix`: per layer group,
 the stored bytes per weight averaged over the layers (weighted by their parameters, so a
@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators._catalog import Hardware
-from evaluators.quant import ROLES, bits_per_weight, build_plan, resolve_target, size_gib
-from evaluators.quant._plan import Plan as QuantPlan
-from evaluators.quant._plan import avg_bits
-from evaluators.quant.sim import compute_dtype, quality_proxy
-from evaluators.serving._geometry import WeightMix
 from tuner import BadInput
+from tuner.evaluators._catalog import Hardware
+from tuner.evaluators.quant import ROLES, bits_per_weight, build_plan, resolve_target, size_gib
+from tuner.evaluators.quant._plan import Plan as QuantPlan
+from tuner.evaluators.quant._plan import avg_bits
+from tuner.evaluators.quant.sim import compute_dtype, quality_proxy
+from tuner.evaluators.serving._geometry import WeightMix
 
 #: KV-cache widths the serving engines store (vLLM/SGLang/TRT-LLM: bf16 or fp8; no int4 KV)
 KV_DTYPES = {16: "bf16", 8: "fp8"}

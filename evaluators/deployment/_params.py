@@ -3,10 +3,10 @@ the pipelines, which search sub-spaces of it without importing the space)."""
 
 from __future__ import annotations
 
-from evaluators.deployment._kernels import TILE_CHOICES
-from evaluators.quant import ROLES
-from evaluators.serving._plan import POLICIES, PREEMPTION_MODES
 from tuner import Categorical, Param
+from tuner.evaluators.deployment._kernels import TILE_CHOICES
+from tuner.evaluators.quant import ROLES
+from tuner.evaluators.serving._plan import POLICIES, PREEMPTION_MODES
 
 AGG = {"disaggregated": (False,)}
 DISAGG = {"disaggregated": (True,)}

@@ -30,14 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluators.deployment._compose import compose, problems
-from evaluators.deployment._kernels import best_tile, dominant_gemms
-from evaluators.deployment._keys import DOMAIN_OF
-from evaluators.deployment._mix import mix_of
-from evaluators.deployment._params import deployment_params
-from evaluators.deployment.sim import DeploymentSimEvaluator
-from evaluators.quant import ROLES
 from tuner import Categorical, Status, is_active
+from tuner.evaluators.deployment._compose import compose, problems
+from tuner.evaluators.deployment._kernels import best_tile, dominant_gemms
+from tuner.evaluators.deployment._keys import DOMAIN_OF
+from tuner.evaluators.deployment._mix import mix_of
+from tuner.evaluators.deployment._params import deployment_params
+from tuner.evaluators.deployment.sim import DeploymentSimEvaluator
+from tuner.evaluators.quant import ROLES
 
 PENALTY = 1e6  # objective of a config that breaks a constraint (TPE learns to avoid it)
 
@@ -157,7 +157,7 @@ def cost_floor(config: Mapping[str, Any]) -> float:
     """A lower bound of ``cost_usd_per_mtok``: the plan's GPUs for the workload's arrival span
     at the very least, serving every output token (a run lasts at least from the first
     arrival to the last)."""
-    from evaluators.serving._plan import plan_workload
+    from tuner.evaluators.serving._plan import plan_workload
 
     plan = compose(config).plan
     wl = plan_workload(plan)

@@ -1,12 +1,12 @@
 """``deployment-sim``: a serving plan x a quantization mix x scheduler knobs x kernel tiles, scored
 jointly by composing the domain models (none is copied here):
 
-* quantization (``evaluators.quant``): the mix's plan, model size and ``quant-sim``'s quality
+* quantization (``tuner.evaluators.quant``): the mix's plan, model size and ``quant-sim``'s quality
   proxy, translated into bytes and compute dtype per layer group and the KV dtype (``_mix``);
-* kernels (``evaluators.kernels``): the dominant GEMM's decode and prefill shapes on this GPU
+* kernels (``tuner.evaluators.kernels``): the dominant GEMM's decode and prefill shapes on this GPU
   at this ``tp`` and format, checked against the GPU and priced by ``kernel-sim`` relative to
   the best tile (``_kernels``);
-* serving (``evaluators.serving``): the discrete-event simulation of the plan, whose memory
+* serving (``tuner.evaluators.serving``): the discrete-event simulation of the plan, whose memory
   and step times now use the mix's weight and KV bytes and the kernel multipliers (``_compose``
   sets the serving plan's ``weight_mix`` and ``gemm_time_scale`` hooks).
 
@@ -31,15 +31,15 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import CATALOG_DIR
-from evaluators._profiles import profile_dir
-from evaluators.deployment._compose import compose, composed_problems, spelling_problems
-from evaluators.deployment._kernels import time_scales
-from evaluators.deployment._keys import CONFIG_KEYS
-from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import GIB, engine_memory, plan_workload
-from evaluators.serving.sim import serving_metrics
 from tuner import BaseEvaluator, EvalResult
+from tuner.evaluators._catalog import CATALOG_DIR
+from tuner.evaluators._profiles import profile_dir
+from tuner.evaluators.deployment._compose import compose, composed_problems, spelling_problems
+from tuner.evaluators.deployment._kernels import time_scales
+from tuner.evaluators.deployment._keys import CONFIG_KEYS
+from tuner.evaluators.serving._cluster import simulate
+from tuner.evaluators.serving._plan import GIB, engine_memory, plan_workload
+from tuner.evaluators.serving.sim import serving_metrics
 
 METRICS = ("cost_usd_per_mtok", "ttft_ms_p99", "tpot_ms_p99", "goodput_req_s_per_gpu",
            "quality_drop", "ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "slo_attainment",
@@ -92,7 +92,7 @@ class DeploymentSimEvaluator(BaseEvaluator):
 
     def environment(self) -> dict[str, str]:
         # everything a composed result depends on: engine profiles, catalogs, sensitivities
-        from evaluators.quant._plan import DATA_DIR
+        from tuner.evaluators.quant._plan import DATA_DIR
 
         digest = hashlib.sha256()
         paths = sorted(profile_dir("serving").glob("*.toml"))

@@ -21,16 +21,16 @@ bench problems     ``tuner/bench/problems.toml``: ``gemm-4096-bf16``, ``gemm-dec
 =================  ===========================================================================
 """
 
-from evaluators.kernels._replay_analysis import (
+from tuner.evaluators.kernels._replay_analysis import (
     WITHIN,
     ShapeResult,
     analyse,
     measurements_to_within,
     summary,
 )
-from evaluators.kernels.gpu import KernelGpuEvaluator
-from evaluators.kernels.replay import KernelReplayEvaluator, ReplayTable, resolve_table
-from evaluators.kernels.sim import KernelSimEvaluator, best_config
+from tuner.evaluators.kernels.gpu import KernelGpuEvaluator
+from tuner.evaluators.kernels.replay import KernelReplayEvaluator, ReplayTable, resolve_table
+from tuner.evaluators.kernels.sim import KernelSimEvaluator, best_config
 
 __all__ = ["WITHIN", "KernelGpuEvaluator", "KernelReplayEvaluator", "KernelSimEvaluator",
            "ReplayTable", "ShapeResult", "analyse", "best_config", "measurements_to_within",

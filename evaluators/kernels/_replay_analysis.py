@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.kernels.replay import ReplayTable, iter_shapes
-from evaluators.kernels.sim import KernelSimEvaluator
+from tuner.evaluators.kernels.replay import ReplayTable, iter_shapes
+from tuner.evaluators.kernels.sim import KernelSimEvaluator
 
 #: (kernel, shape, gpu, records, best_us) -> fraction of the recorded space a search measures
 SearchCost = Callable[[str, dict, str, list, float], float]

@@ -26,8 +26,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import Hardware, get_hardware
 from tuner import BadInput
+from tuner.evaluators._catalog import Hardware, get_hardware
 
 GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp32", "tf32")
 ATTENTION_DTYPES = ("bf16", "fp16")

@@ -34,15 +34,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import get_hardware
-from evaluators.kernels._tiles import (
+from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.kernels._tiles import (
     CONFIG_KEYS,
     attention_context,
     attention_reasons,
     gemm_context,
     gemm_reasons,
 )
-from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
 
 #: max |out - ref| / (|ref| + rms(ref)) accepted per (kernel, dtype): output rounding of the
 #: dtype (bf16 keeps 8 significant bits: 2^-8 = 3.9e-3) with room for accumulation order
@@ -154,7 +154,7 @@ class KernelGpuEvaluator(BaseEvaluator):
         if torch.cuda.is_available():
             return "cuda"
         if self.options.get("interpret"):
-            from evaluators.kernels._triton import interpreting
+            from tuner.evaluators.kernels._triton import interpreting
 
             if interpreting():
                 return "cpu"
@@ -170,7 +170,7 @@ class KernelGpuEvaluator(BaseEvaluator):
         if torch.cuda.is_available():
             env.update(device=torch.cuda.get_device_name(), cuda=str(torch.version.cuda))
         elif self.options.get("interpret"):
-            from evaluators.kernels._triton import interpreting
+            from tuner.evaluators.kernels._triton import interpreting
 
             env["device"] = "cpu (TRITON_INTERPRET=1)" if interpreting() else "none"
         else:
@@ -289,7 +289,7 @@ class KernelGpuEvaluator(BaseEvaluator):
     def _run_gemm(self, ctx: Mapping[str, Any], tile: Mapping[str, int],
                   device: str) -> EvalResult:
         torch, _ = _imports()
-        from evaluators.kernels import _triton as tk
+        from tuner.evaluators.kernels import _triton as tk
 
         m, n, k, dtype = ctx["m"], ctx["n"], ctx["k"], ctx["dtype"]
         g = self._generator(device)
@@ -353,7 +353,7 @@ class KernelGpuEvaluator(BaseEvaluator):
     def _run_attention(self, ctx: Mapping[str, Any], tile: Mapping[str, int],
                        device: str) -> EvalResult:
         torch, _ = _imports()
-        from evaluators.kernels import _triton as tk
+        from tuner.evaluators.kernels import _triton as tk
 
         shape = (ctx["batch"], ctx["heads"], ctx["seq_len"], ctx["head_dim"])
         dt = tk.TORCH_DTYPES[ctx["dtype"]]

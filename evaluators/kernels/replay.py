@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import get_hardware
-from evaluators.kernels._tiles import CONFIG_KEYS, attention_context, gemm_context
 from tuner import BadInput, BaseEvaluator, EvalResult, Option
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.kernels._tiles import CONFIG_KEYS, attention_context, gemm_context
 
 SCHEMA = "tuner.kernel_replay/1"
 DATA_DIR = Path(__file__).parent / "data" / "replay"

@@ -51,9 +51,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from evaluators._catalog import Hardware, get_hardware
-from evaluators._perf import eff
-from evaluators.kernels._tiles import (
+from tuner import BadInput, BaseEvaluator, EvalResult, Status
+from tuner.evaluators._catalog import Hardware, get_hardware
+from tuner.evaluators._perf import eff
+from tuner.evaluators.kernels._tiles import (
     BLOCKS,
     CONFIG_KEYS,
     DEFAULT_GPU,
@@ -74,7 +75,6 @@ from evaluators.kernels._tiles import (
     gemm_reasons,
     problem_block_limit,
 )
-from tuner import BadInput, BaseEvaluator, EvalResult, Status
 
 #: model constants (override per GPU with ``kernel_<name>`` in the catalog's [efficiency] table)
 DEFAULTS: dict[str, float] = {

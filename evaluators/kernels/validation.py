@@ -49,7 +49,7 @@ def openxla_rows() -> list[tuple[int, int, int, float]]:
 
 
 def _gemm_row(m: int, n: int, k: int, ref: float, source: str) -> ValidationRow:
-    from evaluators.kernels.sim import best_config
+    from tuner.evaluators.kernels.sim import best_config
 
     cfg, res = best_config({"kernel": "gemm", "m": m, "n": n, "k": k, "dtype": "bf16",
                             "gpu": "h100_sxm"})
@@ -60,9 +60,9 @@ def _gemm_row(m: int, n: int, k: int, ref: float, source: str) -> ValidationRow:
 
 
 def _replay_rows(notes: list[str]) -> list[ValidationRow]:
-    from evaluators.kernels._replay_analysis import analyse, summary
-    from evaluators.kernels.replay import DATA_DIR, ReplayTable, iter_shapes
-    from evaluators.kernels.sim import KernelSimEvaluator
+    from tuner.evaluators.kernels._replay_analysis import analyse, summary
+    from tuner.evaluators.kernels.replay import DATA_DIR, ReplayTable, iter_shapes
+    from tuner.evaluators.kernels.sim import KernelSimEvaluator
 
     rows: list[ValidationRow] = []
     gpu_tables = []
@@ -97,7 +97,7 @@ def _replay_rows(notes: list[str]) -> list[ValidationRow]:
 
 def run(max_gemm_rows: int | None = None) -> ValidationReport:
     """Build the report; ``max_gemm_rows`` limits the OpenXLA rows (for quick checks)."""
-    from evaluators.kernels.sim import best_config
+    from tuner.evaluators.kernels.sim import best_config
 
     rows: list[ValidationRow] = []
     notes = [

@@ -6,7 +6,8 @@ evaluators         ``sim.py``: ``quant-sim`` (:class:`QuantSimEvaluator`); ``rea
                    ``quant-real`` (:class:`QuantRealEvaluator`, MiniLM quantized on the CPU)
 model modules      ``_plan`` (formats, bits, targets, plans, budgets, sensitivity data),
                    ``_quantize`` (torch quantized linears and fake-quant of weights and KV)
-tools              ``python -m evaluators.quant.sensitivity`` re-measures the sensitivity table
+tools              ``python -m tuner.evaluators.quant.sensitivity`` re-measures the sensitivity
+                   table
 shared pieces      ``evaluators/_perf.py`` (roofline), ``evaluators/_catalog.py`` + ``catalog/``
 data               ``data/``: corpus, measured MiniLM sensitivity, validation mixes (README)
 validation         ``validation.py`` (``tuner validate quantization``)
@@ -20,7 +21,7 @@ bench problems     ``tuner/bench/problems.toml``: ``quant-70b-latency-at-quality
 Besides the evaluators, the face exports the model pieces that baselines and figures build on.
 """
 
-from evaluators.quant._plan import (
+from tuner.evaluators.quant._plan import (
     MINILM,
     ROLES,
     Target,
@@ -32,8 +33,8 @@ from evaluators.quant._plan import (
     size_gib,
     uniform_config,
 )
-from evaluators.quant.real import QuantRealEvaluator
-from evaluators.quant.sim import QuantSimEvaluator, role_mean, unit_drop
+from tuner.evaluators.quant.real import QuantRealEvaluator
+from tuner.evaluators.quant.sim import QuantSimEvaluator, role_mean, unit_drop
 
 __all__ = ["MINILM", "ROLES", "QuantRealEvaluator", "QuantSimEvaluator", "Target",
            "bits_per_weight", "build_plan", "depth_profile", "minilm_sensitivity",

@@ -188,7 +188,7 @@ def _catalog_target(model: Any) -> Target:
 
 def resolve_target(name: Any, field: str = "model") -> Target:
     """The packaged MiniLM encoder or a catalog LLM (HF ids resolve through aliases)."""
-    from evaluators._catalog import get_model, model_names
+    from tuner.evaluators._catalog import get_model, model_names
 
     if isinstance(name, str) and name.lower() in (MINILM.lower(), *MINILM_ALIASES):
         return _minilm_target()
@@ -203,7 +203,7 @@ def resolve_target(name: Any, field: str = "model") -> Target:
 
 @functools.cache
 def _catalog_cached(name: str) -> Target:
-    from evaluators._catalog import get_model
+    from tuner.evaluators._catalog import get_model
 
     return _catalog_target(get_model(name))
 
@@ -216,7 +216,7 @@ def minilm_sensitivity() -> dict[tuple[int, str, str], float]:
 
     ``variant`` is a weight format with activations at 16 bits (``int8``), the same with 8-bit
     activations (``int8+a8``), or ``kv8`` / ``kv4`` for the role ``kv``; layer -1 is the
-    embedding table. Produced by ``python -m evaluators.quant.sensitivity``.
+    embedding table. Produced by ``python -m tuner.evaluators.quant.sensitivity``.
     """
     out: dict[tuple[int, str, str], float] = {}
     path = DATA_DIR / "minilm_sensitivity.csv"

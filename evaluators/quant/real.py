@@ -35,7 +35,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluators.quant._plan import (
+from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
+from tuner.evaluators.quant._plan import (
     CONTEXT_KEYS,
     DATA_DIR,
     MINILM,
@@ -48,7 +49,6 @@ from evaluators.quant._plan import (
     resolve_target,
     size_gib,
 )
-from tuner import BadInput, BaseEvaluator, EvalResult, MissingExtra, Option
 
 _MAX_TOKENS = 64  # corpus sentences are short; longer ones are truncated
 
@@ -114,7 +114,7 @@ class MiniLM:
     def forward(self, ids: Any, mask: Any, linears: Mapping[tuple[int, str], Any],
                 word_embeddings: Any, kv_bits: Mapping[int, int] | None = None) -> Any:
         """Normalized mean-pooled sentence embeddings (the model's three modules)."""
-        from evaluators.quant._quantize import fake_kv
+        from tuner.evaluators.quant._quantize import fake_kv
 
         F = self.torch.nn.functional
 
@@ -263,7 +263,7 @@ class QuantRealEvaluator(BaseEvaluator):
         return sim.argmax(dim=1)
 
     def _linear(self, layer: int, role: str, fmt: str, act: int) -> Any:
-        from evaluators.quant._quantize import QuantLinear
+        from tuner.evaluators.quant._quantize import QuantLinear
 
         key = (layer, role, fmt, act)
         mod = self._linears.get(key)
@@ -277,7 +277,7 @@ class QuantRealEvaluator(BaseEvaluator):
         return mod
 
     def _table(self, fmt: str) -> Any:
-        from evaluators.quant._quantize import fake_weight
+        from tuner.evaluators.quant._quantize import fake_weight
 
         if fmt not in self._embeddings:
             self._embeddings[fmt] = fake_weight(

@@ -1,6 +1,6 @@
 """Measure the single-unit sensitivity table that quant-sim's quality proxy reads.
 
-    python -m evaluators.quant.sensitivity [--out PATH]
+    python -m tuner.evaluators.quant.sensitivity [--out PATH]
 
 Quantizes one unit of all-MiniLM-L6-v2 at a time (everything else bf16) with quant-real and
 records its quality drop minus the all-bf16 model's, for every weight format (with 16- and
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evaluators.quant._plan import DATA_DIR, MINILM, ROLES, WEIGHT_FORMATS
-from evaluators.quant.real import QuantRealEvaluator
+from tuner.evaluators.quant._plan import DATA_DIR, MINILM, ROLES, WEIGHT_FORMATS
+from tuner.evaluators.quant.real import QuantRealEvaluator
 
 SENSITIVITY_VARIANTS = ("int8", "fp8", "int4-g32", "int4-g64", "int4-g128", "int4-ch",
                         "int8+a8", "fp8+a8", "int4-g128+a8")
@@ -49,7 +49,7 @@ def measure_sensitivity(out: Path) -> None:
         fh.write("# Single-unit quality drops of all-MiniLM-L6-v2 (1 - mean cosine vs float32, "
                  "256 corpus sentences),\n# minus the all-bf16 model's drop (row 'base'). "
                  f"Measured {time.strftime('%Y-%m-%d')} with torch on CPU by\n"
-                 "# python -m evaluators.quant.sensitivity\n")
+                 "# python -m tuner.evaluators.quant.sensitivity\n")
         fh.write("layer,role,variant,quality_drop\n")
         for layer, role, var, v in rows:
             fh.write(f"{layer},{role},{var},{v:.6g}\n")

@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators.quant._plan import (
+from tuner import BadInput, BaseEvaluator, EvalResult
+from tuner.evaluators.quant._plan import (
     CONTEXT_KEYS,
     MINILM,
     ROLES,
@@ -45,7 +46,6 @@ from evaluators.quant._plan import (
     resolve_target,
     size_gib,
 )
-from tuner import BadInput, BaseEvaluator, EvalResult
 
 _DEFAULTS = {"gpu": "h100_sxm", "gpus": 1, "batch_size": 1, "prompt_len": 1024,
              "output_len": 256, "memory_fraction": 0.9}
@@ -146,7 +146,7 @@ class QuantSimEvaluator(BaseEvaluator):
     def environment(self) -> dict[str, str]:
         import hashlib
 
-        from evaluators.quant._plan import DATA_DIR
+        from tuner.evaluators.quant._plan import DATA_DIR
 
         env = super().environment()
         raw = (DATA_DIR / "minilm_sensitivity.csv").read_bytes()
@@ -154,7 +154,7 @@ class QuantSimEvaluator(BaseEvaluator):
         return env
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
-        from evaluators._catalog import get_hardware
+        from tuner.evaluators._catalog import get_hardware
 
         target = resolve_target(config.get("model", MINILM))
         check_keys(config, target, CONTEXT_KEYS)
@@ -217,7 +217,7 @@ class QuantSimEvaluator(BaseEvaluator):
 
     def _gemm_time(self, hw: Any, m: float, n: float, k: float, dtype: str, count: float,
                    a_bytes: float, w_bytes: float) -> float:
-        from evaluators._perf import consts, gemm_seconds
+        from tuner.evaluators._perf import consts, gemm_seconds
 
         key = (hw.name, m, n, k, dtype, count, a_bytes, w_bytes)
         t = self._gemm.get(key)
@@ -231,7 +231,7 @@ class QuantSimEvaluator(BaseEvaluator):
     def _forward(self, plan: Plan, hw: Any, tp: int, batch: int, q_len: int, kv_len: int,
                  causal: bool) -> float:
         """Seconds of one forward pass of ``batch`` sequences of ``q_len`` new tokens."""
-        from evaluators._perf import attention_time, collective_time
+        from tuner.evaluators._perf import attention_time, collective_time
 
         t = plan.target
         tokens = batch * q_len

@@ -19,8 +19,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from evaluators.quant._plan import MINILM, resolve_target, uniform_config
 from tuner import ValidationReport, ValidationRow
+from tuner.evaluators.quant._plan import MINILM, resolve_target, uniform_config
 
 MIXES = Path(__file__).parent / "data" / "validation_mixes.toml"
 
@@ -46,7 +46,7 @@ def minilm_mixes() -> list[dict[str, Any]]:
 
 def run(quality_mixes: int = 24) -> ValidationReport:
     """Build the report; ``quality_mixes`` caps the MiniLM mixes measured (for quick checks)."""
-    from evaluators.quant.sim import QuantSimEvaluator
+    from tuner.evaluators.quant.sim import QuantSimEvaluator
 
     sim = QuantSimEvaluator()
     rows: list[ValidationRow] = []
@@ -70,7 +70,7 @@ def run(quality_mixes: int = 24) -> ValidationReport:
     try:
         import torch  # noqa: F401
 
-        from evaluators.quant.real import QuantRealEvaluator
+        from tuner.evaluators.quant.real import QuantRealEvaluator
     except ImportError:
         notes.append("quality proxy check skipped: torch / the quant extra is not installed")
     else:

@@ -29,7 +29,7 @@ bench problems     ``tuner/bench/problems.toml``: ``serving-70b-goodput``,
 =================  ===========================================================================
 """
 
-from evaluators.serving.real import ServingRealEvaluator
-from evaluators.serving.sim import ServingSimEvaluator, clear_caches
+from tuner.evaluators.serving.real import ServingRealEvaluator
+from tuner.evaluators.serving.sim import ServingSimEvaluator, clear_caches
 
 __all__ = ["ServingRealEvaluator", "ServingSimEvaluator", "clear_caches"]

@@ -18,7 +18,10 @@ on top of that every request's TTFT carries the front end's latency (``api_overh
 HTTP, IPC, streaming the first token back). This is what breaks the lock-step of a closed
 loop: requests that finish in the same step send their successors together, the front end
 spaces them out, and the engine starts a step with whatever has arrived, so they spread over
-steps and stay spread. Offline runs (``offline = true``) have no API server.
+steps and stay spread; a closed loop measured after a warm-up then starts from random phases.
+Where nothing spaces requests out (llama-server's threads parse them in parallel), users that
+finish together send together again, and the run is simulated from the client's start.
+Offline runs (``offline = true``) have no API server.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from evaluators._perf import eff, p2p_time
-from evaluators.serving._cpu_latency import CpuStepModel
-from evaluators.serving._engine import GONE, WAITING, Engine, Seq
-from evaluators.serving._latency import StepModel
-from evaluators.serving._plan import GIB, engine_memory
+from tuner.evaluators._perf import eff, p2p_time
+from tuner.evaluators.serving._cpu_latency import CpuStepModel
+from tuner.evaluators.serving._engine import GONE, WAITING, Engine, Seq
+from tuner.evaluators.serving._latency import StepModel
+from tuner.evaluators.serving._plan import GIB, engine_memory
 
 
 class Simulator:
@@ -144,6 +147,11 @@ class FrontEnd:
         self.per_tok = plan.c("frontend_us_per_token") / 1e6 if self.on else 0.0
         self.latency = plan.api_overhead_ms / 1e3
 
+    @property
+    def spaces_requests(self) -> bool:
+        """Whether requests sent together reach the engine one after another."""
+        return self.per_req > 0 or self.per_tok > 0
+
     def enter(self, t: float, prompt: int) -> float:
         """When a request sent at ``t`` reaches the engines."""
         if not self.on:
@@ -211,7 +219,10 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
         static: list[Seq] = []
         first_batch = min(workload.concurrency, n)
         released[0] = first_batch
-        steady = workload.warmup >= first_batch > 1
+        # the loop has desynchronized by the end of the warm-up only where the front end
+        # spaces requests out; without one (llama-server) it stays in lock-step, so the run
+        # is simulated from the client's real start, every user sending at once
+        steady = workload.warmup >= first_batch > 1 and (fe.spaces_requests or not fe.on)
         rng = random.Random(first_batch * 7919 + n)  # deterministic phases
         for i, s in enumerate(seqs[:first_batch]):
             s.arrival = arrival[s.rid] = 0.0

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 
-from evaluators.serving._cpu_plan import embedding_dtype, layer_params
-from evaluators.serving._geometry import element_bytes
+from tuner.evaluators.serving._cpu_plan import embedding_dtype, layer_params
+from tuner.evaluators.serving._geometry import element_bytes
 
 US = 1e-6
 

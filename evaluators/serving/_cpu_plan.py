@@ -30,10 +30,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import Model, get_hardware, model_from_config
-from evaluators._profiles import Profile
-from evaluators.serving._geometry import GIB, element_bytes
 from tuner import BadInput
+from tuner.evaluators._catalog import Model, get_hardware, model_from_config
+from tuner.evaluators._profiles import Profile
+from tuner.evaluators.serving._geometry import GIB, element_bytes
 
 LLAMA_WEIGHT_DTYPES = ("q4_0", "q4_1", "q8_0", "f16", "bf16")
 LLAMA_KV_DTYPES = ("bf16", "f16", "q8_0", "q4_0")
@@ -69,7 +69,7 @@ def kv_bytes_per_token(model: Model, kv_dtype: str) -> float:
 
 
 def parse_llama_cpp(config: Mapping[str, Any], prof: Profile) -> Any:
-    from evaluators.serving._plan import Plan, _bool, _choice, _float, _int
+    from tuner.evaluators.serving._plan import Plan, _bool, _choice, _float, _int
 
     model = model_from_config(config)
     if "gpu" not in config:
@@ -117,7 +117,7 @@ def compute_buffer_bytes(plan: Any) -> float:
 
 def llama_cpp_problems(plan: Any) -> list[str]:
     """Why llama-server cannot run this config (serving-real's wording where it has one)."""
-    from evaluators.serving._plan import plan_workload
+    from tuner.evaluators.serving._plan import plan_workload
 
     out = []
     for key in ("tp", "pp"):

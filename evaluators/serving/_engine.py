@@ -42,8 +42,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from evaluators.serving._decoders import DECODE, GONE, PREFILL, SWAPPED, WAITING, DecodeBatch, Seq
-from evaluators.serving._latency import StepModel
+from tuner.evaluators.serving._decoders import (
+    DECODE,
+    GONE,
+    PREFILL,
+    SWAPPED,
+    WAITING,
+    DecodeBatch,
+    Seq,
+)
+from tuner.evaluators.serving._latency import StepModel
 
 
 class Engine(DecodeBatch):

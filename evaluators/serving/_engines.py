@@ -32,6 +32,18 @@ def looks_out_of_memory(log_tail: str) -> bool:
     return bool(_OOM.search(log_tail))
 
 
+# llama-server's answer when the shared KV cache cannot hold the running requests
+_CONTEXT = re.compile(r"context size has been exceeded|exceeds the available context|"
+                      r"failed to find (a )?(free )?(memory slot|space in the KV cache)",
+                      re.IGNORECASE)
+
+
+def looks_out_of_context(error: str) -> bool:
+    """A request refused because the KV cache is too small for the load: the config is
+    infeasible at this load (the simulator says so too), not a broken engine."""
+    return bool(_CONTEXT.search(error))
+
+
 @dataclass(frozen=True)
 class Adapter:
     name: str

@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators._catalog import Hardware, Model
-from evaluators._perf import BYTES
+from tuner.evaluators._catalog import Hardware, Model
+from tuner.evaluators._perf import BYTES
 
 GIB = 2**30
 

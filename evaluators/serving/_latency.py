@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 
-from evaluators._perf import (
+from tuner.evaluators._perf import (
     BYTES,
     attention_time,
     collective_seconds,
@@ -51,8 +51,8 @@ from evaluators._perf import (
     memory_time,
     p2p_time,
 )
-from evaluators.serving._geometry import attn_roles, mlp_roles
-from evaluators.serving._plan import Plan, geometry
+from tuner.evaluators.serving._geometry import attn_roles, mlp_roles
+from tuner.evaluators.serving._plan import Plan, geometry
 
 US = 1e-6
 #: GEMMs of at most this many rows are decode-sized (weight streaming) and take the plan's

@@ -48,6 +48,16 @@ def _prompt(rng: random.Random, n: int) -> list[int]:
     return [rng.randrange(lo, hi) for _ in range(n)]
 
 
+def _error_text(raw: bytes) -> str:
+    """The message of an engine's error object (or the raw text, shortened)."""
+    try:
+        err = json.loads(raw).get("error", {})
+    except (ValueError, AttributeError):
+        err = {}
+    msg = err.get("message") if isinstance(err, dict) else err
+    return f"the engine reported: {msg or raw[:300].decode('utf-8', 'replace').strip()}"
+
+
 def _stream_one(base: urllib.parse.SplitResult, model: str, prompt: list[int], max_tokens: int,
                 timeout_s: float, extra: dict[str, Any]) -> tuple[list[float], int]:
     """POST one streaming completion; the arrival time of each token chunk and the token
@@ -69,12 +79,18 @@ def _stream_one(base: urllib.parse.SplitResult, model: str, prompt: list[int], m
             if not line:
                 break
             line = line.strip()
+            # an error after the stream began: llama-server sends "error: {...}", others a
+            # data chunk with an "error" object
+            if line.startswith(b"error:"):
+                raise RuntimeError(_error_text(line[6:]))
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
             if payload == b"[DONE]":
                 break
             chunk = json.loads(payload)
+            if chunk.get("error"):
+                raise RuntimeError(_error_text(payload))
             now = time.monotonic()
             if chunk.get("usage"):
                 usage = chunk["usage"].get("completion_tokens")

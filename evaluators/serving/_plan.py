@@ -21,9 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators._catalog import INLINE_MODEL_KEYS, Hardware, Model, get_hardware, model_from_config
-from evaluators._profiles import Profile, load_profile
-from evaluators.serving._geometry import (
+from tuner import BadInput, UnknownName
+from tuner.evaluators._catalog import (
+    INLINE_MODEL_KEYS,
+    Hardware,
+    Model,
+    get_hardware,
+    model_from_config,
+)
+from tuner.evaluators._profiles import Profile, load_profile
+from tuner.evaluators.serving._geometry import (
     GIB,
     Geometry,
     Memory,
@@ -34,7 +41,6 @@ from evaluators.serving._geometry import (
     weight_bytes_per_gpu,
     weight_element_bytes,
 )
-from tuner import BadInput, UnknownName
 
 ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
@@ -230,7 +236,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         raise BadInput("engine", f"{engine!r} runs under the {engine!r} profile, not "
                        f"{prof.name!r}")
     if engine == "llama.cpp":
-        from evaluators.serving._cpu_plan import parse_llama_cpp
+        from tuner.evaluators.serving._cpu_plan import parse_llama_cpp
 
         return parse_llama_cpp(config, prof)
     model = model_from_config(config)
@@ -293,7 +299,7 @@ def workload_key(spec: Any) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _cached_workload(key: str) -> Any:
-    from evaluators.serving._workloads import load_workload
+    from tuner.evaluators.serving._workloads import load_workload
 
     return load_workload(json.loads(key))
 
@@ -327,7 +333,7 @@ def _parallel_problems(plan: Plan, tp: int, ep: int, who: str) -> list[str]:
 def problems(plan: Plan) -> list[str]:
     """Why this plan cannot run (empty when it can), each reason with its numbers."""
     if plan.engine == "llama.cpp":
-        from evaluators.serving._cpu_plan import llama_cpp_problems
+        from tuner.evaluators.serving._cpu_plan import llama_cpp_problems
 
         return llama_cpp_problems(plan)
     m, hw = plan.model, plan.hw

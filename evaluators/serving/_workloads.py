@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import CATALOG_DIR
 from tuner import BadInput, UnknownName
+from tuner.evaluators._catalog import CATALOG_DIR
 
 WORKLOAD_DIR = CATALOG_DIR / "workloads"
 

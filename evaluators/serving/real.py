@@ -23,8 +23,9 @@ Options:
 ``seed``               prompt token ids (default 0)
 =====================  ============================================================================
 
-Outcomes: the engine fails to start for lack of memory, or a knob this engine does not have
--> ``infeasible`` with the reason; a bad flag, a crash, a hang or a broken stream -> ``failed``
+Outcomes: the engine fails to start for lack of memory, requests are refused because the KV
+cache cannot hold the load, or a knob this engine does not have -> ``infeasible`` with the
+reason; a bad flag, a crash, a hang or a broken stream -> ``failed``
 with the exit code or signal and the tail of the engine's log. The engine runs in its own
 process group and dies with the evaluating process.
 """
@@ -39,13 +40,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from evaluators.serving._engines import ADAPTERS, launch_argv, looks_out_of_memory
-from evaluators.serving._llama_cpp import server_binary, smollm2_gguf
-from evaluators.serving._load import drive
-from evaluators.serving._plan import ALLOWED_KEYS
-from evaluators.serving._workloads import load_workload
-from evaluators.serving.sim import METRICS as SIM_METRICS
-from evaluators.serving.sim import percentile, serving_metrics
 from tuner import (
     BadInput,
     BaseEvaluator,
@@ -56,6 +50,18 @@ from tuner import (
     UnknownName,
     free_port,
 )
+from tuner.evaluators.serving._engines import (
+    ADAPTERS,
+    launch_argv,
+    looks_out_of_context,
+    looks_out_of_memory,
+)
+from tuner.evaluators.serving._llama_cpp import server_binary, smollm2_gguf
+from tuner.evaluators.serving._load import drive
+from tuner.evaluators.serving._plan import ALLOWED_KEYS
+from tuner.evaluators.serving._workloads import load_workload
+from tuner.evaluators.serving.sim import METRICS as SIM_METRICS
+from tuner.evaluators.serving.sim import percentile, serving_metrics
 
 _OPTIONS = ("weights", "executable", "extra_args", "device_usd_per_hour", "devices",
             "startup_timeout_s", "request_timeout_s", "log_dir", "seed")
@@ -158,6 +164,10 @@ class ServingRealEvaluator(BaseEvaluator):
                 why = timeline.errors[i]
                 if server.died_within(2.0):
                     return EvalResult.failed(f"{engine} {server.death('during the load')}")
+                if looks_out_of_context(why):
+                    return EvalResult.infeasible(
+                        f"the KV cache is too small for this load: {len(timeline.failed)} of "
+                        f"{len(workload)} requests refused; request {i}: {why}")
                 return EvalResult.failed(f"{len(timeline.failed)} of {len(workload)} requests "
                                          f"failed; request {i}: {why}")
             metrics = self._metrics(config, timeline, workload)

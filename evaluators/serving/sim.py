@@ -65,10 +65,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import CATALOG_DIR
-from evaluators._profiles import Profile, profile_dir
-from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import (
+from tuner import BaseEvaluator, EvalResult, Option
+from tuner.evaluators._catalog import CATALOG_DIR
+from tuner.evaluators._profiles import Profile, profile_dir
+from tuner.evaluators.serving._cluster import simulate
+from tuner.evaluators.serving._plan import (
     ALLOWED_KEYS,
     GIB,
     _cached_workload,
@@ -77,8 +78,7 @@ from evaluators.serving._plan import (
     plan_workload,
     problems,
 )
-from evaluators.serving._plan import stack_profile as _stack_profile
-from tuner import BaseEvaluator, EvalResult, Option
+from tuner.evaluators.serving._plan import stack_profile as _stack_profile
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
            "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok",

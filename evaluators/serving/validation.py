@@ -12,7 +12,7 @@ Targets, per engine on held-out rows (medians of absolute errors): throughput an
 <= 8%, TTFT <= 20% (``ENGINE_TARGETS``); the notes say which are met, and each engine's
 medians are rows of their own (``heldout_median_<group>``) that ``--check`` holds to them.
 
-``python -m evaluators.serving.validation --fit [ENGINE]`` re-fits the constants on the
+``python -m tuner.evaluators.serving.validation --fit [ENGINE]`` re-fits the constants on the
 calibration rows (bounded least squares on log errors with a prior holding each constant near
 its shipped value, as ``tuner calibrate`` does) and prints them with the leave-one-source-out
 error; it does not write the profiles.
@@ -29,9 +29,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from evaluators._profiles import Profile, load_profile, with_constants
-from evaluators.serving.sim import ServingSimEvaluator
 from tuner import ValidationReport, ValidationRow
+from tuner.evaluators._profiles import Profile, load_profile, with_constants
+from tuner.evaluators.serving.sim import ServingSimEvaluator
 
 DATA = Path(__file__).parent / "data" / "validation"
 _EXPECT = re.compile(r"\s*([ab])\.(\w+)\s*(<=|>=|<|>)\s*(?:([0-9.]+)\s*\*\s*)?([ab])\.(\w+)\s*")

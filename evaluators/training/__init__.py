@@ -26,6 +26,6 @@ bench problems     ``tuner/bench/problems.toml``: ``training-70b-h100x64``,
 =================  ===========================================================================
 """
 
-from evaluators.training.sim import TrainingSimEvaluator, clear_caches
+from tuner.evaluators.training.sim import TrainingSimEvaluator, clear_caches
 
 __all__ = ["TrainingSimEvaluator", "clear_caches"]

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from evaluators.training._moe import load_factor, tokens_in
-from evaluators.training._plan import Plan
-from evaluators.training._shapes import LayerShapes
+from tuner.evaluators.training._moe import load_factor, tokens_in
+from tuner.evaluators.training._plan import Plan
+from tuner.evaluators.training._shapes import LayerShapes
 
 GIB = float(1 << 30)
 

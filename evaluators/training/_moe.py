@@ -54,9 +54,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from evaluators._perf import GpuConsts, collective_seconds
-from evaluators.training._profile import Stack
-from evaluators.training._shapes import LayerShapes
+from tuner.evaluators._perf import GpuConsts, collective_seconds
+from tuner.evaluators.training._profile import Stack
+from tuner.evaluators.training._shapes import LayerShapes
 
 TILE = 128  # rows of one GEMM tile (grouped GEMMs pad every expert's rows to it)
 ACT_BYTES = 2.0

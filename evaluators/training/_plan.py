@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._catalog import (
+from tuner import BadInput
+from tuner.evaluators._catalog import (
     _MODEL_OPTIONAL,
     INLINE_MODEL_KEYS,
     Hardware,
@@ -26,10 +27,9 @@ from evaluators._catalog import (
     hardware_names,
     model_from_config,
 )
-from evaluators._profiles import Profile
-from evaluators.training._profile import DEFAULT_FRAMEWORK, framework_profile, stack
-from evaluators.training._stages import Layout, layout
-from tuner import BadInput
+from tuner.evaluators._profiles import Profile
+from tuner.evaluators.training._profile import DEFAULT_FRAMEWORK, framework_profile, stack
+from tuner.evaluators.training._stages import Layout, layout
 
 RECOMPUTE = ("none", "selective", "full")
 #: what selective recomputation may rebuild (Megatron-Core ``--recompute-modules``)

@@ -20,10 +20,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import Hardware
-from evaluators._perf import eff
-from evaluators._profiles import Profile, load_profile, profile_names
 from tuner import BadInput, UnknownName
+from tuner.evaluators._catalog import Hardware
+from tuner.evaluators._perf import eff
+from tuner.evaluators._profiles import Profile, load_profile, profile_names
 
 FRAMEWORKS = ("megatron", "torchtitan", "fsdp", "deepspeed")
 DEFAULT_FRAMEWORK = "megatron"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluators._catalog import Model
-from evaluators.training._plan import resolve_model
+from tuner.evaluators._catalog import Model
+from tuner.evaluators.training._plan import resolve_model
 
 DATA = Path(__file__).parent / "data" / "validation"
 GROUPS = ("megatron-dense", "moe", "pytorch-native", "deepspeed")

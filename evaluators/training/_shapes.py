@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from evaluators._catalog import Model
+from tuner.evaluators._catalog import Model
 
 
 class Gemm(NamedTuple):

@@ -15,23 +15,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluators._perf import GpuConsts, collective_seconds, consts
-from evaluators.training import _memory
-from evaluators.training._memory import (
+from tuner.evaluators._perf import GpuConsts, collective_seconds, consts
+from tuner.evaluators.training import _memory
+from tuner.evaluators.training._memory import (
     GIB,
     StageMemory,
     recompute_fraction,
     shard_groups,
     stage_memory,
 )
-from evaluators.training._plan import Plan
-from evaluators.training._shapes import (
+from tuner.evaluators.training._plan import Plan
+from tuner.evaluators.training._shapes import (
     LayerShapes,
     layer_shapes,
     model_flops_per_token,
     num_moe_layers,
 )
-from evaluators.training._time import (
+from tuner.evaluators.training._time import (
     ADAM_BYTES_PER_PARAM,
     CPU_ADAM_BYTES_PER_PARAM,
     LayerTime,

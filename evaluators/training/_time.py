@@ -32,11 +32,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from evaluators._perf import GpuConsts, causal_pairs, collective_seconds, gemm_seconds
-from evaluators.training import _moe
-from evaluators.training._plan import Plan
-from evaluators.training._profile import Stack
-from evaluators.training._shapes import LayerShapes, attention_flops_per_token
+from tuner.evaluators._perf import GpuConsts, causal_pairs, collective_seconds, gemm_seconds
+from tuner.evaluators.training import _moe
+from tuner.evaluators.training._plan import Plan
+from tuner.evaluators.training._profile import Stack
+from tuner.evaluators.training._shapes import LayerShapes, attention_flops_per_token
 
 ACT_BYTES = 2.0  # activations and their gradients are bf16/fp16 (also in fp8 training)
 GRAD_BYTES = 4.0  # fp32 main gradients (Megatron-LM accumulates and reduces them in fp32)

@@ -55,11 +55,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators._profiles import Profile
-from evaluators.training._plan import ALLOWED_KEYS, parse_plan, plan_errors
-from evaluators.training._profile import FRAMEWORKS, checked, framework_profile, profile_file
-from evaluators.training._step import breakdown, clear_caches, estimate
 from tuner import BadInput, BaseEvaluator, EvalResult, Option
+from tuner.evaluators._profiles import Profile
+from tuner.evaluators.training._plan import ALLOWED_KEYS, parse_plan, plan_errors
+from tuner.evaluators.training._profile import FRAMEWORKS, checked, framework_profile, profile_file
+from tuner.evaluators.training._step import breakdown, clear_caches, estimate
 
 #: evaluator options; None = the stack profile's value
 DEFAULT_OPTIONS: dict[str, Any] = {

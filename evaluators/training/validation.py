@@ -8,7 +8,7 @@ Two kinds of reference data (``evaluators/training/data/``):
 * ``data/validation/*.csv``: one file per source (see ``_reference.py``), grouped by stack
   (``megatron-dense``, ``moe``, ``pytorch-native``, ``deepspeed``; ``other`` = shown, not
   targeted) and split by source: a ``fit`` file fitted the profile constants its header names
-  (``python -m evaluators.training.validation --fit FRAMEWORK`` re-runs that fit and prints
+  (``python -m tuner.evaluators.training.validation --fit FRAMEWORK`` re-runs that fit and prints
   the constants; it writes nothing), a ``validation`` file never touched a constant of its
   stack's profile. Targets: median absolute throughput error on validation rows per group
   (:data:`GROUP_TARGETS`) and no published run called infeasible or rejected.
@@ -25,9 +25,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from evaluators.training._reference import GROUPS, Reference, reference_tokens_per_s, references
-from evaluators.training.sim import TrainingSimEvaluator
 from tuner import ValidationReport, ValidationRow
+from tuner.evaluators.training._reference import (
+    GROUPS,
+    Reference,
+    reference_tokens_per_s,
+    references,
+)
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 DATA = Path(__file__).parent / "data"
 TARGETS = {
@@ -295,8 +300,8 @@ def cross_validate(framework: str) -> dict[str, float]:
     """Leave one fit source out: refit on the other fit sources (the constants they name;
     a constant only the held-out source names keeps its shipped value) and print the median
     |throughput error| of the held-out source's rows, shipped vs refitted constants."""
-    from evaluators._profiles import with_constants
-    from evaluators.training._profile import framework_profile
+    from tuner.evaluators._profiles import with_constants
+    from tuner.evaluators.training._profile import framework_profile
 
     base = framework_profile(framework)
     ev = TrainingSimEvaluator()
@@ -323,7 +328,7 @@ def _least_squares(base: Any, refs: list[Reference], names: list[str],
                    quiet: bool = False) -> dict[str, float]:
     from scipy.optimize import least_squares
 
-    from evaluators._profiles import with_constants
+    from tuner.evaluators._profiles import with_constants
 
     lo = [base.fit_bounds[n][0] for n in names]
     hi = [base.fit_bounds[n][1] for n in names]
@@ -345,8 +350,8 @@ def fit(framework: str) -> dict[str, float]:
     on those files' rows only (log throughput error, weak prior); prints and returns them."""
     from scipy.optimize import least_squares
 
-    from evaluators._profiles import with_constants
-    from evaluators.training._profile import framework_profile
+    from tuner.evaluators._profiles import with_constants
+    from tuner.evaluators.training._profile import framework_profile
 
     refs, names = _fit_rows(framework)
     if not refs:

@@ -10,9 +10,9 @@ from types import MappingProxyType
 
 import pytest
 
-from evaluators._calibration import calibrate, read_rows, write_profile
-from evaluators._profiles import Profile
 from tuner import BadInput, BaseEvaluator, EvalResult
+from tuner.evaluators._calibration import calibrate, read_rows, write_profile
+from tuner.evaluators._profiles import Profile
 
 TRUE = {"flops_eff": 0.45, "overhead_ms": 12.0}
 

@@ -29,7 +29,7 @@ def _spec(**sampler):
 
 
 def test_the_first_trials_follow_the_siblings_ranking():
-    from evaluators.kernels import KernelSimEvaluator
+    from tuner.evaluators.kernels import KernelSimEvaluator
 
     setup = StudySetup.build(_spec())
     assert setup.sampler_name == "cost-model"
@@ -68,7 +68,7 @@ def test_screen_context_overrides_reach_the_sibling_only():
     prior = sampler._prior_source(setup.space, [])
     assert len(prior.values) == sum(1 for _ in setup.space.enumerate())
     assert prior.label.startswith("screen kernel-sim")
-    from evaluators.kernels import KernelSimEvaluator
+    from tuner.evaluators.kernels import KernelSimEvaluator
 
     cfg = {**setup.space.config(prior.values[0]), "gpu": "a100_sxm_80gb"}
     assert prior.y[0, 0] == KernelSimEvaluator().evaluate(cfg).metrics["time_us"]

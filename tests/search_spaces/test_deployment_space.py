@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from evaluators.deployment import DeploymentSimEvaluator
-from search_spaces.deployment import DeploymentSpace
 from tuner import BadInput, Status
+from tuner.evaluators.deployment import DeploymentSimEvaluator
+from tuner.search_spaces.deployment import DeploymentSpace
 
 REPO = Path(__file__).resolve().parents[2]
 WL = {"mode": "poisson", "rate": 2.0, "num_requests": 40, "seed": 0,

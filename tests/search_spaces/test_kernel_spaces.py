@@ -8,15 +8,15 @@ import random
 import optuna
 import pytest
 
-from evaluators._catalog import get_hardware
-from search_spaces.kernels import (
+from tuner import BadInput, UnknownName
+from tuner.evaluators._catalog import get_hardware
+from tuner.search_spaces.kernels import (
     AttentionTileSpace,
     GemmTileSpace,
     attention_reasons,
     gemm_reasons,
     occupancy,
 )
-from tuner import BadInput, UnknownName
 from tuner.testing import check_space
 
 H100 = get_hardware("h100_sxm")

@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from evaluators.quant._plan import (
+from tuner import BadInput, UnknownName
+from tuner.evaluators.quant._plan import (
     MINILM,
     avg_bits,
     build_plan,
@@ -16,8 +17,7 @@ from evaluators.quant._plan import (
     size_gib,
     uniform_config,
 )
-from search_spaces.quantization import QuantSpace
-from tuner import BadInput, UnknownName
+from tuner.search_spaces.quantization import QuantSpace
 
 
 def test_minilm_space_is_compact_and_enumerable():

@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from evaluators.serving.sim import ServingSimEvaluator
-from search_spaces.serving import ServingSpace
 from tuner import BadInput, registry
+from tuner.evaluators.serving.sim import ServingSimEvaluator
+from tuner.search_spaces.serving import ServingSpace
 from tuner.spec import load_spec
 
 WL = {"mode": "poisson", "rate": 4.0, "num_requests": 40, "input_len": 256, "output_len": 32}
@@ -142,7 +142,7 @@ LLAMA_CTX = {"engine": "llama.cpp", "model": "smollm2-135m",
 
 
 def test_llama_cpp_context_searches_llama_servers_knobs():
-    from evaluators.serving._engines import LLAMA_CPP
+    from tuner.evaluators.serving._engines import LLAMA_CPP
 
     space = ServingSpace(LLAMA_CTX)
     assert set(space.params) == {"max_num_seqs", "max_num_batched_tokens", "ubatch_size",

@@ -5,10 +5,10 @@ import random
 import optuna
 import pytest
 
-from evaluators.training.sim import TrainingSimEvaluator
-from search_spaces.training import TrainingSpace
 from tuner import BadInput
 from tuner._space import BaseSpace
+from tuner.evaluators.training.sim import TrainingSimEvaluator
+from tuner.search_spaces.training import TrainingSpace
 from tuner.testing import check_evaluator, check_space, evaluator_cases
 
 LLAMA8 = {"model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 16, "seq_len": 4096,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tomllib
 
-from evaluators.training._reference import DATA, read, reference_tokens_per_s
+from tuner.evaluators.training._reference import DATA, read, reference_tokens_per_s
 from tuner.registry import make_evaluator
 
 

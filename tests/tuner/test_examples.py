@@ -64,6 +64,14 @@ def test_the_wheel_has_its_own_name_a_license_and_the_examples(wheel):
     assert wheel.name.startswith("mlsys_tuner-")
     assert "Name: mlsys-tuner" in meta and "License-Expression: Apache-2.0" in meta
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # one import package: the folders install as tuner.evaluators, tuner.search_spaces, ...
+    tops = {n.split("/")[0] for n in names if ".dist-info/" not in n and ".data/" not in n}
+    assert tops == {"tuner"}, tops
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    inside = {str(Path(n).parent).replace("/", ".") for n in names if n.endswith("__init__.py")}
+    assert inside == listed, inside ^ listed  # a new package folder must be listed
+    assert any(n.startswith("tuner/evaluators/catalog/") for n in names)
     shipped = {Path(n).stem for n in names if f".data/data/share/{DIST}/studies/" in n}
     assert shipped == {p.stem for p in (REPO / "studies").glob("*.toml")}
     # every dependency is imported by the code (or by Optuna for a feature tuner offers)
@@ -98,3 +106,11 @@ def test_init_works_from_an_installed_wheel_without_the_repository(wheel, tmp_pa
     assert made.returncode == 0, made.stderr
     data = tomllib.loads((work / "training-llama70b-h100x64.toml").read_text())
     assert data["name"] == "training-llama70b-h100x64"
+    # the domains and their data came with the wheel
+    scored = subprocess.run([sys.executable, "-c", code, "evaluate", "training-sim", "--config",
+                             '{"model": "llama3.1-8b", "gpu": "h100-sxm", "num_gpus": 8, '
+                             '"seq_len": 4096, "global_batch": 64, "micro_batch": 1, "tp": 2, '
+                             '"recompute": "full"}'],
+                            capture_output=True, text=True, env=env, cwd=work, timeout=120)
+    assert scored.returncode == 0, scored.stderr
+    assert "status: ok" in scored.stdout and "tokens_per_s" in scored.stdout

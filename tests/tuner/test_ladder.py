@@ -69,3 +69,27 @@ def test_bad_fidelity_tables_are_refused(tmp_path):
         proc.stderr
     proc = _run(write_toml(tmp_path / "c.toml", STUDY), "--trials", "5")
     assert proc.returncode == 2 and "--trials" in proc.stderr
+
+
+def test_spread_picks_the_configs_farthest_from_what_was_measured():
+    from tuner._ladder import spread
+
+    grid = [{"slots": s, "threads": t, "kv": kv} for s in (1, 2, 4, 8) for t in (1, 2)
+            for kv in ("f16", "q8_0")]
+    top = [{"slots": 8, "threads": 2, "kv": "f16"}, {"slots": 8, "threads": 2, "kv": "q8_0"}]
+    first, second = (grid[i] for i in spread(grid, top, 2))
+    assert first["slots"] == 1 and first["threads"] == 1  # the far corner
+    assert second["threads"] == 1 and second["slots"] < 8 and second["kv"] != first["kv"]
+    assert spread(top, top, 3) == []  # nothing new: nothing chosen
+
+
+def test_explore_pins_down_what_the_top_of_the_front_cannot(tmp_path):
+    out = tmp_path / "calibrated.toml"
+    fid = {**STUDY["fidelity"], "top_k": 2, "explore": 2, "profile_out": str(out)}
+    proc = _run(write_toml(tmp_path / "s.toml", {**STUDY, "fidelity": fid}))
+    assert proc.returncode == 0, proc.stderr
+    assert "round 1: measured 4 configs" in proc.stdout
+    data = tomllib.loads(out.read_text())
+    # the truth: speed 2.5, overhead 12 ms (top-k alone leaves speed loosely pinned down)
+    assert data["constants"]["speed"] == pytest.approx(2.5, rel=0.1)
+    assert data["constants"]["overhead_ms"] == pytest.approx(12.0, rel=0.1)

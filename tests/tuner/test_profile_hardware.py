@@ -10,9 +10,9 @@ import tomllib
 
 import pytest
 
-from evaluators._catalog import get_hardware
-from evaluators._hardware_profile import _fit_gemm
 from tuner import BadInput
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators._hardware_profile import _fit_gemm
 from tuner.registry import make_evaluator
 
 pytest.importorskip("torch")

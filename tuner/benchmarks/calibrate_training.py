@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from evaluators.training._reference import DATA, read, reference_tokens_per_s
+from tuner.evaluators.training._reference import DATA, read, reference_tokens_per_s
 from tuner.registry import make_evaluator
 
 TABLE = DATA / "nemo_longseq_h100_cp.csv"

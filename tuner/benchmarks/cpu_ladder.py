@@ -4,8 +4,9 @@
 2. a study tunes llama.cpp's ``llama-server`` (slots, logical/physical batch, KV-cache type,
    threads, flash attention) serving the SmolLM2-135M GGUF to 8 users in a closed loop,
    256-token prompts, 64-token answers, warm-up excluded: ``serving-sim`` with the CPU profile
-   screens every valid config, ``serving-real`` measures the best ``--top-k`` per round, and
-   the llama.cpp profile is recalibrated after each round (``[fidelity]``);
+   screens every valid config, ``serving-real`` measures the best ``--top-k`` per round and
+   ``--explore`` more spread over the knobs, and the llama.cpp profile is recalibrated after
+   each round (``[fidelity]``);
 3. configs the ladder did not measure (``--held-out`` seeded random ones, and llama-server's
    defaults) are measured and predicted with the shipped and with the calibrated profile: the
    simulator's median TTFT and TPOT error on configs not used for calibration, before and after;
@@ -13,7 +14,8 @@
 
 Run (needs the ``llm-server`` extra; several minutes)::
 
-    python -m tuner.benchmarks.cpu_ladder [--profile cpu.toml] [--rounds 3] [--top-k 4]
+    python -m tuner.benchmarks.cpu_ladder [--profile cpu.toml] [--rounds 3] [--top-k 2]
+        [--explore 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ SLO = {"slo_ttft_ms": 3000.0, "slo_tpot_ms": 150.0}
 ERROR_METRICS = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s")
 
 
-def _study(profile: str, rounds: int, top_k: int, out: Path) -> str:
+def _study(profile: str, rounds: int, top_k: int, explore: int, out: Path) -> str:
     ctx = {"engine": "llama.cpp", "model": "smollm2-135m", "gpu": profile,
            "kv_cache_tokens": 4096, **SLO}
     lines = ['name = "cpu-ladder"', "seed = 0", "", "[space]", 'domain = "serving"', "",
@@ -51,7 +53,8 @@ def _study(profile: str, rounds: int, top_k: int, out: Path) -> str:
               'metric = "goodput_req_s"', 'direction = "maximize"', "", "[[objectives]]",
               'metric = "tpot_ms_p50"', 'direction = "minimize"', "", "[budget]",
               "trial_timeout_s = 300", "", "[fidelity]", 'screen = "serving-sim"',
-              f"top_k = {top_k}", f"rounds = {rounds}", "recalibrate = true",
+              f"top_k = {top_k}", f"explore = {explore}", f"rounds = {rounds}",
+              "recalibrate = true",
               f"profile_out = {json.dumps(str(out))}"]
     return "\n".join(lines).replace("True", "true").replace("False", "false") + "\n"
 
@@ -65,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", help="a CPU hardware profile (default: measure one now)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--top-k", type=int, default=4)
+    ap.add_argument("--top-k", type=int, default=2)
+    ap.add_argument("--explore", type=int, default=2,
+                    help="configs per round spread over the space (for calibration)")
     ap.add_argument("--held-out", type=int, default=4)
     ap.add_argument("--keep", help="folder to keep the study database and profiles in")
     args = ap.parse_args(argv)
 
-    from search_spaces.serving import ServingSpace
     from tuner.registry import make_evaluator
+    from tuner.search_spaces.serving import ServingSpace
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="tuner-cpu-ladder-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                        check=True)
     calibrated = work / "llama.cpp-calibrated.toml"
     study = work / "cpu-ladder.toml"
-    study.write_text(_study(profile, args.rounds, args.top_k, calibrated))
+    study.write_text(_study(profile, args.rounds, args.top_k, args.explore, calibrated))
     db = f"sqlite:///{work / 'ladder.db'}"
     proc = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(study), "--storage", db],
                           text=True)
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     after: dict[str, list[float]] = {m: [] for m in ERROR_METRICS}
     print("\nheld-out configs (not used for calibration), measured vs predicted:")
     default_goodput = None
+    held_file = work / "held_out.jsonl"
+    held_file.write_text("")
     for cfg in held + [defaults]:
         res = real.evaluate(cfg)
         label = "llama-server defaults" if cfg is defaults else json.dumps(
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label}: {res.status.value}: {res.reason}")
             continue
         m = dict(res.metrics)
+        with open(held_file, "a") as f:  # rows `tuner calibrate` reads
+            f.write(json.dumps({"config": cfg, "metrics": m}) + "\n")
         if cfg is defaults:
             default_goodput = m["goodput_req_s"]
         e0 = _errors(dict(shipped.evaluate(cfg).metrics), m)

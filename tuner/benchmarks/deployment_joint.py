@@ -3,7 +3,7 @@
 ``python -m tuner.benchmarks.deployment_joint [--trials N] [--seed S] [--study NAME] [--json P]``
 
 For each shipped deployment study (its model, GPUs, budget, workload, SLOs and quality budget),
-``evaluators.deployment.pipelines`` runs, with the same space, SLOs, quality budget and TPE
+``tuner.evaluators.deployment.pipelines`` runs, with the same space, SLOs, quality budget and TPE
 budget of ``--trials`` suggestions each:
 
 * joint: plan x mix x scheduler searched together, then the best tiles;
@@ -22,7 +22,7 @@ import json
 import time
 from typing import Any
 
-from evaluators.deployment.pipelines import Goal, Outcome, compare, domain_diff
+from tuner.evaluators.deployment.pipelines import Goal, Outcome, compare, domain_diff
 
 #: the studies of ``studies/deployment-*.toml``, as the pipelines take them: context, the
 #: narrowing both pipelines share (scheduler knobs that hardly move cost held at engine

@@ -16,8 +16,8 @@ import time
 
 import optuna
 
-from search_spaces.kernels import GemmTileSpace
 from tuner.samplers._grid import SpaceGridSampler
+from tuner.search_spaces.kernels import GemmTileSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -33,7 +33,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from evaluators.kernels import (
+from tuner.evaluators.kernels import (
     WITHIN,
     KernelReplayEvaluator,
     ShapeResult,

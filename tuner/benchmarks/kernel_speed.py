@@ -28,8 +28,8 @@ SPACES = (
 
 
 def measure(repeat: int = 3, seed: int = 0) -> dict[str, float]:
-    from evaluators.kernels import KernelSimEvaluator
     from tuner import registry
+    from tuner.evaluators.kernels import KernelSimEvaluator
 
     configs = []
     for domain, ctx in SPACES:

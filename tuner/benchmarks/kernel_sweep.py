@@ -111,8 +111,8 @@ def _software(env: dict[str, str]) -> dict[str, str]:
 
 def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str],
                timer: str, overwrite: bool) -> Any:
-    from evaluators.kernels import ReplayTable
     from tuner._errors import BadInput
+    from tuner.evaluators.kernels import ReplayTable
 
     if path.exists() and not overwrite:
         table = ReplayTable.load(path)
@@ -127,8 +127,8 @@ def open_table(path: Path, device: str, gpu: str | None, software: dict[str, str
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from evaluators.kernels import KernelGpuEvaluator
     from tuner import registry
+    from tuner.evaluators.kernels import KernelGpuEvaluator
 
     ev = KernelGpuEvaluator(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, seed=args.seed,
                             interpret=args.interpret, cpu_reps=args.cpu_reps)

@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators.quant import (
+from tuner._pareto import pareto_mask
+from tuner.evaluators.quant import (
     MINILM,
     ROLES,
     Target,
@@ -45,7 +46,6 @@ from evaluators.quant import (
     uniform_config,
     unit_drop,
 )
-from tuner._pareto import pareto_mask
 
 #: HAWQ-greedy's precision ladder, in decreasing stored bits (weights only)
 LADDER = ("bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-ch")
@@ -186,7 +186,7 @@ def dominates(a: Mapping[str, float], b: Mapping[str, float], keys=OBJ) -> bool:
 
 def int4_band_space(context: Mapping[str, Any], bands: int, kv_bits: int | None = None) -> Any:
     """The space narrowed to 4-bit weights everywhere, one group size per role and band."""
-    from search_spaces.quantization import QuantSpace
+    from tuner.search_spaces.quantization import QuantSpace
 
     fixed: dict[str, Any] = {f"{r}_bits_b{b}": 4 for r in ROLES for b in range(bands)}
     fixed.update(embed_bits=4, protect_frac=0.0, act_bits=16)
@@ -230,8 +230,8 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
                 corner_trials: int = 30) -> None:
     import optuna
 
-    from evaluators.quant import QuantRealEvaluator, QuantSimEvaluator
-    from search_spaces.quantization import QuantSpace
+    from tuner.evaluators.quant import QuantRealEvaluator, QuantSimEvaluator
+    from tuner.search_spaces.quantization import QuantSpace
 
     target = resolve_target(MINILM)
     real = QuantRealEvaluator()
@@ -347,8 +347,8 @@ def minilm_part(trials: int, seed: int, report: dict[str, Any], band_trials: int
 def llama_part(report: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from evaluators.quant import QuantSimEvaluator
-    from search_spaces.quantization import QuantSpace
+    from tuner.evaluators.quant import QuantSimEvaluator
+    from tuner.search_spaces.quantization import QuantSpace
     from tuner.spec import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "studies"

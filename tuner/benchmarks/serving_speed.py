@@ -55,7 +55,7 @@ def scenarios(n: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run(n: int = 10_000, repeat: int = 3) -> list[dict[str, Any]]:
-    from evaluators.serving import ServingSimEvaluator, clear_caches
+    from tuner.evaluators.serving import ServingSimEvaluator, clear_caches
 
     ev = ServingSimEvaluator()
     out = []

@@ -68,7 +68,7 @@ def _plans(spaces: list, n: int, valid: bool, rng: random.Random) -> list[dict[s
 
 
 def measure_rate(spaces: list, repeat: int, n: int = 4000, seed: int = 0) -> dict[str, float]:
-    from evaluators.training import TrainingSimEvaluator, clear_caches
+    from tuner.evaluators.training import TrainingSimEvaluator, clear_caches
 
     rng = random.Random(seed)
     sets = {"valid": _plans(spaces, n, True, rng), "mixed": _plans(spaces, n, False, rng)}
@@ -98,7 +98,7 @@ def _satisfies(metrics: dict[str, float], constraints: list) -> bool:
 
 
 def ground_truth(name: str, spec: Any, space: Any) -> dict[str, Any]:
-    from evaluators.training import TrainingSimEvaluator
+    from tuner.evaluators.training import TrainingSimEvaluator
 
     ev = TrainingSimEvaluator(**spec.evaluator.options)
     t0 = time.perf_counter()

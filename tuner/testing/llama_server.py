@@ -15,14 +15,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from evaluators.serving._llama_cpp import (
+from tuner._errors import MissingExtra
+from tuner._process import ServerError, ServerProcess, free_port
+from tuner.evaluators.serving._llama_cpp import (
     PORTABLE_CMAKE_ARGS,
     REBUILD_HINT,
     server_binary,
     smollm2_gguf,
 )
-from tuner._errors import MissingExtra
-from tuner._process import ServerError, ServerProcess, free_port
 
 
 class LlamaServer(ServerProcess):

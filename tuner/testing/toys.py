@@ -82,7 +82,7 @@ class FaultyEvaluator(ToyEvaluator):
 def _toy_stack_profile() -> Any:
     from types import MappingProxyType
 
-    from evaluators._profiles import Profile
+    from tuner.evaluators._profiles import Profile
 
     return Profile("toy-stack", "serving", MappingProxyType({"speed": 1.0, "overhead_ms": 0.0}),
                    fit_bounds=MappingProxyType({"speed": (0.1, 10.0),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators.deployment import DeploymentSimEvaluator, compose, problems
-from evaluators.deployment._kernels import best_tile
-from evaluators.quant import QuantSimEvaluator
-from evaluators.serving import ServingSimEvaluator
 from tuner import BadInput, Status
+from tuner.evaluators.deployment import DeploymentSimEvaluator, compose, problems
+from tuner.evaluators.deployment._kernels import best_tile
+from tuner.evaluators.quant import QuantSimEvaluator
+from tuner.evaluators.serving import ServingSimEvaluator
 
 WL = {"mode": "poisson", "rate": 2.0, "num_requests": 40, "seed": 0,
       "input_len": {"dist": "uniform", "low": 64, "high": 512}, "output_len": 32}

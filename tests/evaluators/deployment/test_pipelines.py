@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from evaluators.deployment import DeploymentSimEvaluator
-from evaluators.deployment.pipelines import (
+from tuner.evaluators.deployment import DeploymentSimEvaluator
+from tuner.evaluators.deployment.pipelines import (
     Goal,
     cost_floor,
     domain_diff,

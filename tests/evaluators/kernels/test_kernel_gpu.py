@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.kernels.gpu import NO_GPU, TOLERANCE, KernelGpuEvaluator
 from tuner import BadInput
+from tuner.evaluators.kernels.gpu import NO_GPU, TOLERANCE, KernelGpuEvaluator
 
 GEMM = {"kernel": "gemm", "m": 48, "n": 64, "k": 96, "dtype": "fp16", "gpu": "h100_sxm",
         "block_m": 16, "block_n": 32, "block_k": 32, "group_m": 4, "num_warps": 4,
@@ -28,8 +28,8 @@ ATTN = {"kernel": "attention", "batch": 1, "heads": 2, "seq_len": 40, "head_dim"
 
 INTERPRETER_CHECKS = textwrap.dedent('''
     import json, sys, torch
-    from evaluators.kernels import _triton as tk
-    from evaluators.kernels.gpu import KernelGpuEvaluator, max_rel_error, reference_attention
+    from tuner.evaluators.kernels import _triton as tk
+    from tuner.evaluators.kernels.gpu import KernelGpuEvaluator, max_rel_error, reference_attention
 
     out = {"interpreting": tk.interpreting(), "gemm": [], "attention": []}
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def test_kernel_errors_become_failed(interp):
 
 
 def test_sweep_records_a_labelled_table(interp):
-    from evaluators.kernels.replay import ReplayTable
+    from tuner.evaluators.kernels.replay import ReplayTable
 
     assert interp["sweep_rc"] == 0
     table = ReplayTable.load(interp["table_path"])

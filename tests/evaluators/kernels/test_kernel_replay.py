@@ -8,18 +8,18 @@ import json
 import optuna
 import pytest
 
-from evaluators.kernels import analyse, measurements_to_within, summary
-from evaluators.kernels.replay import (
+from tuner import BadInput, EvalResult
+from tuner.benchmarks.kernel_analysis import markdown
+from tuner.benchmarks.kernel_sweep import open_table
+from tuner.evaluators.kernels import analyse, measurements_to_within, summary
+from tuner.evaluators.kernels.replay import (
     DATA_DIR,
     SCHEMA,
     KernelReplayEvaluator,
     ReplayTable,
     resolve_table,
 )
-from search_spaces.kernels import GemmTileSpace
-from tuner import BadInput, EvalResult
-from tuner.benchmarks.kernel_analysis import markdown
-from tuner.benchmarks.kernel_sweep import open_table
+from tuner.search_spaces.kernels import GemmTileSpace
 from tuner.testing import check_evaluator
 
 CPU_TABLE = DATA_DIR / "cpu_interpreter.json"
@@ -43,7 +43,7 @@ def test_cpu_table_is_real_and_labelled(table):
     assert table.gpu is None and table.device == "cpu (TRITON_INTERPRET=1)"
     assert "NOT GPU performance" in table.timer
     assert {"torch", "triton", "python", "kernels"} <= set(table.software)
-    from evaluators.kernels.gpu import kernels_digest
+    from tuner.evaluators.kernels.gpu import kernels_digest
 
     assert table.software["kernels"] == kernels_digest(), (
         "evaluators/kernels/_triton.py changed since cpu_interpreter.json was recorded: "

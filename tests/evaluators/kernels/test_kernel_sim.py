@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from evaluators._catalog import get_hardware
-from evaluators.kernels.sim import DEFAULTS, KernelSimEvaluator, _Hw, best_config
-from search_spaces.kernels import AttentionTileSpace, GemmTileSpace
 from tuner import BadInput, EvalResult
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.kernels.sim import DEFAULTS, KernelSimEvaluator, _Hw, best_config
+from tuner.search_spaces.kernels import AttentionTileSpace, GemmTileSpace
 from tuner.testing import check_evaluator, evaluator_cases
 
 GEMM = {"kernel": "gemm", "m": 4096, "n": 4096, "k": 4096, "dtype": "bf16", "gpu": "h100_sxm"}
@@ -186,7 +186,7 @@ def test_speed_floor():
 
 
 def test_validation_quick():
-    from evaluators.kernels.validation import run
+    from tuner.evaluators.kernels.validation import run
 
     report = run(max_gemm_rows=4)
     groups = report.groups()
@@ -198,7 +198,7 @@ def test_validation_quick():
 
 @pytest.mark.slow
 def test_validation_full_meets_targets():
-    from evaluators.kernels.validation import run
+    from tuner.evaluators.kernels.validation import run
 
     report = run()
     assert report.meets_targets(), report.summary()

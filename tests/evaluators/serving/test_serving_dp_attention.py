@@ -2,11 +2,11 @@
 
 import pytest
 
-from evaluators.serving._cluster import simulate
-from evaluators.serving._latency import StepModel
-from evaluators.serving._plan import engine_memory, parse, plan_workload, problems
-from evaluators.serving.sim import ServingSimEvaluator
 from tuner import BadInput
+from tuner.evaluators.serving._cluster import simulate
+from tuner.evaluators.serving._latency import StepModel
+from tuner.evaluators.serving._plan import engine_memory, parse, plan_workload, problems
+from tuner.evaluators.serving.sim import ServingSimEvaluator
 
 EV = ServingSimEvaluator()
 WL = {"mode": "closed", "concurrency": 64, "num_requests": 192, "input_len": 1024,

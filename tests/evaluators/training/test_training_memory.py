@@ -3,8 +3,8 @@ buffers, recomputation modules, the stack's fixed allowance."""
 
 import pytest
 
-from evaluators.training.sim import TrainingSimEvaluator
 from tuner import BadInput
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 EV = TrainingSimEvaluator()
 L70 = {"model": "llama3.1-70b", "gpu": "h100_sxm", "num_gpus": 64, "seq_len": 8192,

@@ -2,9 +2,9 @@
 
 import pytest
 
-from evaluators.training import _moe
-from evaluators.training._plan import parse_plan
-from evaluators.training.sim import TrainingSimEvaluator
+from tuner.evaluators.training import _moe
+from tuner.evaluators.training._plan import parse_plan
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 EV = TrainingSimEvaluator()
 QWEN = {"model": "qwen3-235b-a22b", "gpu": "h100_sxm", "num_gpus": 256, "seq_len": 4096,
@@ -84,8 +84,8 @@ def test_expert_tensor_parallel_and_expert_memory():
 
 
 def _with(**values):
-    from evaluators._profiles import with_constants
-    from evaluators.training._profile import framework_profile
+    from tuner.evaluators._profiles import with_constants
+    from tuner.evaluators.training._profile import framework_profile
     return with_constants(framework_profile("megatron"), values)
 
 
@@ -141,8 +141,8 @@ def test_all_to_all_overlap_is_a_stack_feature():
 def test_dropless_dispatch_sync_floors_the_forward_at_host_time():
     """A dropless dispatcher waits for the token counts on the host: a MoE layer's forward
     then takes at least the host's time; capacity-padded runs (static shapes) do not wait."""
-    from evaluators._profiles import with_constants
-    from evaluators.training._profile import framework_profile
+    from tuner.evaluators._profiles import with_constants
+    from tuner.evaluators.training._profile import framework_profile
 
     base = framework_profile("megatron")
     slow_host = with_constants(base, {"moe_sync_host_us": 20000.0})

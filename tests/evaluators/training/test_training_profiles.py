@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from evaluators._calibration import Row, calibrate
-from evaluators._profiles import with_constants
-from evaluators.training._profile import FRAMEWORKS, SCHEMA, framework_profile
-from evaluators.training.sim import TrainingSimEvaluator
 from tuner import BadInput, UnknownName
+from tuner.evaluators._calibration import Row, calibrate
+from tuner.evaluators._profiles import with_constants
+from tuner.evaluators.training._profile import FRAMEWORKS, SCHEMA, framework_profile
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 EV = TrainingSimEvaluator()
 L8 = {"model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 16, "seq_len": 4096,
@@ -81,7 +81,7 @@ def test_missing_constant_is_named():
     base = framework_profile("megatron")
     from types import MappingProxyType
 
-    from evaluators._profiles import Profile
+    from tuner.evaluators._profiles import Profile
 
     consts = {k: v for k, v in base.constants.items() if k != "fragmentation"}
     broken = Profile("megatron", "training", MappingProxyType(consts))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluators import _perf
-from evaluators._catalog import get_hardware
-from evaluators.training.sim import TrainingSimEvaluator
 from tuner import BadInput, registry
+from tuner.evaluators import _perf
+from tuner.evaluators._catalog import get_hardware
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 EV = TrainingSimEvaluator()
 L70 = {"model": "llama3.1-70b", "gpu": "h100_sxm", "num_gpus": 64, "seq_len": 4096,

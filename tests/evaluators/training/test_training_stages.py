@@ -2,8 +2,8 @@
 
 import pytest
 
-from evaluators.training._stages import layout
-from evaluators.training.sim import TrainingSimEvaluator
+from tuner.evaluators.training._stages import layout
+from tuner.evaluators.training.sim import TrainingSimEvaluator
 
 EV = TrainingSimEvaluator()
 L405 = {"model": "llama3.1-405b", "gpu": "h100_sxm", "num_gpus": 512, "seq_len": 8192,

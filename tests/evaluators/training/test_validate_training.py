@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.training import _reference
-from evaluators.training import validation as validate_training
-from evaluators.training._profile import FRAMEWORKS
 from tuner import registry
+from tuner.evaluators.training import _reference
+from tuner.evaluators.training import validation as validate_training
+from tuner.evaluators.training._profile import FRAMEWORKS
 
 SHARED = Path(__file__).parents[4] / "shared" / "reference"
 
@@ -62,7 +62,7 @@ def test_no_published_run_is_called_infeasible(report):
 
 def test_source_definitions_convert_reference_figures():
     """NeMo's GPT formula reproduces its own tokens/s from its TFLOP/s (24.07 table)."""
-    from evaluators._catalog import get_model
+    from tuner.evaluators._catalog import get_model
 
     m = get_model("llama2-7b")
     per_token = _reference.nemo_flops_per_token(m, 4096)
