@@ -92,7 +92,7 @@ def _number(text: str) -> bool:
         float(text)
     except ValueError:
         return False
-    return text not in ("True", "False")
+    return True
 
 
 def spread(params: Sequence[Mapping[str, Any]], taken: Sequence[Mapping[str, Any]],
