@@ -50,6 +50,7 @@ ERROR_METRICS = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "step_time_s"
 class Round:
     number: int
     measured: list[int] = field(default_factory=list)  # trial numbers
+    spread: list[int] = field(default_factory=list)  # those chosen by ``explore``
     #: metric -> median |predicted / measured - 1| over this round's measurements, with the
     #: profile in effect when they were chosen (before this round's recalibration)
     error: dict[str, float] = field(default_factory=dict)
@@ -57,8 +58,9 @@ class Round:
 
     def line(self) -> str:
         errs = ", ".join(f"{m} {100 * e:.0f}%" for m, e in self.error.items())
-        return (f"round {self.number}: measured {len(self.measured)} configs; screen error "
-                f"before recalibration: {errs or 'n/a'}")
+        spread = f" ({len(self.spread)} spread)" if self.spread else ""
+        return (f"round {self.number}: measured {len(self.measured)} configs{spread}; screen "
+                f"error before recalibration: {errs or 'n/a'}")
 
 
 def candidates(space: Any, pool: int, seed: int) -> list[dict[str, Any]]:
@@ -199,6 +201,7 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
             rest = [setup.space.param_values(c) for c in ranked[fid.top_k:]]
             taken = sent + [setup.space.param_values(c) for c in todo]
             todo += [ranked[fid.top_k + i] for i in spread(rest, taken, fid.explore)]
+        explored = {params_key(setup.space.param_values(c)) for c in todo[fid.top_k:]}
         if not todo:
             log(f"round {r}: every config the screen ranks was measured; stopping")
             break
@@ -225,6 +228,8 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
                                  {k: v for k, v in t.user_attrs["metrics"].items()
                                   if not k.startswith("predicted_")})
                 rnd.measured.append(t.number)
+                if key in explored:
+                    rnd.spread.append(t.number)
         rnd.error = median_errors([(predicted[k], measured[k][1]) for k in keys
                                    if k in measured], metrics)
         rounds.append(rnd)

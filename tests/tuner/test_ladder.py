@@ -88,7 +88,17 @@ def test_explore_pins_down_what_the_top_of_the_front_cannot(tmp_path):
     fid = {**STUDY["fidelity"], "top_k": 2, "explore": 2, "profile_out": str(out)}
     proc = _run(write_toml(tmp_path / "s.toml", {**STUDY, "fidelity": fid}))
     assert proc.returncode == 0, proc.stderr
-    assert "round 1: measured 4 configs" in proc.stdout
+    assert "round 1: measured 4 configs (2 spread)" in proc.stdout
+    import optuna
+
+    from tuner.analysis import ladder_rounds
+    from tuner.storage import storage_url
+
+    rounds = optuna.load_study(study_name="ladder", storage=storage_url(None)).user_attrs[
+        "tuner.fidelity"]
+    assert [(r["round"], r["measured"], r["spread"]) for r in ladder_rounds(rounds)] == \
+        [(1, 4, 2), (2, 4, 2), (3, 4, 2)]
+    assert all(set(r["spread"]) <= set(r["measured"]) for r in rounds)
     data = tomllib.loads(out.read_text())
     # the truth: speed 2.5, overhead 12 ms (top-k alone leaves speed loosely pinned down)
     assert data["constants"]["speed"] == pytest.approx(2.5, rel=0.1)

@@ -161,10 +161,12 @@ def fidelity_within(rows: Sequence[TrialRow], directions: Mapping[str, str],
 
 def ladder_rounds(rounds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per round of a study's fidelity ladder (its ``tuner.fidelity`` attribute):
-    how many configs were measured and the screen's error on them, in percent."""
+    how many configs were measured (and how many of them ``explore`` chose) and the screen's
+    error on them, in percent."""
     out = []
     for r in rounds:
-        row: dict[str, Any] = {"round": r.get("number"), "measured": len(r.get("measured", []))}
+        row: dict[str, Any] = {"round": r.get("number"), "measured": len(r.get("measured", [])),
+                               "spread": len(r.get("spread", []))}
         for metric, err in sorted((r.get("error") or {}).items()):
             row[f"{metric} |error| %"] = round(100.0 * float(err), 1)
         out.append(row)
