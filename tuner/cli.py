@@ -488,13 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = execute(args.func, args)
     if code == EXIT_INTERRUPTED:
         # the interruption is recorded; one more Ctrl-C/SIGTERM must not turn the exit into a
-        # kill while Python shuts down (which restores the default handlers)
+        # kill while Python shuts down (which restores the default handlers). Ignored for the
+        # whole process: a mask would cover this thread only, and a signal sent to the
+        # process may be delivered to any thread still running
         import signal
 
-        try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        except (AttributeError, ValueError, OSError):
-            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return code
 
 

@@ -68,8 +68,24 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 
 
 def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
-             grace_period: int | None = None) -> optuna.storages.RDBStorage:
-    """The storage for a command that writes (creates the SQLite file and the tables)."""
+             grace_period: int | None = None, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The storage for a command that writes (creates the SQLite file and the tables).
+
+    Processes that open a new database at the same moment (two runs, a run and a reader)
+    race to create Optuna's tables; the loser retries, as the tables exist a moment later.
+    """
+    for attempt in range(attempts):
+        try:
+            return _open_rdb(url, heartbeat_interval, grace_period)
+        except Exception as exc:
+            if attempt == attempts - 1 or not _creation_race(exc):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _open_rdb(url: str | None, heartbeat_interval: int | None,
+              grace_period: int | None) -> optuna.storages.RDBStorage:
     url = storage_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
@@ -88,7 +104,7 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise BadInput("storage", f"{redact(url)!r}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:
-        if _creation_race(exc):  # processes creating the tables together: callers retry
+        if _creation_race(exc):  # processes creating the tables together: open_rdb retries
             raise
         err = storage_error(exc, url)
         if err is None:
@@ -99,10 +115,12 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
 
 def _creation_race(exc: BaseException) -> bool:
     """Two processes creating the same tables at once (PostgreSQL reports a duplicate type or
-    key): not a fault of the storage, the table exists a moment later."""
+    key, SQLite "table ... already exists" or a duplicate version row): not a fault of the
+    storage, the table exists a moment later."""
     e: BaseException | None = exc
     while e is not None:
-        if isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError)):
+        if isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError)) or (
+                isinstance(e, sa.exc.OperationalError) and "already exists" in str(e)):
             return True
         e = e.__cause__
     return False

@@ -22,6 +22,42 @@ def test_create_tables_tolerates_another_process_creating_them_meanwhile(tmp_pat
     engine.dispose()
 
 
+def test_open_rdb_retries_when_another_process_wins_the_schema_creation(tmp_path, monkeypatch):
+    import optuna
+
+    from tuner import storage
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the other process created the schema and its version row first
+            real(url).engine.dispose()
+            raise sa.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception(
+                "UNIQUE constraint failed: alembic_version.version_num"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    rdb = storage.open_rdb(url)
+    assert len(calls) == 2 and rdb.get_all_studies() == []
+    rdb.engine.dispose()
+
+
+def test_processes_opening_one_new_database_together_all_succeed(tmp_path):
+    # each waits for the same instant, then opens (and so creates) the same new database
+    start = __import__("time").time() + 3
+    code = ("import sys, time; from tuner.storage import open_rdb; "
+            f"time.sleep(max(0, {start} - time.time())); "
+            "open_rdb(sys.argv[1]).engine.dispose(); print('ok')")
+    url = f"sqlite:///{tmp_path / 'together.db'}"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs if err]
+
+
 def test_create_tables_still_reports_a_real_problem(tmp_path):
     db = tmp_path / "ro.db"
     sa.create_engine(f"sqlite:///{db}").connect().close()

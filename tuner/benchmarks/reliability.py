@@ -151,7 +151,9 @@ def stored_trials(url: str, name: str) -> list[Any]:
     """Every trial of a study, read fresh (no cache) from storage."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(url)
+    # a reader: creating the tables here would race the run that is creating them
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True,
+                                         skip_compatibility_check=True)
     try:
         sid = storage.get_study_id_from_name(name)
         return storage.get_all_trials(sid, deepcopy=False)
