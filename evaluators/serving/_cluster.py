@@ -219,9 +219,10 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
         static: list[Seq] = []
         first_batch = min(workload.concurrency, n)
         released[0] = first_batch
-        # the loop has desynchronized by the end of the warm-up only where the front end
-        # spaces requests out; without one (llama-server) it stays in lock-step, so the run
-        # is simulated from the client's real start, every user sending at once
+        # the loop has desynchronized by the end of the warm-up where the front end spaces
+        # requests out (and offline, where GPU engines' own jitter does it); behind a front
+        # end that does not (llama-server) it stays in lock-step, so the run is simulated
+        # from the client's real start, every user sending at once
         steady = workload.warmup >= first_batch > 1 and (fe.spaces_requests or not fe.on)
         rng = random.Random(first_batch * 7919 + n)  # deterministic phases
         for i, s in enumerate(seqs[:first_batch]):
