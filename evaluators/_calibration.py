@@ -89,13 +89,14 @@ def read_rows(path: str | Path, field_: str = "--measurements") -> list[Row]:
                            "{...}}")
         metrics = {}
         for k, v in data["metrics"].items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 \
                     or not math.isfinite(v):
-                raise BadInput(field_, f"{where}: metric {k!r} = {v!r} must be a positive "
-                               "finite number")
-            metrics[k] = float(v)
+                raise BadInput(field_, f"{where}: metric {k!r} = {v!r} must be a finite "
+                               "number >= 0")
+            if v > 0:  # a zero (no goodput, no price) is measured but has no log error
+                metrics[k] = float(v)
         if not metrics:
-            raise BadInput(field_, f"{where}: no metrics")
+            raise BadInput(field_, f"{where}: no positive metrics")
         rows.append(Row(data["config"], metrics, where))
     if len(rows) < 2:
         raise BadInput(field_, f"{path}: {len(rows)} measured run(s); calibration needs at "

@@ -4,11 +4,14 @@ A step is one ``llama_decode`` call: the decoding slots' tokens plus prompt toke
 ``--batch-size``, run as forward passes of at most ``--ubatch-size`` tokens each. One pass
 costs
 
-* the matmuls: ``max(FLOPs / compute rate, weight bytes / bandwidth)``. Every pass streams all
+* the matmuls: ``FLOPs / compute rate + weight bytes / bandwidth``. Every pass streams all
   layer weights once (quantized blocks dequantized inside the dot products); the output matrix
   is streamed only by passes that produce logits (llama.cpp computes logits only for the
-  tokens that sample). The compute rate is the hardware profile's fp32 GEMM peak times the
-  profile constant ``matmul_efficiency`` (ggml's quantized kernels vs torch's GEMM);
+  tokens that sample). The two add up rather than overlap: measured with llama-server on a
+  2-core VM, a prompt run one token per pass costs 1.6x per token what 256-token passes cost,
+  and each decoding slot adds its full compute to a step. The compute rate is the hardware
+  profile's fp32 GEMM peak times the profile constant ``matmul_efficiency`` (ggml's quantized
+  kernels vs torch's GEMM);
 * attention per layer: with flash attention each sequence reads its own KV cells (masked cells
   of the unified cache are skipped); without it the KQ product spans every used cell of the
   unified cache for every token of the pass, so its cost grows with all slots' contexts;
@@ -17,10 +20,12 @@ costs
 
 A pass of one token uses ``threads`` threads, larger passes ``threads_batch`` (llama-context:
 ``n_threads = n_tokens == 1 ? n_threads : n_threads_batch``). Threads share the profile's
-cores: rates scale with ``min(threads, cores) / cores``; more threads than cores time-share the
-cores and their spin-waiting barriers slow every op (``oversubscription_penalty`` per extra
-thread per core). Host work per step: ``step_overhead_us`` and ``per_seq_overhead_us`` per
-sequence that samples a token (sampling over the vocabulary, detokenizing, streaming).
+cores: rates scale with ``min(threads, cores) / cores``. More threads than cores time-share the
+cores at the same total rate, but every op's barrier then waits for a descheduled thread:
+``oversubscribed_barrier_us`` per op per extra thread per core (measured: 4 threads on 2 cores
+add ~20 ms to every ~600-op decode pass, whatever its size). Host work per step:
+``step_overhead_us`` and ``per_seq_overhead_us`` per sequence that samples a token (the
+sampler chain over the vocabulary, detokenizing, streaming).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ class CpuStepModel:
         self.w_eff = float(c("weight_bandwidth_efficiency"))
         self.op_s = float(c("op_overhead_us")) * US
         self.nodes = float(c("graph_nodes_per_layer")) * m.num_layers
-        self.penalty = float(c("oversubscription_penalty"))
+        self.barrier_s = float(c("oversubscribed_barrier_us")) * US
         self.step_s = float(c("step_overhead_us")) * US
         self.seq_s = float(c("per_seq_overhead_us")) * US
         self.threads = plan.threads  # type: ignore[attr-defined]
@@ -69,9 +74,9 @@ class CpuStepModel:
         self._pass: dict[tuple[int, int], float] = {}
 
     def _share(self, n: int) -> tuple[float, float]:
-        """(fraction of the cores' rate, slowdown of every op) with ``n`` threads."""
+        """(fraction of the cores' rate, seconds per op) with ``n`` threads."""
         over = max(0, n - self.cores) / self.cores
-        return min(n, self.cores) / self.cores / (1 + self.penalty * over), 1 + self.penalty * over
+        return min(n, self.cores) / self.cores, self.op_s + self.barrier_s * over
 
     def _matmuls(self, u: int, outputs: int) -> float:
         """One forward pass's matmuls and op overheads for ``u`` tokens, ``outputs`` of them
@@ -79,19 +84,19 @@ class CpuStepModel:
         key = (u, outputs)
         got = self._pass.get(key)
         if got is None:
-            share, slow = self._share(self.threads if u == 1 else self.threads_batch)
+            share, op_s = self._share(self.threads if u == 1 else self.threads_batch)
             flops = 2.0 * self.layer_params * u + 2.0 * self.out_params * outputs
             nbytes = self.layer_bytes + (self.out_bytes if outputs else 0.0)
             compute = flops / (self.peak * share * self.mm_eff)
             stream = nbytes / (self.bw * share * self.w_eff)
-            got = max(compute, stream) + self.nodes * self.op_s * slow
+            got = compute + stream + self.nodes * op_s
             self._pass[key] = got
         return got
 
     def _attention(self, u: int, pairs: float, kv_cells: float) -> float:
         share, _ = self._share(self.threads if u == 1 else self.threads_batch)
         compute = pairs * self.pair_flops / (self.peak * share * self.attn_eff)
-        return max(compute, kv_cells * self.cell_bytes / (self.bw * share * self.w_eff))
+        return compute + kv_cells * self.cell_bytes / (self.bw * share * self.w_eff)
 
     def _passes(self, tokens: int, outputs: int) -> float:
         """All forward passes of a ``tokens``-token batch (split into ubatches)."""

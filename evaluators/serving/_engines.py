@@ -52,6 +52,8 @@ class Adapter:
     #: config key -> reason a value cannot run on this engine (None: it can)
     limits: Mapping[str, Callable[[Any], str | None]]
     health_path: str = "/health"
+    #: reasons a combination of knobs cannot run (each returns None when it can)
+    rules: tuple[Callable[[Mapping[str, Any]], str | None], ...] = ()
 
     def problems(self, config: Mapping[str, Any]) -> list[str]:
         reasons = []
@@ -69,7 +71,7 @@ class Adapter:
             why = self.limits.get(key, lambda v: None)(value)
             if why:
                 reasons.append(f"{key}={value!r}: {why}")
-        return reasons
+        return reasons + [why for rule in self.rules if (why := rule(config))]
 
     def engine_flags(self, config: Mapping[str, Any]) -> list[str]:
         out: list[str] = []
@@ -93,6 +95,17 @@ def _one_of(*allowed: Any) -> Callable[[Any], str | None]:
 
 # -- llama.cpp's llama-server (CPU machines) -----------------------------------------------
 LLAMA_CPP_KV = {"bf16": "bf16", "f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
+
+
+def _quantized_v_needs_flash_attn(config: Mapping[str, Any]) -> str | None:
+    # llama-server exits at start otherwise ("quantized V cache requires flash_attn")
+    kv = config.get("kv_dtype")
+    if kv in ("q8_0", "q4_0") and config.get("flash_attn") is False:
+        return (f"kv_dtype={kv} with flash_attn off: llama.cpp quantizes the V cache only "
+                "with flash attention")
+    return None
+
+
 LLAMA_CPP = Adapter(
     "llama.cpp",
     flags={
@@ -116,6 +129,7 @@ LLAMA_CPP = Adapter(
         "tp": lambda v: None if v == 1 else "llama-server runs one process on one device",
         "pp": lambda v: None if v == 1 else "llama-server runs one process on one device",
     },
+    rules=(_quantized_v_needs_flash_attn,),
 )
 
 # -- vLLM (GPU machines) --------------------------------------------------------------------

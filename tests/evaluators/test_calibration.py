@@ -76,7 +76,8 @@ def test_recovers_known_constants_and_generalises(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("not json\n", "line 1: not JSON"),
     ('{"config": {}}\n{"config": {}}\n', "line 1: expected"),
-    ('{"config": {"work": 1}, "metrics": {"step_ms": -1}}\n', "must be a positive finite"),
+    ('{"config": {"work": 1}, "metrics": {"step_ms": -1}}\n', "must be a finite number >= 0"),
+    ('{"config": {"work": 1}, "metrics": {"step_ms": 0}}\n', "line 1: no positive metrics"),
     ('{"config": {"work": 1}, "metrics": {"step_ms": 5}}\n', "needs at least 2"),
 ])
 def test_bad_measurement_files_name_the_line(tmp_path, text, match):
@@ -84,6 +85,17 @@ def test_bad_measurement_files_name_the_line(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(BadInput, match=match):
         read_rows(path)
+
+
+def test_zero_metrics_are_read_and_left_out(tmp_path):
+    # serving-real reports goodput 0 and cost 0 where no request met the SLO or no price is
+    # set: real rows, whose zeros a log-error fit cannot use
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps({"config": {"work": w}, "metrics": {
+        "step_ms": 10.0 * w, "goodput_req_s": 0.0, "cost_usd_per_mtok": 0}}) + "\n"
+        for w in (1, 2)))
+    rows = read_rows(path)
+    assert [dict(r.metrics) for r in rows] == [{"step_ms": 10.0}, {"step_ms": 20.0}]
 
 
 def test_unknown_constant_is_refused(tmp_path):

@@ -11,6 +11,7 @@ from conftest import process_gone
 
 from tuner.evaluators.serving._engines import ADAPTERS, launch_argv
 from tuner.registry import make_evaluator
+from tuner.search_spaces.serving import CPU_EXAMPLE
 
 LOAD = {"mode": "closed", "concurrency": 2, "num_requests": 6, "warmup_requests": 2,
         "input_len": 48, "output_len": 8}
@@ -48,6 +49,16 @@ def test_knobs_an_engine_lacks_are_infeasible_with_reasons():
     assert "kv_dtype='fp8': allowed: bf16, f16, q8_0, q4_0" in text
     res = make_evaluator("serving-real").evaluate({**CPU, "tp": 2})
     assert res.status.value == "infeasible" and "one device" in res.reason
+
+
+def test_a_quantized_v_cache_without_flash_attention_is_infeasible_like_the_simulator():
+    # llama-server refuses to start with it; nothing is started, and serving-sim agrees
+    config = {**CPU, "kv_dtype": "q8_0", "flash_attn": False}
+    assert ADAPTERS["llama.cpp"].problems({**config, "flash_attn": True}) == []
+    for name, gpu in (("serving-real", {}), ("serving-sim", {"gpu": str(CPU_EXAMPLE)})):
+        res = make_evaluator(name).evaluate({**config, **gpu})
+        assert res.status.value == "infeasible", name
+        assert "llama.cpp quantizes the V cache only with flash attention" in res.reason
 
 
 @pytest.mark.llm
