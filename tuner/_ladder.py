@@ -194,21 +194,22 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
             if res.status.value == "ok":
                 preds.append((cfg, dict(res.metrics)))
         by_key = {params_key(setup.space.param_values(c)): m for c, m in preds}
+        knobs = setup.space.param_values
         ranked = [c for c in rank(preds, spec.objectives, spec.constraints)
-                  if params_key(setup.space.param_values(c)) not in predicted]
+                  if params_key(knobs(c)) not in predicted]
         todo = ranked[:fid.top_k]
         if fid.explore:
-            rest = [setup.space.param_values(c) for c in ranked[fid.top_k:]]
-            taken = sent + [setup.space.param_values(c) for c in todo]
+            rest = [knobs(c) for c in ranked[fid.top_k:]]
+            taken = sent + [knobs(c) for c in todo]
             todo += [ranked[fid.top_k + i] for i in spread(rest, taken, fid.explore)]
-        explored = {params_key(setup.space.param_values(c)) for c in todo[fid.top_k:]}
         if not todo:
             log(f"round {r}: every config the screen ranks was measured; stopping")
             break
         rnd = Round(r, constants={k: v for k, v in (profile.constants.items() if profile
                                                      else ()) if isinstance(v, (int, float))})
-        keys = [params_key(setup.space.param_values(c)) for c in todo]
-        sent += [setup.space.param_values(c) for c in todo]
+        sent += [knobs(c) for c in todo]
+        keys = [params_key(p) for p in sent[-len(todo):]]
+        explored = set(keys[fid.top_k:])
         for k in keys:
             predicted[k] = by_key[k]
 

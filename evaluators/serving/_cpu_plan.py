@@ -49,6 +49,14 @@ def embedding_dtype(weight_dtype: str, model: Model) -> str:
     return weight_dtype
 
 
+def quantized_v_problem(kv_dtype: str, flash_attn: bool) -> str | None:
+    """Why llama.cpp cannot run this KV-cache type (llama-server exits at start), or None."""
+    if kv_dtype in ("q8_0", "q4_0") and not flash_attn:
+        return (f"kv_dtype={kv_dtype} with flash_attn off: llama.cpp quantizes the V cache "
+                "only with flash attention")
+    return None
+
+
 def layer_params(model: Model) -> float:
     """Weights of the transformer layers (the embedding / output matrix apart)."""
     h, hd = model.hidden_size, model.head_dim
@@ -127,9 +135,9 @@ def llama_cpp_problems(plan: Any) -> list[str]:
         out.append("chunked_prefill=False: llama-server always splits prompts across steps")
     if plan.disaggregated:
         out.append("disaggregated=True: llama-server has no prefill/decode split")
-    if plan.kv_dtype in ("q8_0", "q4_0") and not plan.flash_attn:
-        out.append(f"kv_dtype={plan.kv_dtype} with flash_attn off: llama.cpp quantizes the V "
-                   "cache only with flash attention")
+    why = quantized_v_problem(plan.kv_dtype, plan.flash_attn)
+    if why:
+        out.append(why)
     stats = plan_workload(plan).stats()
     longest = int(stats["max_total_len"])
     limit = min(plan.max_model_len, plan.kv_cache_tokens)

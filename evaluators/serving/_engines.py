@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.evaluators.serving._cpu_plan import quantized_v_problem
+
 #: config keys that only shape the simulation or the load, never an engine flag
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",
                              "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len",
@@ -97,15 +99,6 @@ def _one_of(*allowed: Any) -> Callable[[Any], str | None]:
 LLAMA_CPP_KV = {"bf16": "bf16", "f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
 
 
-def _quantized_v_needs_flash_attn(config: Mapping[str, Any]) -> str | None:
-    # llama-server exits at start otherwise ("quantized V cache requires flash_attn")
-    kv = config.get("kv_dtype")
-    if kv in ("q8_0", "q4_0") and config.get("flash_attn") is False:
-        return (f"kv_dtype={kv} with flash_attn off: llama.cpp quantizes the V cache only "
-                "with flash attention")
-    return None
-
-
 LLAMA_CPP = Adapter(
     "llama.cpp",
     flags={
@@ -129,7 +122,8 @@ LLAMA_CPP = Adapter(
         "tp": lambda v: None if v == 1 else "llama-server runs one process on one device",
         "pp": lambda v: None if v == 1 else "llama-server runs one process on one device",
     },
-    rules=(_quantized_v_needs_flash_attn,),
+    rules=(lambda c: quantized_v_problem(c.get("kv_dtype", "f16"),
+                                         c.get("flash_attn", True)),),
 )
 
 # -- vLLM (GPU machines) --------------------------------------------------------------------
