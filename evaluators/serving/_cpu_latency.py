@@ -8,8 +8,8 @@ costs
   layer weights once (quantized blocks dequantized inside the dot products); the output matrix
   is streamed only by passes that produce logits (llama.cpp computes logits only for the
   tokens that sample). The two add up rather than overlap: measured with llama-server on a
-  2-core VM, a prompt run one token per pass costs 1.6x per token what 256-token passes cost,
-  and each decoding slot adds its full compute to a step. The compute rate is the hardware
+  2-core VM (``python -m tuner.benchmarks.llama_cpp_steps``), a prompt run one token per pass
+  costs 1.6-2.1x per token what 256-token passes cost. The compute rate is the hardware
   profile's fp32 GEMM peak times the profile constant ``matmul_efficiency`` (ggml's quantized
   kernels vs torch's GEMM);
 * attention per layer: with flash attention each sequence reads its own KV cells (masked cells
