@@ -27,9 +27,10 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
   over the expert-tensor group.
   ``moe_dispatcher``: ``alltoall`` sends every routed copy to its expert's GPU (NCCL
   all-to-all); ``deepep`` (DeepEP, DeepSeek 2025) sends a token once to each remote node
-  holding one of its experts (RDMA) and forwards the copies inside the node over NVLink: a
-  token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote nodes of ``N`` on average instead of
-  sending ``top_k * (N - 1) / N`` copies across.
+  holding one of its experts (RDMA) and forwards it inside the node over NVLink once to each
+  GPU holding one of its experts: a token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote
+  nodes of ``N`` on average instead of sending ``top_k * (N - 1) / N`` copies across, and
+  fewer GPUs than copies when a GPU holds several of its experts.
 * Host wait: a dropless dispatcher copies the routed-token counts to the host and waits for
   them (buffer sizes, grouped GEMM rows); the GPU queue drains there, so the layer's forward
   takes at least the stack's ``moe_sync_host_us`` (:func:`host_floor`).
@@ -131,19 +132,32 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     return out[0], out[1], out[2]
 
 
+def rank_hit_share(experts: int, k: int, ep: int) -> float:
+    """Chance that a token's ``k`` distinct experts (of ``experts``, spread evenly over ``ep``
+    ranks) include one of a given rank's: ``1 - C(E - E/ep, k) / C(E, k)``."""
+    local = experts / ep
+    miss = 1.0
+    for i in range(k):
+        miss *= max(experts - local - i, 0.0) / (experts - i)
+    return 1.0 - miss
+
+
 def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: int,
-                    gpus_per_node: int, nic_bw: float) -> float:
-    """One DeepEP dispatch (or combine): node-deduplicated RDMA + NVLink forwarding."""
+                    gpus_per_node: int, nic_bw: float, experts: int) -> float:
+    """One DeepEP dispatch (or combine): node-deduplicated RDMA + NVLink forwarding. A token
+    goes once to each rank holding any of its experts (DeepEP's ``is_token_in_rank``), not once
+    per expert."""
     per_node = gpus_per_node // stride if stride < gpus_per_node else 1
     per_node = max(1, min(per_node, ep))
     nodes = ep // per_node
     latency = c.coll_lat
-    if nodes <= 1:  # NVLink only: every copy to a peer GPU of the node
-        return token_bytes * k * (ep - 1) / ep / c.nvlink_bw + latency
+    hit = rank_hit_share(experts, k, ep)
+    if nodes <= 1:  # NVLink only: once to each peer GPU holding one of its experts
+        return token_bytes * (ep - 1) * hit / c.nvlink_bw + latency
     remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
     inter = token_bytes * remote / nic_bw
-    # copies for the own node's GPUs, and the received tokens forwarded to their experts
-    intra = token_bytes * k * (per_node - 1) / ep * 2.0 / c.nvlink_bw
+    # copies for the own node's GPUs, and the received tokens forwarded to their GPUs
+    intra = token_bytes * (per_node - 1) * hit * 2.0 / c.nvlink_bw
     return (inter if inter > intra else intra) + latency + c.hop_lat
 
 
@@ -216,7 +230,7 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
         nbytes_a2a = own * k * load * h * ACT_BYTES
         if p.moe_dispatcher == "deepep":  # type: ignore[attr-defined]
             a2a = _deepep_seconds(c, nbytes_a2a / k, k, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
-                                  nic_bw) / st.deepep_eff
+                                  nic_bw, e_all) / st.deepep_eff
         else:
             a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
                                      nic_bw, etp) / st.a2a_eff
@@ -240,4 +254,5 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "tokens_in", "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "tokens_in",
+           "unpaired_share"]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tuner.evaluators._perf import consts
 from tuner.evaluators.training import _moe
 from tuner.evaluators.training._plan import parse_plan
 from tuner.evaluators.training.sim import TrainingSimEvaluator
@@ -66,6 +67,20 @@ def test_dispatch_inside_and_across_nodes():
     # overlapping the all-to-all with another micro-batch's compute hides part of it
     over = ok({**across, "moe_a2a_overlap": True}).artifacts["time_s"]
     assert over["layer_comm_exposed"] < nccl["layer_comm_exposed"]
+
+
+def test_deepep_sends_a_token_once_to_each_gpu_holding_its_experts():
+    from math import comb
+    assert _moe.rank_hit_share(8, 2, 8) == pytest.approx(2 / 8)  # one expert per GPU
+    assert _moe.rank_hit_share(32, 8, 8) == pytest.approx(1 - comb(28, 8) / comb(32, 8))
+    assert _moe.rank_hit_share(64, 4, 1) == pytest.approx(1.0)
+    # top-8 of 32 experts on 8 GPUs (4 each): a token reaches ~5.6 GPUs, not 8
+    assert 8 * _moe.rank_hit_share(32, 8, 8) == pytest.approx(5.64, abs=0.01)
+    # inside one node the dispatch moves that share of the copies' bytes
+    c = consts(parse_plan(QWEN).hw)
+    few = _moe._deepep_seconds(c, 1e4, 8, 8, 1, 8, c.nic_bw, 32) - c.coll_lat
+    one_each = _moe._deepep_seconds(c, 1e4, 2, 8, 1, 8, c.nic_bw, 8) - c.coll_lat
+    assert few / one_each == pytest.approx(_moe.rank_hit_share(32, 8, 8) / (2 / 8))
 
 
 def test_expert_tensor_parallel_and_expert_memory():

@@ -55,6 +55,15 @@ def test_group_medians_meet_what_is_enforced(report):
     assert report.meets_targets()
 
 
+def test_one_moe_layer_against_megatron_layer_benchmark(report):
+    """Router, dispatch, experts and shared expert of one layer: 12 measured cases."""
+    groups, med = report.groups(), report.medians()
+    for metric in validate_training.MOE_LAYER_METRICS:
+        assert len(groups[metric]) == 12
+        assert med[metric] <= 15.0, metric
+    assert any(n.startswith("one MoE layer") for n in report.notes)
+
+
 def test_no_published_run_is_called_infeasible(report):
     assert report.infeasible == []
     assert any("called infeasible or rejected: 0" in n for n in report.notes)
