@@ -35,6 +35,9 @@ BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4"
 DEFAULT_EFFICIENCY: dict[str, float] = {
     "gemm_max": 0.80,  # maximum achievable / peak tensor-core throughput (MAMF), bf16/fp16
     "gemm_max_fp8": 0.70,  # the same for fp8 GEMMs
+    # fp8 GEMMs with 128-element block scales (DeepSeek-style blockwise recipe) over the
+    # per-tensor-scaled rate: 1 where the tensor cores apply block scales (Blackwell MX)
+    "gemm_fp8_block_scale": 1.0,
     "gemm_k_peak": 0.88,  # asymptote of the K-loop efficiency term (fitted, H100 data)
     "gemm_k_half": 160.0,  # K at which prologue/epilogue costs the main loop half its time
     "gemm_overhead_us": 6.0,  # fixed cost per GEMM (launch + tail), fitted on H100 data

@@ -27,8 +27,13 @@ from tuner.evaluators._catalog import (
     hardware_names,
     model_from_config,
 )
-from tuner.evaluators._profiles import Profile
-from tuner.evaluators.training._profile import DEFAULT_FRAMEWORK, framework_profile, stack
+from tuner.evaluators._profiles import Profile, with_constants
+from tuner.evaluators.training._profile import (
+    DEFAULT_FRAMEWORK,
+    FP8_RECIPES,
+    framework_profile,
+    stack,
+)
 from tuner.evaluators.training._stages import Layout, layout
 
 RECOMPUTE = ("none", "selective", "full")
@@ -65,6 +70,8 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "grad_dtype": None, "optimizer_dtype": None,
     # experts as one grouped GEMM (default: the stack profile's) or a loop of GEMMs
     "moe_grouped_gemm": None,
+    # fp8 scaling recipe of an fp8 run (default: the stack profile's)
+    "fp8_recipe": None,
     # what selective recomputation rebuilds (default: the attention core)
     "recompute_modules": None,
     # with TP, the cross entropy runs on vocabulary-sharded logits (Megatron's vocab-parallel
@@ -84,7 +91,8 @@ STATE_DTYPES = ("fp32", "bf16")
 MOE_DISPATCHERS = ("alltoall", "deepep")
 _CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS,
             "moe_dispatcher": MOE_DISPATCHERS}
-_OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES}
+_OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES,
+                     "fp8_recipe": FP8_RECIPES}
 ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | set(_MODEL_OPTIONAL)
 
 
@@ -159,7 +167,22 @@ def _check_inline_model(m: Model) -> None:
 
 
 _OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",
-             "recompute_modules")
+             "recompute_modules", "fp8_recipe")
+_RECIPE_PROFILES: dict[tuple[int, str], tuple[Profile, Profile]] = {}
+
+
+def _with_recipe(prof: Profile, recipe: str | None) -> Profile:
+    """``prof`` with another fp8 recipe (one object per profile and recipe: the stack and
+    the time caches key on it)."""
+    if recipe is None or recipe == prof.constants["fp8_recipe"]:
+        return prof
+    key = (id(prof), recipe)
+    got = _RECIPE_PROFILES.get(key)
+    if got is None or got[0] is not prof:
+        if len(_RECIPE_PROFILES) > 64:
+            _RECIPE_PROFILES.clear()
+        got = _RECIPE_PROFILES[key] = (prof, with_constants(prof, {"fp8_recipe": recipe}))
+    return got[1]
 _REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
 
 
@@ -239,6 +262,7 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
     d["model_key"] = model_key
     d["hw"] = hw
     prof = profile if profile is not None else framework_profile(d["framework"])
+    prof = _with_recipe(prof, d["fp8_recipe"])
     d["profile"] = prof
     d["stack"] = st = stack(prof, hw, d["compile"])
     d["etp"] = etp = d["etp"] or d["tp"]

@@ -27,7 +27,6 @@ from typing import Any
 
 from tuner import ValidationReport, ValidationRow
 from tuner.evaluators._perf import consts
-from tuner.evaluators._profiles import with_constants
 from tuner.evaluators.training import _moe
 from tuner.evaluators.training._plan import parse_plan
 from tuner.evaluators.training._reference import (
@@ -50,8 +49,8 @@ TARGETS = {
 #: median |error| % of throughput on validation rows, per stack group: the goal
 GROUP_TARGETS = {"megatron-dense": 8.0, "moe": 12.0, "pytorch-native": 12.0}
 #: what ``tuner validate training --check`` enforces: the goal where it is reached, else what
-#: the simulator reaches today (MoE: 20.4% against the 12% goal; see the README)
-CHECK_LIMITS = {"megatron-dense": 8.0, "moe": 21.0, "pytorch-native": 12.0}
+#: the simulator reaches today (MoE: 16.0% against the 12% goal; see the README)
+CHECK_LIMITS = {"megatron-dense": 8.0, "moe": 17.0, "pytorch-native": 12.0}
 #: the single-layer MoE rows (Megatron-LM's layer benchmark), shown with their medians
 MOE_LAYER_METRICS = ("moe layer forward ms (informational)",
                      "moe layer backward ms (informational)")
@@ -185,7 +184,7 @@ _MOE_LAYER = {"framework": "megatron", "gpu": "h100_sxm", "num_gpus": 8, "tp": 1
               "moe_force_balance": True}
 
 
-def _moe_layers(ev: TrainingSimEvaluator) -> list[ValidationRow]:
+def _moe_layers() -> list[ValidationRow]:
     """One MoE layer's forward and backward (router, dispatch and combine, experts, shared
     expert GEMMs) against Megatron-LM's single-layer benchmark on 8 H100."""
     rows, source = _read("megatron_moe_layer_h100.csv")
@@ -196,10 +195,9 @@ def _moe_layers(ev: TrainingSimEvaluator) -> list[ValidationRow]:
                "top_k": int(r["top_k"]), "moe_ffn_hidden_size": int(r["moe_ffn_hidden_size"]),
                "ffn_hidden_size": int(r["moe_ffn_hidden_size"]),
                "num_shared_experts": int(r["num_shared_experts"])}
-        profile = ev.stack_profile(cfg)
         if r["dtype"] == "fp8":
-            profile = with_constants(profile, {"fp8_recipe": "blockwise"})
-        p = parse_plan(cfg, profile)
+            cfg["fp8_recipe"] = "blockwise"
+        p = parse_plan(cfg)
         c = consts(p.hw)
         sh = layer_shapes(p.model, p.tp, p.ep, True, p.etp)
         tokens = p.micro_batch * p.seq_len
@@ -263,7 +261,7 @@ def run() -> TrainingReport:
     ev = TrainingSimEvaluator()
     rows = _weak_scaling(ev)
     time_rows, setups = _recompute(ev)
-    rows += time_rows + _memory(ev, setups) + _moe_layers(ev)
+    rows += time_rows + _memory(ev, setups) + _moe_layers()
     refs = list(references())
     stack, infeasible, oom_missed = stack_rows(ev, refs)
     rows += stack

@@ -70,6 +70,7 @@ def test_flop_counts_follow_megatron_eq3():
     ({"sequence_parallel": "yes"}, "sequence_parallel"),
     ({"inter_node_gbps": 0}, "inter_node_gbps"),
     ({"microbatch": 2}, "microbatch"),
+    ({"dtype": "fp8", "fp8_recipe": "mx"}, "fp8_recipe"),
 ])
 def test_unusable_input_raises_bad_input_naming_the_field(patch, field):
     with pytest.raises(BadInput) as err:
@@ -160,6 +161,18 @@ def test_time_trends():
     assert fp8 < t["selective"]
     double = ok({**L70, "num_gpus": 128, "global_batch": 512}).metrics
     assert double["tokens_per_s"] > 1.8 * ok(L70).metrics["tokens_per_s"]
+
+
+def test_fp8_recipe_block_scales_cost_gemm_time_on_hopper():
+    fp8 = {**L70, "dtype": "fp8"}
+    delayed = ok(fp8).metrics["step_time_s"]
+    assert ok({**fp8, "fp8_recipe": "delayed"}).metrics["step_time_s"] == delayed
+    block = ok({**fp8, "fp8_recipe": "blockwise"}).metrics["step_time_s"]
+    assert delayed < block < ok(L70).metrics["step_time_s"]  # still faster than bf16
+    # Blackwell applies block scales in its tensor cores: no GEMM cost
+    b200 = {**fp8, "gpu": "b200"}
+    assert ok({**b200, "fp8_recipe": "blockwise"}).metrics["step_time_s"] \
+        == pytest.approx(ok(b200).metrics["step_time_s"], rel=1e-9)
 
 
 def test_moe_expert_parallel():
