@@ -168,6 +168,7 @@ def _check_inline_model(m: Model) -> None:
 
 _OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",
              "recompute_modules", "fp8_recipe")
+_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
 _RECIPE_PROFILES: dict[tuple[int, str], tuple[Profile, Profile]] = {}
 
 
@@ -183,7 +184,6 @@ def _with_recipe(prof: Profile, recipe: str | None) -> Profile:
             _RECIPE_PROFILES.clear()
         got = _RECIPE_PROFILES[key] = (prof, with_constants(prof, {"fp8_recipe": recipe}))
     return got[1]
-_REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
 
 
 def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
