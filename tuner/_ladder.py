@@ -207,8 +207,9 @@ def run_ladder(spec: Any, storage: str | None, *, progress: bool | str = True,
             break
         rnd = Round(r, constants={k: v for k, v in (profile.constants.items() if profile
                                                      else ()) if isinstance(v, (int, float))})
-        sent += [knobs(c) for c in todo]
-        keys = [params_key(p) for p in sent[-len(todo):]]
+        picked = [knobs(c) for c in todo]
+        sent += picked
+        keys = [params_key(p) for p in picked]
         explored = set(keys[fid.top_k:])
         for k in keys:
             predicted[k] = by_key[k]

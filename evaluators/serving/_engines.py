@@ -97,8 +97,6 @@ def _one_of(*allowed: Any) -> Callable[[Any], str | None]:
 
 # -- llama.cpp's llama-server (CPU machines) -----------------------------------------------
 LLAMA_CPP_KV = {"bf16": "bf16", "f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
-
-
 LLAMA_CPP = Adapter(
     "llama.cpp",
     flags={

@@ -27,7 +27,7 @@ from tuner.evaluators._catalog import (
     hardware_names,
     model_from_config,
 )
-from tuner.evaluators._profiles import Profile, with_constants
+from tuner.evaluators._profiles import Profile
 from tuner.evaluators.training._profile import (
     DEFAULT_FRAMEWORK,
     FP8_RECIPES,
@@ -169,21 +169,6 @@ def _check_inline_model(m: Model) -> None:
 _OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",
              "recompute_modules", "fp8_recipe")
 _REQUIRED = tuple(k for k, v in PLAN_DEFAULTS.items() if v is None and k not in _OPTIONAL)
-_RECIPE_PROFILES: dict[tuple[int, str], tuple[Profile, Profile]] = {}
-
-
-def _with_recipe(prof: Profile, recipe: str | None) -> Profile:
-    """``prof`` with another fp8 recipe (one object per profile and recipe: the stack and
-    the time caches key on it)."""
-    if recipe is None or recipe == prof.constants["fp8_recipe"]:
-        return prof
-    key = (id(prof), recipe)
-    got = _RECIPE_PROFILES.get(key)
-    if got is None or got[0] is not prof:
-        if len(_RECIPE_PROFILES) > 64:
-            _RECIPE_PROFILES.clear()
-        got = _RECIPE_PROFILES[key] = (prof, with_constants(prof, {"fp8_recipe": recipe}))
-    return got[1]
 
 
 def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
@@ -262,9 +247,8 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
     d["model_key"] = model_key
     d["hw"] = hw
     prof = profile if profile is not None else framework_profile(d["framework"])
-    prof = _with_recipe(prof, d["fp8_recipe"])
     d["profile"] = prof
-    d["stack"] = st = stack(prof, hw, d["compile"])
+    d["stack"] = st = stack(prof, hw, d["compile"], d["fp8_recipe"])
     d["etp"] = etp = d["etp"] or d["tp"]
     # bytes per parameter of the gradient buffer and of the Adam moments
     d["grad_bytes"] = 2.0 if d["grad_dtype"] == "bf16" else (

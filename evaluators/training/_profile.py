@@ -163,10 +163,12 @@ class Stack:
                  "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes", "fp8_cast_bytes",
                  "fp8_elem", "fp8_gemm", "amax_history")
 
-    def __init__(self, profile: Profile, hw: Hardware, compiled: bool) -> None:
+    def __init__(self, profile: Profile, hw: Hardware, compiled: bool,
+                 fp8_recipe: str | None = None) -> None:
         c = profile.constants
         self.profile = profile
-        self.key = (id(profile), hw.name, compiled)
+        self.fp8_recipe = fp8_recipe or c["fp8_recipe"]  # the run's, else the stack's
+        self.key = (id(profile), hw.name, compiled, self.fp8_recipe)
         self.gemm = float(c["gemm_efficiency"])
         self.attn_fwd, self.attn_bwd = attention_efficiency(hw, c["attention_kernel"])
         self.ew = float(c["elementwise_traffic_compiled" if compiled else "elementwise_traffic"])
@@ -196,7 +198,6 @@ class Stack:
         self.nccl_bytes = float(c["nccl_buffer_gib"]) * (1 << 30)
         self.frag = float(c["fragmentation"])
         self.logit_bytes = float(c["logit_bytes"])
-        self.fp8_recipe = c["fp8_recipe"]
         self.fp8_weight_bytes = float(c["fp8_weight_bytes"])
         self.gather_bytes = float(c["gather_bytes"])
         self.fp8_gather_bytes = float(c["fp8_gather_bytes"])
@@ -213,14 +214,15 @@ class Stack:
 _STACKS: dict[tuple, Stack] = {}
 
 
-def stack(profile: Profile, hw: Hardware, compiled: bool) -> Stack:
-    """Cached :class:`Stack` of a profile on a GPU."""
-    key = (id(profile), id(hw), compiled)
+def stack(profile: Profile, hw: Hardware, compiled: bool,
+          fp8_recipe: str | None = None) -> Stack:
+    """Cached :class:`Stack` of a profile on a GPU (``fp8_recipe``: the run's, if it says)."""
+    key = (id(profile), id(hw), compiled, fp8_recipe)
     s = _STACKS.get(key)
     if s is None or s.profile is not profile:
         if len(_STACKS) > 256:
             _STACKS.clear()
-        s = _STACKS[key] = Stack(profile, hw, compiled)
+        s = _STACKS[key] = Stack(profile, hw, compiled, fp8_recipe)
     return s
 
 
