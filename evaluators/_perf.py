@@ -76,11 +76,13 @@ class GpuConsts:
                  "launch", "attn_fwd", "attn_bwd", "nvlink_bw", "nic_bw", "coll_lat", "hop_lat",
                  "host_bw", "host_mem_bw", "peak_nominal")
 
-    def __init__(self, hw: Hardware, sustained: bool = False) -> None:
+    def __init__(self, hw: Hardware, sustained: bool = False, fp8_block: bool = False) -> None:
         self.hw = hw
         self.sm_count = hw.sm_count
         clock = eff(hw, "sustained_clock") if sustained else 1.0
         self.peak = {k: v * 1e12 * clock for k, v in hw.peak_tflops.items()}
+        if fp8_block and "fp8" in self.peak:  # fp8 GEMMs apply 128-block scales
+            self.peak["fp8"] *= eff(hw, "gemm_fp8_block_scale")
         self.peak_nominal = {k: v * 1e12 for k, v in hw.peak_tflops.items()}
         self.gemm_max = {d: eff(hw, "gemm_max") for d in self.peak}
         self.gemm_max["fp8"] = eff(hw, "gemm_max_fp8")
@@ -105,18 +107,19 @@ class GpuConsts:
         return self.nic_bw
 
 
-_CONSTS: dict[tuple[int, bool], GpuConsts] = {}
+_CONSTS: dict[tuple[int, bool, bool], GpuConsts] = {}
 
 
-def consts(hw: Hardware, sustained: bool = False) -> GpuConsts:
+def consts(hw: Hardware, sustained: bool = False, fp8_block: bool = False) -> GpuConsts:
     """Cached ``GpuConsts`` of a (catalog, hence long-lived) hardware entry.
 
     ``sustained``: scale compute peaks by ``sustained_clock`` (long training runs).
+    ``fp8_block``: fp8 GEMMs with 128-block scales, at ``gemm_fp8_block_scale`` of the rate.
     """
-    key = (id(hw), sustained)
+    key = (id(hw), sustained, fp8_block)
     c = _CONSTS.get(key)
     if c is None or c.hw is not hw:
-        c = _CONSTS[key] = GpuConsts(hw, sustained)
+        c = _CONSTS[key] = GpuConsts(hw, sustained, fp8_block)
     return c
 
 

@@ -66,7 +66,7 @@ class StepModel:
     def __init__(self, plan: Plan, tp: int, pp: int, ep: int) -> None:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
-        self.c = consts(hw)
+        self.c = consts(hw, fp8_block=plan.fp8_recipe == "blockwise")
         self.g = geometry(m, tp, ep, plan.dp_attention)
         self.dp = tp if plan.dp_attention else 1
         wd = plan.weight_dtype

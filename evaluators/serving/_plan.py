@@ -46,6 +46,9 @@ ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 WEIGHT_DTYPES = ("bf16", "fp8", "int4")
 KV_DTYPES = ("bf16", "fp8")
+#: how fp8 weights carry their scales: per tensor or channel (ModelOpt, vLLM's dynamic fp8) or
+#: per 128x128 block with 1x128 activation groups (DeepSeek-V3/R1, Qwen3-*-FP8 checkpoints)
+FP8_RECIPES = ("tensorwise", "blockwise")
 PREEMPTION_MODES = ("recompute", "swap")
 POLICIES = ("fcfs", "shortest_prompt_first", "priority")
 ADMISSIONS = ("preempt", "reserve", "guaranteed_no_evict", "slots")
@@ -56,7 +59,7 @@ COMMON_KEYS = ("engine", "model", "gpu", "num_gpus", "replicas", "workload", "sl
 #: keys of the GPU engines (vLLM, SGLang, TensorRT-LLM)
 GPU_KEYS = COMMON_KEYS + (
     "tp", "pp", "ep", "dp_attention", "disaggregated", "prefill_workers", "prefill_tp",
-    "decode_workers", "decode_tp", "weight_dtype", "kv_dtype", "max_num_seqs",
+    "decode_workers", "decode_tp", "weight_dtype", "fp8_recipe", "kv_dtype", "max_num_seqs",
     "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size", "mixed_prefill",
     "kv_block_size", "gpu_memory_utilization", "preemption_mode", "scheduling_policy",
     "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
@@ -166,6 +169,7 @@ class Plan:
     offline: bool = False
     #: decode steps per scheduler call (vLLM V0's ``--num-scheduler-steps``; 1: every step)
     num_scheduler_steps: int = 1
+    fp8_recipe: str = "tensorwise"
     # llama.cpp only
     ubatch_size: int = 512
     kv_cache_tokens: int = 0
@@ -281,6 +285,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
         dp_attention=_bool(config, "dp_attention", False), offline=offline,
         num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
+        fp8_recipe=_choice(config, "fp8_recipe", "tensorwise", FP8_RECIPES),
     )
     if plan.admission not in ADMISSIONS:
         raise UnknownName(f"profile {prof.name}: admission", plan.admission, list(ADMISSIONS))
@@ -383,7 +388,8 @@ def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:
                   plan.profile, plan.weight_mix)
 
 
-__all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "GIB", "GPU_ENGINES",
+__all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "FP8_RECIPES", "GIB",
+           "GPU_ENGINES",
            "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory", "POLICIES",
            "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
            "engine_memory",

@@ -67,6 +67,26 @@ def test_fp8_tp_and_batching_move_latency_the_right_way():
     assert busy["throughput_tok_s"] > 10 * bf16["throughput_tok_s"]
 
 
+def test_blockwise_fp8_checkpoints_prefill_at_the_block_scaled_rate():
+    """DeepSeek/Qwen FP8 releases scale weights per 128x128 block: Hopper runs those GEMMs at
+    its catalog's gemm_fp8_block_scale of the fp8 rate; Blackwell's MX GEMMs do not slow."""
+    base = {"model": "qwen3-32b", "weight_dtype": "fp8", "api_overhead_ms": 0.0,
+            "workload": {"mode": "closed", "concurrency": 1, "num_requests": 3,
+                         "input_len": 8000, "output_len": 64}}
+    for gpu, slower in (("h100_sxm", True), ("b200", False)):
+        tensor = ok({**base, "gpu": gpu})
+        block = ok({**base, "gpu": gpu, "fp8_recipe": "blockwise"})
+        if slower:
+            assert block["ttft_ms_p50"] > 1.1 * tensor["ttft_ms_p50"]
+        else:
+            assert block["ttft_ms_p50"] == pytest.approx(tensor["ttft_ms_p50"])
+        # decode streams the same fp8 bytes either way
+        assert block["tpot_ms_p50"] == pytest.approx(tensor["tpot_ms_p50"], rel=0.03)
+    bf16 = ok({**base, "gpu": "h100_sxm", "weight_dtype": "bf16"})
+    assert ok({**base, "gpu": "h100_sxm", "fp8_recipe": "blockwise"})["ttft_ms_p50"] \
+        < bf16["ttft_ms_p50"]
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers():
     res = EV.evaluate({"model": "llama3.1-70b", "gpu": "h100_sxm", "workload": CHAT})
     assert res.status.value == "infeasible"
@@ -92,6 +112,7 @@ def test_budget_and_parallelism_problems_are_infeasible():
     ({"model": "llama3.1-8b", "tp": 0, "workload": CHAT}, "tp"),
     ({"model": "llama3.1-8b", "ep": 2, "workload": CHAT}, "ep"),
     ({"model": "llama3.1-8b", "weight_dtype": "int3", "workload": CHAT}, "weight_dtype"),
+    ({"model": "llama3.1-8b", "fp8_recipe": "delayed", "workload": CHAT}, "fp8_recipe"),
     ({"model": "llama3.1-8b"}, "workload"),
     ({"model": "llama3.1-8b", "workload": {**CHAT, "rate": -1}}, "workload.rate"),
 ])
