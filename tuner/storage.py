@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,7 +81,7 @@ def open_rdb(url: str | None = None, heartbeat_interval: int | None = None,
         except Exception as exc:
             if attempt == attempts - 1 or not _creation_race(exc):
                 raise
-            time.sleep(0.1 * (attempt + 1))
+            time.sleep(0.1 * (attempt + 1) * (1 + random.random()))  # out of lock-step
     raise AssertionError("unreachable")
 
 
@@ -115,12 +116,14 @@ def _open_rdb(url: str | None, heartbeat_interval: int | None,
 
 def _creation_race(exc: BaseException) -> bool:
     """Two processes creating the same tables at once (PostgreSQL reports a duplicate type or
-    key, SQLite "table ... already exists" or a duplicate version row): not a fault of the
-    storage, the table exists a moment later."""
+    key, SQLite "table ... already exists", a duplicate version row, or "database is locked"
+    when two connections both wait to write): not a fault of the storage, the table exists a
+    moment later."""
     e: BaseException | None = exc
     while e is not None:
         if isinstance(e, (sa.exc.IntegrityError, sa.exc.ProgrammingError)) or (
-                isinstance(e, sa.exc.OperationalError) and "already exists" in str(e)):
+                isinstance(e, sa.exc.OperationalError)
+                and ("already exists" in str(e) or "database is locked" in str(e))):
             return True
         e = e.__cause__
     return False

@@ -45,6 +45,28 @@ def test_open_rdb_retries_when_another_process_wins_the_schema_creation(tmp_path
     rdb.engine.dispose()
 
 
+def test_open_rdb_retries_when_creating_processes_lock_each_other_out(tmp_path, monkeypatch):
+    import optuna
+
+    from tuner import storage
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def locked_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # both connections waited to write: SQLite gives one up at once
+            raise sa.exc.OperationalError("CREATE TABLE studies", {}, Exception(
+                "database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", locked_once)
+    rdb = storage.open_rdb(url)
+    assert len(calls) == 2 and rdb.get_all_studies() == []
+    rdb.engine.dispose()
+
+
 def test_processes_opening_one_new_database_together_all_succeed(tmp_path):
     # each waits for the same instant, then opens (and so creates) the same new database
     start = __import__("time").time() + 3
