@@ -4,7 +4,9 @@ A step runs ``T`` new tokens through every layer: decode sequences contribute on
 prefill chunks contribute their chunk. Its GPU time is the sum over layers of
 
 * the GEMMs (QKV/O or MLA projections, MLP or routed experts + shared experts) at ``T`` rows,
-  from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode);
+  from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode); fp8
+  weights with 128-block scales (``fp8_recipe = "blockwise"``) compute at the GPU's
+  ``gemm_fp8_block_scale`` of the fp8 rate;
 * attention: decode reads every sequence's KV cache, prefill is quadratic in the chunk
   (``_perf.attention_time``, at the engine's ``prefill_attention_efficiency`` of the fused
   kernel's roofline: chunked prefill attends through the paged cache with varlen kernels);

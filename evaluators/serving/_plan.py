@@ -389,9 +389,7 @@ def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:
 
 
 __all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "FP8_RECIPES", "GIB",
-           "GPU_ENGINES",
-           "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory", "POLICIES",
-           "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
-           "engine_memory",
-           "engine_of", "geometry", "memory", "parse", "plan_workload", "problems",
-           "stack_profile", "weight_bytes_per_gpu", "weight_element_bytes"]
+           "GPU_ENGINES", "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory",
+           "POLICIES", "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
+           "engine_memory", "engine_of", "geometry", "memory", "parse", "plan_workload",
+           "problems", "stack_profile", "weight_bytes_per_gpu", "weight_element_bytes"]
