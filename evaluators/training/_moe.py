@@ -112,8 +112,6 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     if m_e <= 0 or groups <= 0:
         return 0.0, 0.0, 0.0
     peak = (c.peak.get(dtype) or c.peak["bf16"]) * st.gemm
-    if dtype == "fp8":
-        peak *= st.fp8_gemm
     cap = c.gemm_max.get(dtype, 0.8)
     in_bytes = 1.0 if dtype == "fp8" else 2.0
     rows = math.ceil(m_e / TILE) * TILE

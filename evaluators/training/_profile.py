@@ -161,7 +161,7 @@ class Stack:
                  "weight_bytes", "master_bytes", "grad_bytes", "optimizer_bytes", "prefetch",
                  "context_bytes", "nccl_bytes", "frag", "logit_bytes", "fp8_recipe",
                  "fp8_weight_bytes", "gather_bytes", "fp8_gather_bytes", "fp8_cast_bytes",
-                 "fp8_elem", "fp8_gemm", "amax_history")
+                 "fp8_elem", "amax_history")
 
     def __init__(self, profile: Profile, hw: Hardware, compiled: bool,
                  fp8_recipe: str | None = None) -> None:
@@ -206,9 +206,6 @@ class Stack:
         # HBM bytes to quantise one element; dynamic tensorwise scaling reads every bf16
         # element once more for its amax (2 bytes)
         self.fp8_elem = self.fp8_cast_bytes + (2.0 if self.fp8_recipe == "tensorwise" else 0.0)
-        # share of the fp8 GEMM rate the recipe's GEMMs reach (block scales cost on Hopper)
-        self.fp8_gemm = eff(hw, "gemm_fp8_block_scale") if self.fp8_recipe == "blockwise" \
-            else 1.0
 
 
 _STACKS: dict[tuple, Stack] = {}

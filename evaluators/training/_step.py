@@ -177,7 +177,7 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
     ``workspace_gib`` / ``fragmentation`` (evaluator options) replace the profile's fixed
     memory (context + NCCL) and fragmentation share when given.
     """
-    c = consts(p.hw, sustained=True)
+    c = consts(p.hw, sustained=True, fp8_block=p.stack.fp8_recipe == "blockwise")
     st = p.stack
     m = p.model
     nic = c.nic(p.inter_node_gbps)

@@ -74,8 +74,6 @@ def gemm3(c: GpuConsts, st: Stack, m: float, n: int, k: int, dtype: str, groups:
     stack's share of the GPU's GEMM curve.
     """
     peak = (c.peak.get(dtype) or c.peak["bf16"]) * st.gemm
-    if dtype == "fp8":
-        peak *= st.fp8_gemm
     cap = c.gemm_max.get(dtype, 0.8)
     kp, kh, bw, t0 = c.k_peak, c.k_half, c.hbm_bw, c.gemm_t0
     flops = 2.0 * m * n * k * groups

@@ -198,7 +198,7 @@ def _moe_layers() -> list[ValidationRow]:
         if r["dtype"] == "fp8":
             cfg["fp8_recipe"] = "blockwise"
         p = parse_plan(cfg)
-        c = consts(p.hw)
+        c = consts(p.hw, fp8_block=p.stack.fp8_recipe == "blockwise")
         sh = layer_shapes(p.model, p.tp, p.ep, True, p.etp)
         tokens = p.micro_batch * p.seq_len
         mt = _moe.moe_time(c, p, sh, tokens, c.nic_bw)
