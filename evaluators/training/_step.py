@@ -177,8 +177,8 @@ def estimate(p: Plan, workspace_gib: float | None, fragmentation: float | None
     ``workspace_gib`` / ``fragmentation`` (evaluator options) replace the profile's fixed
     memory (context + NCCL) and fragmentation share when given.
     """
-    c = consts(p.hw, sustained=True, fp8_block=p.stack.fp8_recipe == "blockwise")
     st = p.stack
+    c = consts(p.hw, sustained=True, fp8_block=st.fp8_recipe == "blockwise")
     m = p.model
     nic = c.nic(p.inter_node_gbps)
     pp, v, mb = p.pp, p.pp_interleave, p.num_micro

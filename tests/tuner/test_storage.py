@@ -22,7 +22,21 @@ def test_create_tables_tolerates_another_process_creating_them_meanwhile(tmp_pat
     engine.dispose()
 
 
-def test_open_rdb_retries_when_another_process_wins_the_schema_creation(tmp_path, monkeypatch):
+def _won_the_creation(url, rdb_storage):
+    """The other process created the schema and its version row first."""
+    rdb_storage(url).engine.dispose()
+    raise sa.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception(
+        "UNIQUE constraint failed: alembic_version.version_num"))
+
+
+def _locked_out(url, rdb_storage):
+    """Both connections waited to write: SQLite gives one of them up at once."""
+    raise sa.exc.OperationalError("CREATE TABLE studies", {}, Exception("database is locked"))
+
+
+@pytest.mark.parametrize("first_attempt", [_won_the_creation, _locked_out])
+def test_open_rdb_retries_when_processes_create_the_schema_together(tmp_path, monkeypatch,
+                                                                     first_attempt):
     import optuna
 
     from tuner import storage
@@ -33,35 +47,11 @@ def test_open_rdb_retries_when_another_process_wins_the_schema_creation(tmp_path
 
     def racing(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 1:  # the other process created the schema and its version row first
-            real(url).engine.dispose()
-            raise sa.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception(
-                "UNIQUE constraint failed: alembic_version.version_num"))
+        if len(calls) == 1:
+            first_attempt(url, real)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
-    rdb = storage.open_rdb(url)
-    assert len(calls) == 2 and rdb.get_all_studies() == []
-    rdb.engine.dispose()
-
-
-def test_open_rdb_retries_when_creating_processes_lock_each_other_out(tmp_path, monkeypatch):
-    import optuna
-
-    from tuner import storage
-
-    url = f"sqlite:///{tmp_path / 'new.db'}"
-    real = optuna.storages.RDBStorage
-    calls = []
-
-    def locked_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:  # both connections waited to write: SQLite gives one up at once
-            raise sa.exc.OperationalError("CREATE TABLE studies", {}, Exception(
-                "database is locked"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(optuna.storages, "RDBStorage", locked_once)
     rdb = storage.open_rdb(url)
     assert len(calls) == 2 and rdb.get_all_studies() == []
     rdb.engine.dispose()
