@@ -17,10 +17,11 @@ from typing import Any
 
 from tuner.evaluators.serving._cpu_plan import quantized_v_problem
 
-#: config keys that only shape the simulation or the load, never an engine flag
+#: config keys that only shape the simulation or the load, or describe the checkpoint served
+#: (its scaling recipe, its experts' format), never an engine flag
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",
                              "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len",
-                             "offline"})
+                             "offline", "fp8_recipe", "expert_weight_dtype"})
 #: plan keys that a single measured engine instance cannot honour, with the default it must have
 SINGLE_INSTANCE = {"replicas": 1, "disaggregated": False}
 

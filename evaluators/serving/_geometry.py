@@ -29,8 +29,10 @@ GIB = 2**30
 #: bytes per element of weight formats (scales included): int4 keeps one bf16 scale per group
 #: of 128 (AWQ/GPTQ/Marlin); GGUF blocks of 32 weights (ggml-common.h): q4_0 = 16 B of nibbles
 #: + fp16 scale (4.5 bits), q4_1 = + fp16 min (5 bits), q8_0 = 32 B + fp16 scale (8.5 bits),
-#: q6_K = 210 B per 256 weights (6.5625 bits)
+#: q6_K = 210 B per 256 weights (6.5625 bits); MXFP4 (OCP Microscaling) one 8-bit power-of-two
+#: scale per block of 32 fp4 weights (4.25 bits)
 ELEMENT_BYTES = {"bf16": 2.0, "f16": 2.0, "fp16": 2.0, "fp8": 1.0, "int4": 0.5 + 2 / 128,
+                 "mxfp4": 0.5 + 1 / 32,
                  "q4_0": 18 / 32, "q4_1": 20 / 32, "q8_0": 34 / 32, "q6_K": 210 / 256}
 
 
@@ -103,7 +105,14 @@ class Geometry:
         return self.attn_tp < self.tp
 
 
-def geometry(model: Model, tp: int, ep: int = 1, dp_attention: bool = False) -> Geometry:
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def geometry(model: Model, tp: int, ep: int = 1, dp_attention: bool = False,
+             expert_pad: tuple[int, int] = (1, 1)) -> Geometry:
+    """``expert_pad``: multiples the engine pads the routed experts' hidden and per-rank
+    intermediate sizes to (its kernel's layout, as stored and computed)."""
     h, hd = model.hidden_size, model.head_dim
     atp = 1 if dp_attention else tp
     heads = max(1, model.num_heads // atp)
@@ -127,8 +136,9 @@ def geometry(model: Model, tp: int, ep: int = 1, dp_attention: bool = False) -> 
     moe_layers = dense_layers = 0
     if model.is_moe:
         etp = max(1, tp // ep)
-        effn = max(1, model.moe_ffn_hidden_size // etp)
-        expert = ((up * effn, h), (h, effn))
+        effn = _round_up(max(1, model.moe_ffn_hidden_size // etp), expert_pad[1])
+        eh = _round_up(h, expert_pad[0])
+        expert = ((up * effn, eh), (eh, effn))
         if model.num_shared_experts:
             sffn = max(1, model.moe_ffn_hidden_size * model.num_shared_experts // atp)
             shared = ((up * sffn, h), (h, sffn))
@@ -155,16 +165,19 @@ def _gemm_bytes(gemms: tuple[tuple[int, int], ...], roles: tuple[str, ...],
 
 
 def weight_bytes_per_gpu(g: Geometry, pp: int, weight_dtype: str,
-                         embedding_dtype: str = "bf16", mix: WeightMix | None = None) -> float:
+                         embedding_dtype: str = "bf16", mix: WeightMix | None = None,
+                         expert_dtype: str | None = None) -> float:
     """Weights on the most loaded GPU (largest pipeline stage, embedding or LM head on it);
-    ``mix`` stores each layer group in its own format instead of ``weight_dtype``."""
+    ``mix`` stores each layer group in its own format instead of ``weight_dtype``;
+    ``expert_dtype`` stores the routed experts in their own format."""
     m = g.model
     router = m.hidden_size * m.num_experts * BYTES["bf16"] if m.is_moe else 0
     if mix is None:
         wb = element_bytes(weight_dtype)
+        eb = element_bytes(expert_dtype or weight_dtype)
         layer_dense = (_gemm_params(g.attn_gemms) + _gemm_params(g.mlp_gemms)) * wb
-        layer_moe = (_gemm_params(g.attn_gemms) + g.experts_local
-                     * _gemm_params(g.expert_gemms) + _gemm_params(g.shared_gemms)) * wb
+        layer_moe = ((_gemm_params(g.attn_gemms) + _gemm_params(g.shared_gemms)) * wb
+                     + g.experts_local * _gemm_params(g.expert_gemms) * eb)
     else:
         attn = _gemm_bytes(g.attn_gemms, attn_roles(g.attn_gemms), mix)
         layer_dense = attn + _gemm_bytes(g.mlp_gemms, mlp_roles(g.mlp_gemms), mix)
@@ -210,11 +223,11 @@ class Memory:
 
 def memory(g: Geometry, hw: Hardware, pp: int, weight_dtype: str, kv_dtype: str,
            utilization: float, max_tokens: int, max_seqs: int, prof: Any,
-           mix: WeightMix | None = None) -> Memory:
+           mix: WeightMix | None = None, expert_dtype: str | None = None) -> Memory:
     """Memory of one GPU of an engine; ``prof`` is the engine's stack profile."""
     m = g.model
     visible = hw.hbm_gib * GIB * prof["visible_fraction"]
-    weights = weight_bytes_per_gpu(g, pp, weight_dtype, mix=mix)
+    weights = weight_bytes_per_gpu(g, pp, weight_dtype, mix=mix, expert_dtype=expert_dtype)
     # activation peak of the profiling forward pass with max_num_batched_tokens tokens: the
     # widest live tensors (MLP up-projection output + activation output, QKV, residual stream)
     # in bf16, plus fp32 logits for max_num_seqs sequences (the dummy sampler run)

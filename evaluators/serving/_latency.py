@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 
+from tuner.evaluators._catalog import Hardware
 from tuner.evaluators._perf import (
     BYTES,
     attention_time,
@@ -53,13 +54,21 @@ from tuner.evaluators._perf import (
     memory_time,
     p2p_time,
 )
-from tuner.evaluators.serving._geometry import attn_roles, mlp_roles
-from tuner.evaluators.serving._plan import Plan, geometry
+from tuner.evaluators.serving._geometry import attn_roles, element_bytes, mlp_roles
+from tuner.evaluators.serving._plan import Plan, plan_geometry
 
 US = 1e-6
 #: GEMMs of at most this many rows are decode-sized (weight streaming) and take the plan's
 #: decode time multiplier; larger ones (prefill chunks) take its prefill multiplier
 DECODE_ROWS = 256
+
+
+def _gemm_format(dtype: str, hw: Hardware) -> tuple[str, float]:
+    """(compute dtype, bytes per weight with scales) of GEMMs on weights stored as ``dtype``:
+    fp8 runs W8A8 on GPUs with fp8 tensor cores; int4, MXFP4 (Marlin W4A16) and fp8 elsewhere
+    are weight-only, computing in bf16."""
+    compute = "fp8" if dtype == "fp8" and "fp8" in hw.peak_tflops else "bf16"
+    return compute, element_bytes(dtype)
 
 
 class StepModel:
@@ -69,16 +78,12 @@ class StepModel:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
         self.c = consts(hw, fp8_block=plan.fp8_recipe == "blockwise")
-        self.g = geometry(m, tp, ep, plan.dp_attention)
+        self.g = plan_geometry(plan, tp, ep)
         self.dp = tp if plan.dp_attention else 1
-        wd = plan.weight_dtype
         # operand bytes: the weights dominate the traffic of every GEMM that streams them
         # (decode); prefill GEMMs are compute-bound, so the activations' width hardly matters
-        self.in_bytes = BYTES[wd]
-        if wd == "fp8" and "fp8" in hw.peak_tflops:
-            self.cdtype = "fp8"  # W8A8 fp8 GEMMs
-        else:  # bf16, or weight-only int4 (Marlin W4A16) / fp8 without fp8 tensor cores
-            self.cdtype = "bf16"
+        self.cdtype, self.in_bytes = _gemm_format(plan.weight_dtype, hw)
+        self.expert = _gemm_format(plan.expert_weight_dtype or plan.weight_dtype, hw)
         # a quantization mix: each layer group streams its own bytes in its own compute dtype
         mix = plan.weight_mix
         self.role = {r: (mix.dtype_of(r), mix.bytes_of(r)) for r in
@@ -118,8 +123,12 @@ class StepModel:
         self.window = m.sliding_window if self.g.swa_layers else 0
 
     # -- pieces --------------------------------------------------------------------------
-    def _gemm(self, t: float, n: int, k: int, batch: float = 1, role: str = "") -> float:
-        dtype, wb = self.role[role] if self.role and role else (self.cdtype, self.in_bytes)
+    def _gemm(self, t: float, n: int, k: int, batch: float = 1, role: str = "",
+              expert: bool = False) -> float:
+        if self.role and role:
+            dtype, wb = self.role[role]
+        else:
+            dtype, wb = self.expert if expert else (self.cdtype, self.in_bytes)
         s = gemm_seconds(self.c, t, n, k, dtype, batch, wb)
         return s * (self.scale_decode if t <= DECODE_ROWS else self.scale_prefill)
 
@@ -172,8 +181,8 @@ class StepModel:
         # grouped expert GEMMs reach only a fraction of the dense roofline when compute-bound
         # (as many FLOPs as 1/eff times the rows); weight streaming (decode) is unaffected
         slow = per_expert / self.moe_eff
-        gemms = sum(max(self._gemm(slow, n, k, active, r), self._gemm(per_expert, n, k,
-                                                                        active, r))
+        gemms = sum(max(self._gemm(slow, n, k, active, r, True),
+                        self._gemm(per_expert, n, k, active, r, True))
                     for (n, k), r in zip(g.expert_gemms, mlp_roles(g.expert_gemms)))
         return gemms + self._elementwise(tokens, 1)
 

@@ -45,6 +45,8 @@ from tuner.evaluators.serving._geometry import (
 ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
 WEIGHT_DTYPES = ("bf16", "fp8", "int4")
+#: formats routed experts may ship in apart from the rest (gpt-oss: MXFP4 experts, bf16 attention)
+EXPERT_WEIGHT_DTYPES = (*WEIGHT_DTYPES, "mxfp4")
 KV_DTYPES = ("bf16", "fp8")
 #: how fp8 weights carry their scales: per tensor or channel (ModelOpt, vLLM's dynamic fp8) or
 #: per 128x128 block with 1x128 activation groups (DeepSeek-V3/R1, Qwen3-*-FP8 checkpoints)
@@ -59,8 +61,9 @@ COMMON_KEYS = ("engine", "model", "gpu", "num_gpus", "replicas", "workload", "sl
 #: keys of the GPU engines (vLLM, SGLang, TensorRT-LLM)
 GPU_KEYS = COMMON_KEYS + (
     "tp", "pp", "ep", "dp_attention", "disaggregated", "prefill_workers", "prefill_tp",
-    "decode_workers", "decode_tp", "weight_dtype", "fp8_recipe", "kv_dtype", "max_num_seqs",
-    "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size", "mixed_prefill",
+    "decode_workers", "decode_tp", "weight_dtype", "expert_weight_dtype", "fp8_recipe",
+    "kv_dtype", "max_num_seqs", "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size",
+    "mixed_prefill",
     "kv_block_size", "gpu_memory_utilization", "preemption_mode", "scheduling_policy",
     "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
 #: llama-server's knobs as serving-real maps them (evaluators/serving/_engines.py), plus the
@@ -170,6 +173,8 @@ class Plan:
     #: decode steps per scheduler call (vLLM V0's ``--num-scheduler-steps``; 1: every step)
     num_scheduler_steps: int = 1
     fp8_recipe: str = "tensorwise"
+    #: the routed experts' format where the checkpoint stores them apart (None: weight_dtype)
+    expert_weight_dtype: str | None = None
     # llama.cpp only
     ubatch_size: int = 512
     kv_cache_tokens: int = 0
@@ -286,12 +291,17 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         dp_attention=_bool(config, "dp_attention", False), offline=offline,
         num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
         fp8_recipe=_choice(config, "fp8_recipe", "tensorwise", FP8_RECIPES),
+        expert_weight_dtype=(_choice(config, "expert_weight_dtype", "", EXPERT_WEIGHT_DTYPES)
+                             if "expert_weight_dtype" in config else None),
     )
     if plan.admission not in ADMISSIONS:
         raise UnknownName(f"profile {prof.name}: admission", plan.admission, list(ADMISSIONS))
     if plan.model.is_moe is False and plan.ep != 1:
         raise BadInput("ep", f"{plan.ep}: expert parallelism needs an MoE model "
                        f"({plan.model.name} is dense); use 1")
+    if plan.expert_weight_dtype is not None and not plan.model.is_moe:
+        raise BadInput("expert_weight_dtype", f"{plan.model.name} is dense (no routed experts); "
+                       "leave it unset and use weight_dtype")
     if plan.dp_attention and not plan.model.is_moe:
         raise BadInput("dp_attention", f"attention data parallelism shares MoE layers across "
                        f"GPUs; {plan.model.name} is dense (use replicas)")
@@ -381,15 +391,26 @@ def problems(plan: Plan) -> list[str]:
     return out
 
 
+def plan_geometry(plan: Plan, tp: int, ep: int) -> Geometry:
+    """Shapes of one engine kind of a plan, MXFP4 experts in its engine's padded layout."""
+    pad = (1, 1)
+    if plan.expert_weight_dtype == "mxfp4":
+        pad = (int(plan.c("mxfp4_expert_hidden_multiple")),
+               int(plan.c("mxfp4_expert_ffn_multiple")))
+    return geometry(plan.model, tp, ep, plan.dp_attention, pad)
+
+
 def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:
-    g = geometry(plan.model, tp, ep, plan.dp_attention)
+    g = plan_geometry(plan, tp, ep)
     return memory(g, plan.hw, pp, plan.weight_dtype, plan.kv_dtype,
                   plan.gpu_memory_utilization, plan.max_num_batched_tokens, plan.max_num_seqs,
-                  plan.profile, plan.weight_mix)
+                  plan.profile, plan.weight_mix, plan.expert_weight_dtype)
 
 
-__all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "FP8_RECIPES", "GIB",
+__all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "EXPERT_WEIGHT_DTYPES",
+           "FP8_RECIPES", "GIB",
            "GPU_ENGINES", "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory",
            "POLICIES", "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
-           "engine_memory", "engine_of", "geometry", "memory", "parse", "plan_workload",
+           "engine_memory", "engine_of", "geometry", "memory", "parse", "plan_geometry",
+           "plan_workload",
            "problems", "stack_profile", "weight_bytes_per_gpu", "weight_element_bytes"]

@@ -20,6 +20,10 @@ Config keys (all optional but ``workload``; defaults are the chosen engine's on 
                             overrides the KV-transfer link (default NVLink inside a node,
                             the GPU's network otherwise)
 ``weight_dtype``            bf16 | fp8 (W8A8; weight-only on GPUs without fp8) | int4 (W4A16)
+``expert_weight_dtype``     MoE only: the routed experts' own format where the checkpoint
+                            stores them apart, ``weight_dtype`` values or mxfp4 (gpt-oss:
+                            MXFP4 experts, bf16 rest; weight-only W4A16 GEMMs)
+``fp8_recipe``              tensorwise (default) | blockwise: how fp8 weights are scaled
 ``kv_dtype``                bf16 | fp8
 ``max_num_seqs``            running-request cap (engine default)
 ``max_num_batched_tokens``  token budget per step (engine default)

@@ -87,6 +87,28 @@ def test_blockwise_fp8_checkpoints_prefill_at_the_block_scaled_rate():
         < bf16["ttft_ms_p50"]
 
 
+def test_experts_stored_apart_set_the_weights_and_the_decode_traffic():
+    """gpt-oss-120b ships MXFP4 experts with bf16 attention and embeddings: 60.7 GiB in the
+    checkpoint's shapes (llama.cpp's loader prints 60.87 GiB for its MXFP4 GGUF, fp32 norms
+    included: ollama issue #16416), 65.8 GiB in vLLM's Marlin layout, which pads the experts'
+    hidden size to 256 and intermediate size to 128 (vLLM 0.10.1 logs "Model loading took
+    65.9651 GiB" on one H100: vllm-project/vllm issue #23278). All-int4 would say 57.7 GiB."""
+    base = {"model": "gpt-oss-120b", "max_model_len": 32768, "api_overhead_ms": 0.0,
+            "workload": {"mode": "closed", "concurrency": 4, "num_requests": 8,
+                         "input_len": 256, "output_len": 128}}
+    mx = {**base, "expert_weight_dtype": "mxfp4"}
+    for engine, gib in (("vllm", 65.8), ("sglang", 60.7)):
+        weights = engine_memory(parse({**mx, "engine": engine}), 1, 1, 1).weights / GIB
+        assert weights == pytest.approx(gib, abs=0.1), engine
+    assert engine_memory(parse({**base, "weight_dtype": "int4"}), 1, 1, 1).weights / GIB \
+        == pytest.approx(57.7, abs=0.1)
+    # decode streams the experts' 4.25-bit weights (padded) and bf16 attention
+    h200 = {**base, "gpu": "h200_sxm", "tp": 2}
+    assert ok({**base, "weight_dtype": "int4"})["tpot_ms_p50"] < ok(mx)["tpot_ms_p50"]
+    assert ok({**h200, "expert_weight_dtype": "mxfp4"})["tpot_ms_p50"] \
+        < 0.8 * ok(h200)["tpot_ms_p50"]
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers():
     res = EV.evaluate({"model": "llama3.1-70b", "gpu": "h100_sxm", "workload": CHAT})
     assert res.status.value == "infeasible"
@@ -113,6 +135,10 @@ def test_budget_and_parallelism_problems_are_infeasible():
     ({"model": "llama3.1-8b", "ep": 2, "workload": CHAT}, "ep"),
     ({"model": "llama3.1-8b", "weight_dtype": "int3", "workload": CHAT}, "weight_dtype"),
     ({"model": "llama3.1-8b", "fp8_recipe": "delayed", "workload": CHAT}, "fp8_recipe"),
+    ({"model": "gpt-oss-120b", "expert_weight_dtype": "nvfp4", "workload": CHAT},
+     "expert_weight_dtype"),
+    ({"model": "llama3.1-8b", "expert_weight_dtype": "int4", "workload": CHAT},
+     "expert_weight_dtype"),
     ({"model": "llama3.1-8b"}, "workload"),
     ({"model": "llama3.1-8b", "workload": {**CHAT, "rate": -1}}, "workload.rate"),
 ])
