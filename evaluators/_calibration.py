@@ -129,16 +129,40 @@ def _residuals(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[s
     return f
 
 
+def coordinate_search(residuals: Callable[[Any], list[float]], x0: Sequence[float],
+                      lo: Sequence[float], hi: Sequence[float], points: int = 5,
+                      passes: int = 2) -> list[float]:
+    """Where a least-squares fit starts. A simulator's outputs move in steps (discrete events,
+    whole batches), so finite differences near a start point are often zero and a gradient
+    method stops there: take each constant in turn to the best of a grid across its bracket,
+    then narrow the bracket around it."""
+    def cost(x: list[float]) -> float:
+        return sum(r * r for r in residuals(x))
+
+    x = [min(max(v, a), b) for v, a, b in zip(x0, lo, hi)]
+    best = cost(x)
+    brackets = list(zip(lo, hi))
+    for _ in range(passes):
+        for i, (a, b) in enumerate(brackets):
+            step = (b - a) / (points - 1)
+            for v in (a + step * j for j in range(points)):
+                trial = [*x[:i], v, *x[i + 1:]]
+                c = cost(trial)
+                if c < best:
+                    best, x = c, trial
+            brackets[i] = (max(lo[i], x[i] - step), min(hi[i], x[i] + step))
+    return x
+
+
 def _fit(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[str],
          metrics: list[str], x0: list[float]) -> list[float]:
     from scipy.optimize import least_squares
 
     lo = [base.fit_bounds[n][0] for n in names]
     hi = [base.fit_bounds[n][1] for n in names]
-    x0 = [min(max(v, a), b) for v, a, b in zip(x0, lo, hi)]
-    res = least_squares(_residuals(evaluator, rows, base, names, metrics), x0,
-                        bounds=(lo, hi), x_scale=[b - a for a, b in zip(lo, hi)],
-                        diff_step=1e-3, max_nfev=200)
+    f = _residuals(evaluator, rows, base, names, metrics)
+    res = least_squares(f, coordinate_search(f, x0, lo, hi), bounds=(lo, hi),
+                        x_scale=[b - a for a, b in zip(lo, hi)], diff_step=1e-3, max_nfev=200)
     return [float(v) for v in res.x]
 
 

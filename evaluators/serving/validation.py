@@ -14,8 +14,8 @@ medians are rows of their own (``heldout_median_<group>``) that ``--check`` hold
 
 ``python -m tuner.evaluators.serving.validation --fit [ENGINE]`` re-fits the constants on the
 calibration rows (bounded least squares on log errors with a prior holding each constant near
-its shipped value, as ``tuner calibrate`` does) and prints them with the leave-one-source-out
-error; it does not write the profiles.
+its shipped value, from a per-constant grid search, as ``tuner calibrate`` does) and prints
+them with the leave-one-source-out error; it does not write the profiles.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import ValidationReport, ValidationRow
+from tuner.evaluators._calibration import coordinate_search
 from tuner.evaluators._profiles import Profile, load_profile, with_constants
 from tuner.evaluators.serving.sim import ServingSimEvaluator
 
@@ -212,24 +213,10 @@ def fit_engine(engine: str, rows: list[dict[str, Any]] | None = None) -> dict[st
                                           if split_of(c) == "calibration"]
     names = FIT_CONSTANTS[engine]
     f, lo, hi, start = _residual_fn(ev, rows, base, names)
-    # host overheads hidden behind the GPU step (overlap schedulers) leave the error flat
-    # near the shipped values: start from the best point of a coarse grid of the first two
-    best, best_cost = list(start), sum(r * r for r in f(start))
-    for v0 in _grid(lo[0], hi[0]):
-        for v1 in _grid(lo[1], hi[1]):
-            x = [v0, v1, *start[2:]]
-            cost = sum(r * r for r in f(x))
-            if cost < best_cost:
-                best, best_cost = x, cost
-    res = least_squares(f, best, bounds=(lo, hi), x_scale=[b - a for a, b in zip(lo, hi)],
+    res = least_squares(f, coordinate_search(f, start, lo, hi, points=7, passes=3),
+                        bounds=(lo, hi), x_scale=[b - a for a, b in zip(lo, hi)],
                         diff_step=1e-3, max_nfev=100)
     return {n: float(v) for n, v in zip(names, res.x)}
-
-
-def _grid(lo: float, hi: float, n: int = 6) -> list[float]:
-    """``n`` points from ``lo`` to ``hi``, geometric above a floor of 1% of the range."""
-    floor = max(lo, (hi - lo) / 100)
-    return [lo] + [floor * (hi / floor) ** (i / (n - 2)) for i in range(n - 1)]
 
 
 def leave_one_source_out(engine: str) -> dict[str, float]:

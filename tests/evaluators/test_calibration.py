@@ -11,7 +11,12 @@ from types import MappingProxyType
 import pytest
 
 from tuner import BadInput, BaseEvaluator, EvalResult
-from tuner.evaluators._calibration import calibrate, read_rows, write_profile
+from tuner.evaluators._calibration import (
+    calibrate,
+    coordinate_search,
+    read_rows,
+    write_profile,
+)
 from tuner.evaluators._profiles import Profile
 
 TRUE = {"flops_eff": 0.45, "overhead_ms": 12.0}
@@ -103,3 +108,17 @@ def test_unknown_constant_is_refused(tmp_path):
     path.write_text("\n".join(json.dumps(_measured(w, 10)) for w in (100, 200)) + "\n")
     with pytest.raises(BadInput, match="'policy' is not a fittable constant.*flops_eff"):
         calibrate(StepModel(), read_rows(path), ["policy"])
+
+
+def test_a_fit_of_a_stepped_response_leaves_its_start_point():
+    """A simulator's output moves in steps (whole batches, discrete events): finite differences
+    at the start are zero, so least squares alone stays there; the grid search does not."""
+    from scipy.optimize import least_squares
+
+    def residuals(x):  # the best constant is ~30 of [0, 200], the response steps every 5
+        return [math.floor(x[0] / 5) * 5 / 30 - 1]
+
+    stalled = least_squares(residuals, [53.0], bounds=([0.0], [200.0]), diff_step=1e-3).x[0]
+    assert stalled == pytest.approx(53.0)
+    found = coordinate_search(residuals, [53.0], [0.0], [200.0], points=7, passes=3)[0]
+    assert 30 <= found < 35
