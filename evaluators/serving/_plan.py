@@ -248,6 +248,10 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         from tuner.evaluators.serving._cpu_plan import parse_llama_cpp
 
         return parse_llama_cpp(config, prof)
+    if config.get("weight_dtype") == "mxfp4":
+        raise BadInput("weight_dtype", "mxfp4 is a format of routed experts: set "
+                       "expert_weight_dtype = \"mxfp4\" (MoE models); weight_dtype takes "
+                       + ", ".join(WEIGHT_DTYPES))
     model = model_from_config(config)
     hw = get_hardware(config.get("gpu", "h100_sxm"))
     if hw.kind != "gpu":

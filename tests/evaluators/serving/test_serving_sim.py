@@ -139,6 +139,7 @@ def test_budget_and_parallelism_problems_are_infeasible():
      "expert_weight_dtype"),
     ({"model": "llama3.1-8b", "expert_weight_dtype": "int4", "workload": CHAT},
      "expert_weight_dtype"),
+    ({"model": "gpt-oss-120b", "weight_dtype": "mxfp4", "workload": CHAT}, "weight_dtype"),
     ({"model": "llama3.1-8b"}, "workload"),
     ({"model": "llama3.1-8b", "workload": {**CHAT, "rate": -1}}, "workload.rate"),
 ])
