@@ -130,8 +130,8 @@ def _residuals(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[s
 
 
 def coordinate_search(residuals: Callable[[Any], list[float]], x0: Sequence[float],
-                      lo: Sequence[float], hi: Sequence[float], points: int = 5,
-                      passes: int = 2) -> list[float]:
+                      lo: Sequence[float], hi: Sequence[float], points: int = 7,
+                      passes: int = 3) -> list[float]:
     """Where a least-squares fit starts. A simulator's outputs move in steps (discrete events,
     whole batches), so finite differences near a start point are often zero and a gradient
     method stops there: take each constant in turn to the best of a grid across its bracket,
@@ -155,13 +155,17 @@ def coordinate_search(residuals: Callable[[Any], list[float]], x0: Sequence[floa
 
 
 def _fit(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[str],
-         metrics: list[str], x0: list[float]) -> list[float]:
+         metrics: list[str], x0: list[float], search: bool = True) -> list[float]:
+    """``search``: start from a grid search (the full fit); the leave-one-out refits start
+    from the full fit's constants and only polish them, to keep calibration quick."""
     from scipy.optimize import least_squares
 
     lo = [base.fit_bounds[n][0] for n in names]
     hi = [base.fit_bounds[n][1] for n in names]
     f = _residuals(evaluator, rows, base, names, metrics)
-    res = least_squares(f, coordinate_search(f, x0, lo, hi), bounds=(lo, hi),
+    x0 = coordinate_search(f, x0, lo, hi) if search else [min(max(v, a), b) for v, a, b in
+                                                          zip(x0, lo, hi)]
+    res = least_squares(f, x0, bounds=(lo, hi),
                         x_scale=[b - a for a, b in zip(lo, hi)], diff_step=1e-3, max_nfev=200)
     return [float(v) for v in res.x]
 
@@ -222,7 +226,7 @@ def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | No
     after: dict[str, list[float]] = {m: [] for m in metrics}
     for i, row in enumerate(rows):
         others = [r for j, r in enumerate(rows) if j != i]
-        x = _fit(evaluator, others, base, names, metrics, fitted)
+        x = _fit(evaluator, others, base, names, metrics, fitted, search=False)
         for m, e in _errors(evaluator, row, base, metrics).items():
             before[m].append(e)
         for m, e in _errors(evaluator, row, with_constants(base, dict(zip(names, x))),

@@ -17,11 +17,16 @@ from typing import Any
 
 from tuner.evaluators.serving._cpu_plan import quantized_v_problem
 
-#: config keys that only shape the simulation or the load, or describe the checkpoint served
-#: (its scaling recipe, its experts' format), never an engine flag
+#: config keys that only shape the simulation or the load, never an engine flag
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",
                              "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len",
-                             "offline", "fp8_recipe", "expert_weight_dtype"})
+                             "offline"})
+
+
+def _checkpoint(value: Any, config: Mapping[str, Any]) -> list[str]:
+    """A property of the checkpoint served (its fp8 scaling, its experts' format): no flag,
+    the weights given decide."""
+    return []
 #: plan keys that a single measured engine instance cannot honour, with the default it must have
 SINGLE_INSTANCE = {"replicas": 1, "disaggregated": False}
 
@@ -139,6 +144,8 @@ VLLM = Adapter(
         "gpu_memory_utilization": _flag("--gpu-memory-utilization"),
         "kv_dtype": lambda v, c: ["--kv-cache-dtype", "fp8" if v == "fp8" else "auto"],
         "weight_dtype": lambda v, c: ["--quantization", "fp8"] if v == "fp8" else [],
+        "fp8_recipe": _checkpoint,
+        "expert_weight_dtype": _checkpoint,
         "swap_space_gib": _flag("--swap-space"),
         "scheduling_policy": lambda v, c: ["--scheduling-policy", v],
     },
@@ -164,6 +171,8 @@ SGLANG = Adapter(
         "gpu_memory_utilization": _flag("--mem-fraction-static"),
         "kv_dtype": lambda v, c: ["--kv-cache-dtype", "fp8_e5m2" if v == "fp8" else "auto"],
         "weight_dtype": lambda v, c: ["--quantization", "fp8"] if v == "fp8" else [],
+        "fp8_recipe": _checkpoint,
+        "expert_weight_dtype": _checkpoint,
         "scheduling_policy": lambda v, c: ["--schedule-policy",
                                            {"fcfs": "fcfs", "shortest_prompt_first": "lpm",
                                             "priority": "fcfs"}[v]],

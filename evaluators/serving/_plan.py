@@ -397,11 +397,14 @@ def problems(plan: Plan) -> list[str]:
 
 def plan_geometry(plan: Plan, tp: int, ep: int) -> Geometry:
     """Shapes of one engine kind of a plan, MXFP4 experts in its engine's padded layout."""
-    pad = (1, 1)
+    pad = [1, 1]
     if plan.expert_weight_dtype == "mxfp4":
-        pad = (int(plan.c("mxfp4_expert_hidden_multiple")),
-               int(plan.c("mxfp4_expert_ffn_multiple")))
-    return geometry(plan.model, tp, ep, plan.dp_attention, pad)
+        for i, key in enumerate(("mxfp4_expert_hidden_multiple", "mxfp4_expert_ffn_multiple")):
+            pad[i] = v = plan.c(key)
+            if not isinstance(v, int) or v < 1:
+                raise BadInput(f"profile {plan.profile.name}: {key}", f"{v!r} must be a whole "
+                               "number >= 1 (1: no padding)")
+    return geometry(plan.model, tp, ep, plan.dp_attention, (pad[0], pad[1]))
 
 
 def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:

@@ -213,7 +213,7 @@ def fit_engine(engine: str, rows: list[dict[str, Any]] | None = None) -> dict[st
                                           if split_of(c) == "calibration"]
     names = FIT_CONSTANTS[engine]
     f, lo, hi, start = _residual_fn(ev, rows, base, names)
-    res = least_squares(f, coordinate_search(f, start, lo, hi, points=7, passes=3),
+    res = least_squares(f, coordinate_search(f, start, lo, hi),
                         bounds=(lo, hi), x_scale=[b - a for a, b in zip(lo, hi)],
                         diff_step=1e-3, max_nfev=100)
     return {n: float(v) for n, v in zip(names, res.x)}

@@ -82,6 +82,14 @@ def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
         ServingSimEvaluator(profile=_write(tmp_path, text)).evaluate(BASE)
 
 
+@pytest.mark.parametrize("value", ["0", "0.5", "-256"])
+def test_an_expert_padding_that_is_not_a_whole_number_is_named(tmp_path, value):
+    path = _write(tmp_path, f'base = "vllm"\n[constants]\nmxfp4_expert_ffn_multiple = {value}\n')
+    with pytest.raises(BadInput, match="mxfp4_expert_ffn_multiple: .* whole number >= 1"):
+        ServingSimEvaluator(profile=path).evaluate({**BASE, "model": "gpt-oss-120b",
+                                                    "expert_weight_dtype": "mxfp4"})
+
+
 def test_profile_of_another_engine_is_refused(tmp_path):
     path = _write(tmp_path, 'base = "sglang"\n[constants]\napi_latency_ms = 5.0\n')
     with pytest.raises(BadInput, match="refines the 'sglang' profile but the config's engine "
