@@ -21,12 +21,6 @@ from tuner.evaluators.serving._cpu_plan import quantized_v_problem
 NOT_ENGINE_KEYS = frozenset({"model", "gpu", "num_gpus", "workload", "slo_ttft_ms",
                              "slo_tpot_ms", "api_overhead_ms", "engine", "max_model_len",
                              "offline"})
-
-
-def _checkpoint(value: Any, config: Mapping[str, Any]) -> list[str]:
-    """A property of the checkpoint served (its fp8 scaling, its experts' format): no flag,
-    the weights given decide."""
-    return []
 #: plan keys that a single measured engine instance cannot honour, with the default it must have
 SINGLE_INSTANCE = {"replicas": 1, "disaggregated": False}
 
@@ -99,6 +93,12 @@ def _switch(on: str, off: str) -> Callable[[Any, Mapping[str, Any]], list[str]]:
 
 def _one_of(*allowed: Any) -> Callable[[Any], str | None]:
     return lambda v: None if v in allowed else f"allowed: {', '.join(map(str, allowed))}"
+
+
+def _checkpoint(value: Any, config: Mapping[str, Any]) -> list[str]:
+    """A property of the checkpoint served (its fp8 scaling, its experts' format): no flag,
+    the weights given decide."""
+    return []
 
 
 # -- llama.cpp's llama-server (CPU machines) -----------------------------------------------

@@ -63,9 +63,8 @@ GPU_KEYS = COMMON_KEYS + (
     "tp", "pp", "ep", "dp_attention", "disaggregated", "prefill_workers", "prefill_tp",
     "decode_workers", "decode_tp", "weight_dtype", "expert_weight_dtype", "fp8_recipe",
     "kv_dtype", "max_num_seqs", "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size",
-    "mixed_prefill",
-    "kv_block_size", "gpu_memory_utilization", "preemption_mode", "scheduling_policy",
-    "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
+    "mixed_prefill", "kv_block_size", "gpu_memory_utilization", "preemption_mode",
+    "scheduling_policy", "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
 #: llama-server's knobs as serving-real maps them (evaluators/serving/_engines.py), plus the
 #: weights' format (a property of the GGUF file, like ``model``)
 LLAMA_CPP_KEYS = COMMON_KEYS + (
@@ -415,9 +414,8 @@ def engine_memory(plan: Plan, tp: int, pp: int, ep: int) -> Memory:
 
 
 __all__ = ["ADMISSIONS", "ALLOWED_KEYS", "CONFIG_KEYS", "ENGINES", "EXPERT_WEIGHT_DTYPES",
-           "FP8_RECIPES", "GIB",
-           "GPU_ENGINES", "GPU_KEYS", "Geometry", "KV_DTYPES", "LLAMA_CPP_KEYS", "Memory",
-           "POLICIES", "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES", "WeightMix", "element_bytes",
-           "engine_memory", "engine_of", "geometry", "memory", "parse", "plan_geometry",
-           "plan_workload",
-           "problems", "stack_profile", "weight_bytes_per_gpu", "weight_element_bytes"]
+           "FP8_RECIPES", "GIB", "GPU_ENGINES", "GPU_KEYS", "Geometry", "KV_DTYPES",
+           "LLAMA_CPP_KEYS", "Memory", "POLICIES", "PREEMPTION_MODES", "Plan", "WEIGHT_DTYPES",
+           "WeightMix", "element_bytes", "engine_memory", "engine_of", "geometry", "memory",
+           "parse", "plan_geometry", "plan_workload", "problems", "stack_profile",
+           "weight_bytes_per_gpu", "weight_element_bytes"]
