@@ -343,8 +343,6 @@ def _parallel_problems(plan: Plan, tp: int, ep: int, who: str) -> list[str]:
             out.append(f"{who}ep {ep} does not divide tp {tp}")
         if model.num_experts % ep:
             out.append(f"{who}ep {ep} does not divide {model.num_experts} experts")
-    if plan.dp_attention and (plan.disaggregated or plan.pp > 1):
-        out.append("dp_attention is modelled for aggregated plans without pipeline stages")
     return out
 
 
@@ -356,6 +354,8 @@ def problems(plan: Plan) -> list[str]:
         return llama_cpp_problems(plan)
     m, hw = plan.model, plan.hw
     out: list[str] = []
+    if plan.dp_attention and (plan.disaggregated or plan.pp > 1):
+        out.append("dp_attention is modelled for aggregated plans without pipeline stages")
     for role, _, tp, pp, ep in plan.engine_kinds():
         who = "" if role == "mixed" else f"{role} "
         out += _parallel_problems(plan, tp, ep, who)

@@ -75,3 +75,5 @@ def test_dp_attention_needs_an_moe_model_and_a_bool(config, field):
 def test_dp_attention_with_pipeline_stages_is_not_modelled():
     res = EV.evaluate({**DS, "pp": 2, "tp": 4, "ep": 4, "dp_attention": True})
     assert res.status.value == "infeasible" and "dp_attention" in res.reason
+    disagg = EV.evaluate({**DS, "dp_attention": True, "disaggregated": True})
+    assert disagg.status.value == "infeasible" and disagg.reason.count("dp_attention") == 1
