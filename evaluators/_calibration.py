@@ -135,11 +135,11 @@ def coordinate_search(residuals: Callable[[Any], list[float]], x0: Sequence[floa
     """Where a least-squares fit starts. A simulator's outputs move in steps (discrete events,
     whole batches), so finite differences near a start point are often zero and a gradient
     method stops there: take each constant in turn to the best of a grid across its bracket,
-    then narrow the bracket around it."""
+    then narrow the bracket around it. ``x0`` lies within [``lo``, ``hi``]."""
     def cost(x: list[float]) -> float:
         return sum(r * r for r in residuals(x))
 
-    x = [min(max(v, a), b) for v, a, b in zip(x0, lo, hi)]
+    x = list(x0)
     best = cost(x)
     brackets = list(zip(lo, hi))
     for _ in range(passes):
@@ -163,8 +163,9 @@ def _fit(evaluator: Any, rows: Sequence[Row], base: Profile, names: list[str],
     lo = [base.fit_bounds[n][0] for n in names]
     hi = [base.fit_bounds[n][1] for n in names]
     f = _residuals(evaluator, rows, base, names, metrics)
-    x0 = coordinate_search(f, x0, lo, hi) if search else [min(max(v, a), b) for v, a, b in
-                                                          zip(x0, lo, hi)]
+    x0 = [min(max(v, a), b) for v, a, b in zip(x0, lo, hi)]
+    if search:
+        x0 = coordinate_search(f, x0, lo, hi)
     res = least_squares(f, x0, bounds=(lo, hi),
                         x_scale=[b - a for a, b in zip(lo, hi)], diff_step=1e-3, max_nfev=200)
     return [float(v) for v in res.x]
