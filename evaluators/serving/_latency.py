@@ -55,7 +55,7 @@ from tuner.evaluators._perf import (
     p2p_time,
 )
 from tuner.evaluators.serving._geometry import attn_roles, element_bytes, mlp_roles
-from tuner.evaluators.serving._plan import Plan, plan_geometry
+from tuner.evaluators.serving._plan import Plan, graph_max_batch, plan_geometry
 
 US = 1e-6
 #: GEMMs of at most this many rows are decode-sized (weight streaming) and take the plan's
@@ -104,7 +104,7 @@ class StepModel:
         self.ar_lat = float(c("allreduce_latency_us")) * US
         self.moe_eff = float(c("expert_efficiency"))
         self.pre_attn_eff = float(c("prefill_attention_efficiency"))
-        self.graph_max = int(c("cuda_graph_max_batch"))
+        self.graph_max = graph_max_batch(plan.profile, tp)
         self.graph_pad = max(1, int(c("cuda_graph_pad")))
         self.graph_mixed = bool(c("cuda_graph_mixed"))
         self.layers = self.g.num_layers

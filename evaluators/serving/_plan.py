@@ -230,6 +230,32 @@ def _check_keys(config: Mapping[str, Any], engine: str) -> None:
         raise BadInput(foreign[0], f"{engine} has no such knob; its keys: " + ", ".join(keys))
 
 
+def default_memory_fraction(prof: Profile, hw: Hardware, tp: int, pp: int, budget: int,
+                            dp_attention: bool) -> float:
+    """The engine's memory fraction when the config leaves it unset: the profile's fixed value,
+    or (``reserve_mib`` > 0: SGLang 0.5.3+, ``server_args._handle_gpu_memory_settings``) what
+    is left of the GPU after the reserve for activations and CUDA graphs."""
+    fixed = float(prof["reserve_mib"])
+    if fixed <= 0:
+        return float(prof["default_memory_fraction"])
+    gpu_mib = hw.hbm_gib * 1024 * float(prof["visible_fraction"])
+    graphs = graph_max_batch(prof, tp)
+    reserve = (fixed + prof["reserve_mib_per_prefill_token"] * max(budget, 2048)
+               + prof["reserve_mib_per_graph_batch"] * graphs
+               + prof["reserve_mib_per_gpu"] * tp * pp)
+    if dp_attention:  # padding per attention-DP rank; SGLang adds half again above 300 graphs
+        reserve += prof["reserve_mib_per_dp_graph_batch"] * graphs * tp * (
+            1.5 if graphs > 300 else 1.0)
+    if gpu_mib > 60 * 1024:  # SGLang's floor on large GPUs
+        reserve = max(reserve, float(prof["reserve_min_mib"]))
+    return max(0.0, round((gpu_mib - reserve) / gpu_mib, 3))
+
+
+def graph_max_batch(prof: Profile, tp: int) -> int:
+    """Largest decode batch the engine captures a CUDA graph for at this tensor parallelism."""
+    return int(prof["cuda_graph_max_batch_tp4" if tp >= 4 else "cuda_graph_max_batch"])
+
+
 def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     """Check types and names, fill the engine's defaults; raise ``BadInput`` for unusable
     input. ``profile`` replaces the engine's shipped profile (calibration, user profiles)."""
@@ -257,7 +283,8 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         raise BadInput("gpu", f"{hw.name} is a {hw.kind} profile: {engine} is modelled on "
                        "GPUs (engine = \"llama.cpp\" runs on CPU profiles)")
     big = hw.hbm_gib >= 70 and not hw.name.startswith("a100")
-    tp = _int(config, "tp", 1)
+    tp, pp = _int(config, "tp", 1), _int(config, "pp", 1)
+    dp_attention = _bool(config, "dp_attention", False)
     disagg = _bool(config, "disaggregated", False)
     small = "" if big else "_small_gpu"
     max_tokens = _int(config, "max_num_batched_tokens", int(prof[f"default_token_budget{small}"]))
@@ -267,7 +294,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
                                      -1e-9)
     plan = Plan(
         model=model, hw=hw, engine=engine, profile=prof, num_gpus=_int(config, "num_gpus", None),
-        tp=tp, pp=_int(config, "pp", 1), ep=_int(config, "ep", 1),
+        tp=tp, pp=pp, ep=_int(config, "ep", 1),
         replicas=_int(config, "replicas", 1),
         disaggregated=disagg, prefill_workers=_int(config, "prefill_workers", 1),
         prefill_tp=_int(config, "prefill_tp", tp),
@@ -280,8 +307,8 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         prefill_chunk_size=min(chunk, max_tokens) if chunk else max_tokens,
         mixed_prefill=_bool(config, "mixed_prefill", bool(prof["default_mixed_prefill"])),
         kv_block_size=_int(config, "kv_block_size", int(prof["default_kv_block_size"])),
-        gpu_memory_utilization=_float(config, "gpu_memory_utilization",
-                                      float(prof["default_memory_fraction"]), 0.0, 1.0),
+        gpu_memory_utilization=_float(config, "gpu_memory_utilization", default_memory_fraction(
+            prof, hw, tp, pp, max_tokens, dp_attention), 0.0, 1.0),
         preemption_mode=_choice(config, "preemption_mode", "recompute", PREEMPTION_MODES),
         scheduling_policy=_choice(config, "scheduling_policy", "fcfs", POLICIES),
         swap_space_gib=_float(config, "swap_space_gib", 4.0, -1e-9),
@@ -291,7 +318,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         workload=config["workload"],
         slo_ttft_ms=_float(config, "slo_ttft_ms", None),
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
-        dp_attention=_bool(config, "dp_attention", False), offline=offline,
+        dp_attention=dp_attention, offline=offline,
         num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
         fp8_recipe=_choice(config, "fp8_recipe", "tensorwise", FP8_RECIPES),
         expert_weight_dtype=(_choice(config, "expert_weight_dtype", "", EXPERT_WEIGHT_DTYPES)

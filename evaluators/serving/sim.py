@@ -34,7 +34,8 @@ Config keys (all optional but ``workload``; defaults are the chosen engine's on 
 ``kv_block_size``           tokens per KV block (engine default: 16, SGLang 1, TRT-LLM 32)
 ``gpu_memory_utilization``  the engine's KV memory fraction (its own meaning: of total memory
                             for vLLM, of total for weights + KV for SGLang, of free memory
-                            after weights for TensorRT-LLM)
+                            after weights for TensorRT-LLM; SGLang's default is what its
+                            reserve for activations and CUDA graphs leaves)
 ``preemption_mode``         recompute | swap (``swap_space_gib`` of host memory per GPU, 4)
 ``scheduling_policy``       fcfs | shortest_prompt_first | priority (lower value first)
 ``max_model_len``           longest request accepted (default: the model's)

@@ -51,6 +51,30 @@ def test_engine_defaults_come_from_its_profile():
     assert parse({**BASE, "engine": "trtllm", "chunked_prefill": True}).chunked_prefill
 
 
+@pytest.mark.parametrize("extra, gpu_mib, reserve_mib", [
+    # one H100, chunked_prefill_size 8192, 256 decode graphs
+    ({}, 80 * 1024 * 0.99, 512 + 1.5 * 8192 + 2 * 256 + 1024 / 8),
+    # TP8: 512 decode graphs, 1024 MiB for the parallel size
+    ({"model": "qwen3-235b-a22b", "tp": 8}, 80 * 1024 * 0.99, 512 + 1.5 * 8192 + 2 * 512 + 1024),
+    # DP attention on 8 x H200: 3 MiB per graph batch and rank, half again above 300 graphs
+    ({"model": "deepseek-v3", "gpu": "h200_sxm", "tp": 8, "weight_dtype": "fp8",
+      "dp_attention": True}, 141 * 1024 * 0.99,
+     512 + 1.5 * 8192 + 2 * 512 + 1024 + 4.5 * 512 * 8),
+    # a small budget still reserves 2048 tokens' worth; the 10 GiB floor on large GPUs
+    ({"max_num_batched_tokens": 1024}, 80 * 1024 * 0.99, 10 * 1024),
+])
+def test_sglang_sizes_its_pool_from_what_it_reserves(extra, gpu_mib, reserve_mib):
+    """SGLang 0.5.3+ leaves mem_fraction_static unset and derives it from the memory it keeps
+    for activations and CUDA graphs (server_args._handle_gpu_memory_settings)."""
+    plan = parse({**BASE, "engine": "sglang", **extra})
+    assert plan.gpu_memory_utilization == pytest.approx((gpu_mib - reserve_mib) / gpu_mib,
+                                                        abs=6e-4)
+    # the user's fraction wins; the other engines keep their fixed default
+    assert parse({**BASE, "engine": "sglang", **extra,
+                  "gpu_memory_utilization": 0.9}).gpu_memory_utilization == 0.9
+    assert parse({**BASE, "engine": "vllm"}).gpu_memory_utilization == 0.9
+
+
 def _write(tmp_path, text, name="p.toml"):
     path = tmp_path / name
     path.write_text(text)
