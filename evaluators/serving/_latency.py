@@ -17,8 +17,9 @@ prefill chunks contribute their chunk. Its GPU time is the sum over layers of
 plus the LM head and sampler over the sequences that emit a token and pipeline hand-offs.
 The engine's profile adds what its software does around that GPU work:
 
-* CUDA graphs: a decode batch up to ``cuda_graph_max_batch`` replays the graph captured for
-  the next size (multiples of ``cuda_graph_pad``), so it computes padded rows; mixed steps of
+* CUDA graphs: a decode batch up to ``cuda_graph_max_batch`` (``cuda_graph_max_batch_tp4`` at
+  TP >= 4) replays the graph captured for the next size (multiples of ``cuda_graph_pad``), so
+  it computes padded rows; mixed steps of
   up to that many tokens replay one too where the engine captures them (``cuda_graph_mixed``:
   vLLM V1's piecewise graphs); any other step
   launches its kernels from the host, which costs ``eager_launch_us_per_layer`` per layer and
