@@ -105,7 +105,7 @@ class StepModel:
         self.ar_lat = float(c("allreduce_latency_us")) * US
         self.moe_eff = float(c("expert_efficiency"))
         self.pre_attn_eff = float(c("prefill_attention_efficiency"))
-        self.graph_max = graph_max_batch(plan.profile, tp)
+        self.graph_max = graph_max_batch(plan.profile, hw, tp)
         self.graph_pad = max(1, int(c("cuda_graph_pad")))
         self.graph_mixed = bool(c("cuda_graph_mixed"))
         self.layers = self.g.num_layers

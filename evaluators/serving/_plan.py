@@ -239,7 +239,7 @@ def default_memory_fraction(prof: Profile, hw: Hardware, tp: int, pp: int, budge
     if fixed <= 0:
         return float(prof["default_memory_fraction"])
     gpu_mib = hw.hbm_gib * 1024 * float(prof["visible_fraction"])
-    graphs = graph_max_batch(prof, tp)
+    graphs = graph_max_batch(prof, hw, tp)
     reserve = (fixed + prof["reserve_mib_per_prefill_token"] * max(budget, 2048)
                + prof["reserve_mib_per_graph_batch"] * graphs
                + prof["reserve_mib_per_gpu"] * tp * pp)
@@ -251,9 +251,17 @@ def default_memory_fraction(prof: Profile, hw: Hardware, tp: int, pp: int, budge
     return max(0.0, round((gpu_mib - reserve) / gpu_mib, 3))
 
 
-def graph_max_batch(prof: Profile, tp: int) -> int:
-    """Largest decode batch the engine captures a CUDA graph for at this tensor parallelism."""
-    return int(prof["cuda_graph_max_batch_tp4" if tp >= 4 else "cuda_graph_max_batch"])
+def gpu_size(prof: Profile, hw: Hardware) -> str:
+    """Suffix of the engine defaults for this GPU: ``"_small_gpu"`` below the engine's size
+    threshold (vLLM also counts the A100 80GB as small), else ``""``."""
+    small = hw.hbm_gib < float(prof["small_gpu_below_gib"]) or (
+        bool(prof["a100_is_small_gpu"]) and hw.name.startswith("a100"))
+    return "_small_gpu" if small else ""
+
+
+def graph_max_batch(prof: Profile, hw: Hardware, tp: int) -> int:
+    """Largest decode batch the engine captures a CUDA graph for on this GPU at this tp."""
+    return int(prof["cuda_graph_max_batch" + ("_tp4" if tp >= 4 else "") + gpu_size(prof, hw)])
 
 
 def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
@@ -282,11 +290,10 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     if hw.kind != "gpu":
         raise BadInput("gpu", f"{hw.name} is a {hw.kind} profile: {engine} is modelled on "
                        "GPUs (engine = \"llama.cpp\" runs on CPU profiles)")
-    big = hw.hbm_gib >= 70 and not hw.name.startswith("a100")
     tp, pp = _int(config, "tp", 1), _int(config, "pp", 1)
     dp_attention = _bool(config, "dp_attention", False)
     disagg = _bool(config, "disaggregated", False)
-    small = "" if big else "_small_gpu"
+    small = gpu_size(prof, hw)
     max_tokens = _int(config, "max_num_batched_tokens", int(prof[f"default_token_budget{small}"]))
     chunk = _int(config, "prefill_chunk_size", int(prof["default_prefill_chunk"]) or None)
     offline = _bool(config, "offline", False)

@@ -47,6 +47,11 @@ def test_engine_defaults_come_from_its_profile():
     assert (vllm.max_num_seqs, trt.max_num_seqs) == (1024, 2048)
     a100 = parse({**BASE, "gpu": "a100_sxm_80gb"})
     assert (a100.max_num_batched_tokens, a100.max_num_seqs) == (2048, 256)
+    # SGLang sizes by memory alone: 8192-token chunks from 60 GiB, 4096 below
+    assert parse({**BASE, "engine": "sglang", "gpu": "a100_sxm_80gb"}
+                 ).max_num_batched_tokens == 8192
+    assert parse({**BASE, "engine": "sglang", "gpu": "a100_sxm_40gb"}
+                 ).max_num_batched_tokens == 4096
     # a config knob still wins over the engine default
     assert parse({**BASE, "engine": "trtllm", "chunked_prefill": True}).chunked_prefill
 
@@ -62,6 +67,9 @@ def test_engine_defaults_come_from_its_profile():
      512 + 1.5 * 8192 + 2 * 512 + 1024 + 4.5 * 512 * 8),
     # a small budget still reserves 2048 tokens' worth; the 10 GiB floor on large GPUs
     ({"max_num_batched_tokens": 1024}, 80 * 1024 * 0.99, 10 * 1024),
+    # an A100 80GB is a 60-90 GiB GPU to SGLang; a 40GB one takes 4096-token chunks, 32 graphs
+    ({"gpu": "a100_sxm_80gb"}, 80 * 1024 * 0.99, 512 + 1.5 * 8192 + 2 * 256 + 1024 / 8),
+    ({"gpu": "a100_sxm_40gb"}, 40 * 1024 * 0.99, 512 + 1.5 * 4096 + 2 * 32 + 1024 / 8),
 ])
 def test_sglang_sizes_its_pool_from_what_it_reserves(extra, gpu_mib, reserve_mib):
     """SGLang 0.5.3+ leaves mem_fraction_static unset and derives it from the memory it keeps
