@@ -22,8 +22,8 @@ gives every prediction an uncertainty band::
     [uncertainty]                 # log-space residual standard deviation per metric
     tpot_ms_p50 = 0.06
 
-Unknown constants and missing ones are refused with their names (a typo never passes
-silently); constants keep the type of the base's value.
+A file without ``base`` and unknown constants are refused with their names (a typo never
+passes silently); constants keep the type of the base's value.
 """
 
 from __future__ import annotations
@@ -152,6 +152,10 @@ def load_profile(domain: str, name_or_path: str, field_: str) -> Profile:
         raise BadInput(field_, f"{name_or_path}: no such profile file")
     data = _read(path, field_)
     base_name = data.get("base")
+    if base_name is None:
+        raise BadInput(f"{field_}: base", "missing: a profile file names the shipped profile it "
+                       "refines (base = \"<name>\") and overrides some of its constants; "
+                       "allowed: " + ", ".join(profile_names(domain)))
     if base_name not in profile_names(domain):
         raise UnknownName(f"{field_}: base", base_name, profile_names(domain))
     base = _shipped(domain, base_name)

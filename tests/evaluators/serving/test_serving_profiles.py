@@ -107,6 +107,7 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "vllm"\n[constants]\nstep_overhead = 1.0\n', "step_overhead: unknown constant"),
     ('base = "vllm"\n[constants]\nadmission = 3\n', "admission: 3 must be of the type"),
     ('base = "tgi"\n', "base"),
+    ('[constants]\nstep_overhead_us = 1.0\n', "base: missing.*allowed: llama.cpp, sglang"),
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
 ])
 def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
