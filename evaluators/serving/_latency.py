@@ -26,7 +26,8 @@ The engine's profile adds what its software does around that GPU work:
   overlaps the GPU work it launches (``max(GPU, launches)``);
 * host work per step (``step_overhead_us`` + ``per_seq_overhead_us`` per running request):
   between steps, or overlapped with the GPU step when the engine schedules ahead
-  (``cpu_overlap``: SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler).
+  (config ``async_scheduling``, default the profile's ``cpu_overlap``: vLLM's
+  ``--async-scheduling``, SGLang's and TensorRT-LLM's overlap schedulers).
   With multi-step scheduling (``num_scheduler_steps`` n > 1, vLLM V0's
   ``--num-scheduler-steps``) one scheduler call and one input preparation serve n decode steps
   that run back to back, so a decode step carries 1/n of that host work.
@@ -100,7 +101,7 @@ class StepModel:
             self.n_elem += float(c("mla_extra_kernels_per_layer"))
         self.step_us = float(c("step_overhead_us")) * US
         self.seq_us = float(c("per_seq_overhead_us")) * US
-        self.overlap = bool(c("cpu_overlap"))
+        self.overlap = plan.async_scheduling
         self.host_share = 1.0 / max(1, plan.num_scheduler_steps)
         self.ar_lat = float(c("allreduce_latency_us")) * US
         self.moe_eff = float(c("expert_efficiency"))

@@ -64,7 +64,8 @@ GPU_KEYS = COMMON_KEYS + (
     "decode_workers", "decode_tp", "weight_dtype", "expert_weight_dtype", "fp8_recipe",
     "kv_dtype", "max_num_seqs", "max_num_batched_tokens", "chunked_prefill", "prefill_chunk_size",
     "mixed_prefill", "kv_block_size", "gpu_memory_utilization", "preemption_mode",
-    "scheduling_policy", "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps")
+    "scheduling_policy", "swap_space_gib", "kv_link_gbit_s", "offline", "num_scheduler_steps",
+    "async_scheduling")
 #: llama-server's knobs as serving-real maps them (evaluators/serving/_engines.py), plus the
 #: weights' format (a property of the GGUF file, like ``model``)
 LLAMA_CPP_KEYS = COMMON_KEYS + (
@@ -171,6 +172,9 @@ class Plan:
     offline: bool = False
     #: decode steps per scheduler call (vLLM V0's ``--num-scheduler-steps``; 1: every step)
     num_scheduler_steps: int = 1
+    #: host work of step n+1 overlaps GPU step n (vLLM ``--async-scheduling``, SGLang's and
+    #: TensorRT-LLM's overlap schedulers); by default the profile's ``cpu_overlap``
+    async_scheduling: bool = False
     fp8_recipe: str = "tensorwise"
     #: the routed experts' format where the checkpoint stores them apart (None: weight_dtype)
     expert_weight_dtype: str | None = None
@@ -327,6 +331,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
         dp_attention=dp_attention, offline=offline,
         num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
+        async_scheduling=_bool(config, "async_scheduling", bool(prof["cpu_overlap"])),
         fp8_recipe=_choice(config, "fp8_recipe", "tensorwise", FP8_RECIPES),
         expert_weight_dtype=(_choice(config, "expert_weight_dtype", "", EXPERT_WEIGHT_DTYPES)
                              if "expert_weight_dtype" in config else None),

@@ -3,6 +3,7 @@ schedulers, the serialized API front end and the steady state of a closed loop."
 
 import pytest
 
+from tuner import BadInput
 from tuner.evaluators._profiles import with_constants
 from tuner.evaluators.serving._cluster import FrontEnd, simulate
 from tuner.evaluators.serving._latency import StepModel
@@ -117,6 +118,22 @@ def test_overlap_scheduler_hides_host_work_behind_the_gpu_step():
         # host 20 ms >> GPU ~7 ms: overlapped, the step is the host time; serial, the sum
         assert out[engine, True] == pytest.approx(20.0, rel=0.02)
         assert out[engine, False] > out[engine, True] + 5
+
+
+def test_async_scheduling_key_overrides_the_engines_default():
+    cfg = {"model": "llama3.1-8b", "gpu": "h100_sxm",
+           "workload": {"mode": "closed", "concurrency": 64, "num_requests": 128,
+                        "input_len": 100, "output_len": 200}}
+    tpot = {a: EV.evaluate({**cfg, "async_scheduling": a}).metrics["tpot_ms_p50"]
+            for a in (False, True)}
+    assert EV.evaluate(cfg).metrics["tpot_ms_p50"] == tpot[False]  # vLLM 0.11: off
+    # vLLM's host time per running request (~0.18 ms x 64) hides behind the GPU step
+    assert tpot[True] < tpot[False] - 5
+    sg = {**cfg, "engine": "sglang"}
+    assert EV.evaluate(sg).metrics["tpot_ms_p50"] == \
+        EV.evaluate({**sg, "async_scheduling": True}).metrics["tpot_ms_p50"]
+    with pytest.raises(BadInput, match="async_scheduling: 'yes' must be true or false"):
+        EV.evaluate({**cfg, "async_scheduling": "yes"})
 
 
 def test_front_end_spaces_out_requests_sent_together():
