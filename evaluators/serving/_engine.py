@@ -67,6 +67,8 @@ class Engine(DecodeBatch):
         self.admission = plan.admission
         self.reserve_frac = (1.0 if self.admission == "guaranteed_no_evict" else
                              float(plan.c("reserve_output_fraction"))
+                             * (float(plan.c("dp_attention_reserve_scale"))
+                                if plan.dp_attention else 1.0)
                              if self.admission == "reserve" else 0.0)
         self.reserving = self.admission in ("reserve", "guaranteed_no_evict")
         #: KV capacity in blocks (llama.cpp's slots: the pool is unbounded, its peak is kept)

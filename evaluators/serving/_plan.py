@@ -300,6 +300,14 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     small = gpu_size(prof, hw)
     max_tokens = _int(config, "max_num_batched_tokens", int(prof[f"default_token_budget{small}"]))
     chunk = _int(config, "prefill_chunk_size", int(prof["default_prefill_chunk"]) or None)
+    max_seqs = _int(config, "max_num_seqs", None)
+    rank_tokens, rank_chunk = max_tokens, chunk
+    if dp_attention and prof["dp_attention_splits_budgets"]:
+        # the budgets are the replica's, shared by its attention-DP ranks (a default
+        # max_num_seqs is already per rank: the engine sizes it from the rank's KV pool)
+        rank_tokens = max(1, max_tokens // tp)
+        rank_chunk = max(1, chunk // tp) if chunk else chunk
+        max_seqs = max(1, max_seqs // tp) if max_seqs else max_seqs
     offline = _bool(config, "offline", False)
     api = 0.0 if offline else _float(config, "api_overhead_ms", float(prof["api_latency_ms"]),
                                      -1e-9)
@@ -312,10 +320,10 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         decode_workers=_int(config, "decode_workers", 1), decode_tp=_int(config, "decode_tp", tp),
         weight_dtype=_choice(config, "weight_dtype", "bf16", WEIGHT_DTYPES),
         kv_dtype=_choice(config, "kv_dtype", "bf16", KV_DTYPES),
-        max_num_seqs=_int(config, "max_num_seqs", int(prof[f"default_max_num_seqs{small}"])),
-        max_num_batched_tokens=max_tokens,
+        max_num_seqs=max_seqs or int(prof[f"default_max_num_seqs{small}"]),
+        max_num_batched_tokens=rank_tokens,
         chunked_prefill=_bool(config, "chunked_prefill", bool(prof["default_chunked_prefill"])),
-        prefill_chunk_size=min(chunk, max_tokens) if chunk else max_tokens,
+        prefill_chunk_size=min(rank_chunk, rank_tokens) if rank_chunk else rank_tokens,
         mixed_prefill=_bool(config, "mixed_prefill", bool(prof["default_mixed_prefill"])),
         kv_block_size=_int(config, "kv_block_size", int(prof["default_kv_block_size"])),
         gpu_memory_utilization=_float(config, "gpu_memory_utilization", default_memory_fraction(

@@ -56,6 +56,19 @@ def test_engine_defaults_come_from_its_profile():
     assert parse({**BASE, "engine": "trtllm", "chunked_prefill": True}).chunked_prefill
 
 
+def test_sglang_attention_dp_ranks_share_the_replicas_budgets():
+    moe = {**BASE, "model": "deepseek-v3", "gpu": "h200_sxm", "tp": 8, "ep": 8,
+           "weight_dtype": "fp8", "dp_attention": True}
+    sg = parse({**moe, "engine": "sglang", "max_num_seqs": 256})
+    # --chunked-prefill-size 8192 and --max-running-requests 256 over 8 ranks
+    assert (sg.max_num_batched_tokens, sg.prefill_chunk_size, sg.max_num_seqs) == (1024, 1024, 32)
+    assert parse({**moe, "engine": "sglang"}).max_num_seqs == 4096  # sized per rank
+    trt = parse({**moe, "engine": "trtllm", "max_num_seqs": 256})
+    assert (trt.max_num_batched_tokens, trt.max_num_seqs) == (8192, 256)
+    assert parse({**moe, "engine": "sglang", "dp_attention": False}).max_num_batched_tokens \
+        == 8192
+
+
 @pytest.mark.parametrize("extra, gpu_mib, reserve_mib", [
     # one H100, chunked_prefill_size 8192, 256 decode graphs
     ({}, 80 * 1024 * 0.99, 512 + 1.5 * 8192 + 2 * 256 + 1024 / 8),
