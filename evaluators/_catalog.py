@@ -164,7 +164,7 @@ def _hardware_file(path: str, mtime: float) -> Hardware:
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CatalogError(path, f"cannot read a hardware profile: {exc}") from None
     data.setdefault("name", Path(path).stem)
     return _build(Hardware, data, path)
@@ -221,12 +221,12 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
                 raise BadInput(k, f"{v!r}: mla attention needs a positive integer")
 
 
-def model_from_config(config: Mapping[str, Any], require_architecture: bool = False) -> Model:
+def model_from_config(config: Mapping[str, Any]) -> Model:
     """The config's ``model`` (a catalog name or HF id) or its inline dimensions.
 
-    ``require_architecture``: an inline model must also state ``gated_mlp``,
-    ``tied_embeddings`` and ``attention`` (:data:`INLINE_ARCHITECTURE_KEYS`); a missing or
-    inconsistent one is a ``BadInput`` naming it.
+    An inline model must also state ``gated_mlp``, ``tied_embeddings`` and ``attention``
+    (:data:`INLINE_ARCHITECTURE_KEYS`); a missing or inconsistent dimension is a ``BadInput``
+    naming it.
     """
     if config.get("model") is not None:
         return get_model(config["model"])
@@ -243,9 +243,30 @@ def model_from_config(config: Mapping[str, Any], require_architecture: bool = Fa
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise BadInput(k, f"{v!r} must be a positive integer")
         data[k] = v
-    if require_architecture:
-        _check_architecture(config)
+    _check_architecture(config)
     for k in _MODEL_OPTIONAL:
         if k in config:
+            if isinstance(config[k], bool) and k not in INLINE_ARCHITECTURE_KEYS:
+                raise BadInput(k, f"{config[k]!r} must be a number")
             data[k] = config[k]
-    return _build(Model, data, "model")
+    m = _build(Model, data, "model")
+    _check_inline_model(m)
+    return m
+
+
+def _check_inline_model(m: Model) -> None:
+    for k in ("num_experts", "top_k", "moe_ffn_hidden_size", "head_dim", "first_dense_layers",
+              "num_shared_experts"):
+        v = getattr(m, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise BadInput(k, f"{v!r} must be a non-negative integer")
+    if m.num_experts:
+        if not 0 < m.top_k <= m.num_experts:
+            raise BadInput("top_k", f"{m.top_k!r} must be in 1..num_experts ({m.num_experts})")
+        if m.moe_ffn_hidden_size <= 0:
+            raise BadInput("moe_ffn_hidden_size", "must be a positive integer for an MoE model")
+    if m.first_dense_layers > m.num_layers:
+        raise BadInput("first_dense_layers", f"{m.first_dense_layers} exceeds num_layers "
+                       f"{m.num_layers}")
+    if m.num_heads % m.num_kv_heads:
+        raise BadInput("num_kv_heads", f"{m.num_kv_heads} must divide num_heads {m.num_heads}")

@@ -92,6 +92,8 @@ def _read(path: Path, where: str) -> dict[str, Any]:
         raise BadInput(where, f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(where, f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise BadInput(where, f"{path}: not valid TOML (not UTF-8 text)") from None
     unknown = sorted(set(data) - _FILE_KEYS)
     if unknown:
         raise BadInput(where, f"{path}: unknown key {unknown[0]!r}; allowed: "

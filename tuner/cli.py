@@ -372,6 +372,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from tuner.registry import VALIDATIONS, resolve
 
+    if args.json and not Path(args.json).expanduser().parent.is_dir():
+        raise BadInput("--json", f"{args.json}: its directory does not exist")
     report = resolve("domain", VALIDATIONS, args.domain, plugins=False)()
     console = _console()
     table = Table(title=f"{report.domain}: simulator vs reference")
@@ -392,7 +394,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        Path(args.json).expanduser().write_text(json.dumps({
             "domain": report.domain, "summary": report.summary(),
             "rows": [dict(r.__dict__, error_pct=r.error_pct) for r in report.rows]}, indent=1))
     if args.check and not report.meets_targets():

@@ -215,6 +215,10 @@ def stage_memory(p: Plan, rank: int, n_dense: int, n_moe: int, dense: LayerShape
         return nbytes * (p_dense + p_expert)
 
     weights = held(st.fp8_weight_bytes if fp8 else st.weight_bytes, 3)
+    if z == 2:  # nothing reshards after forward: a stack that gathers its compute copies
+        # (FSDP's SHARD_GRAD_OP) holds the whole stage's until backward ends
+        gather = st.fp8_gather_bytes if fp8 else st.gather_bytes
+        weights = max(weights, gather * (p_dense + p_expert))
     grads = held(p.grad_bytes, 2)
     optimizer = 0.0 if p.offload_optimizer else held(st.master_bytes + p.moment_bytes, 1)
 

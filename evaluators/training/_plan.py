@@ -142,28 +142,12 @@ def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
                 if k in config)
     m = _MODEL_CACHE.get(key)
     if m is None:
-        m = _MODEL_CACHE[key] = model_from_config(config, require_architecture=True)
-        _check_inline_model(m)
+        m = _MODEL_CACHE[key] = model_from_config(config)
     return m, key
 
 
 def _hashable(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
-
-
-def _check_inline_model(m: Model) -> None:
-    for k in ("num_experts", "top_k", "moe_ffn_hidden_size", "head_dim", "first_dense_layers",
-              "num_shared_experts"):
-        v = getattr(m, k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise BadInput(k, f"{v!r} must be a non-negative integer")
-    if m.num_experts:
-        if not 0 < m.top_k <= m.num_experts:
-            raise BadInput("top_k", f"{m.top_k!r} must be in 1..num_experts ({m.num_experts})")
-        if m.moe_ffn_hidden_size <= 0:
-            raise BadInput("moe_ffn_hidden_size", "must be a positive integer for an MoE model")
-    if m.num_heads % m.num_kv_heads:
-        raise BadInput("num_kv_heads", f"{m.num_kv_heads} must divide num_heads {m.num_heads}")
 
 
 _OPTIONAL = ("inter_node_gbps", "grad_dtype", "optimizer_dtype", "moe_grouped_gemm",

@@ -96,7 +96,8 @@ def test_decode_batches_run_padded_to_the_captured_graph_sizes():
         m.decode_step(16, 16 * 100) - m.attn_decode(16, 1600) - 7 * m.seq_us)
     # beyond the largest graph the step launches its kernels from the host
     small = {"hidden_size": 256, "num_layers": 24, "num_heads": 4, "num_kv_heads": 4,
-             "ffn_hidden_size": 512, "vocab_size": 1000, "workload": LONG}
+             "ffn_hidden_size": 512, "vocab_size": 1000, "gated_mlp": True,
+             "tied_embeddings": False, "attention": "mha", "workload": LONG}
     tiny = StepModel(parse(small), 1, 1, 1)
     eager = tiny.decode_step(tiny.graph_max + 8, 0.0) - tiny.overhead(tiny.graph_max + 8)
     graphed = tiny.decode_step(tiny.graph_max, 0.0) - tiny.overhead(tiny.graph_max)

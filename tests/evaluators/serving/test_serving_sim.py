@@ -120,11 +120,17 @@ def test_budget_and_parallelism_problems_are_infeasible():
                        "workload": CHAT})
     assert res.status.value == "infeasible" and "uses 16 GPUs, budget is 8" in res.reason
     res = EV.evaluate({"hidden_size": 1536, "num_layers": 4, "num_heads": 12, "num_kv_heads": 4,
-                       "ffn_hidden_size": 4096, "vocab_size": 32000, "tp": 8, "workload": CHAT})
+                       "ffn_hidden_size": 4096, "vocab_size": 32000, "gated_mlp": True,
+                       "tied_embeddings": False, "attention": "gqa", "tp": 8, "workload": CHAT})
     assert "tp 8 does not divide 12 attention heads" in res.reason
     res = EV.evaluate({"model": "llama3.1-8b", "chunked_prefill": False,
                        "max_num_batched_tokens": 1024, "max_num_seqs": 256, "workload": CHAT})
     assert "needs max_num_batched_tokens" in res.reason
+
+
+INLINE = {"hidden_size": 1024, "num_layers": 8, "num_heads": 16, "num_kv_heads": 4,
+          "ffn_hidden_size": 4096, "vocab_size": 32000, "gated_mlp": True,
+          "tied_embeddings": False, "attention": "gqa", "workload": CHAT}
 
 
 @pytest.mark.parametrize("config, field", [
@@ -142,6 +148,15 @@ def test_budget_and_parallelism_problems_are_infeasible():
     ({"model": "gpt-oss-120b", "weight_dtype": "mxfp4", "workload": CHAT}, "weight_dtype"),
     ({"model": "llama3.1-8b"}, "workload"),
     ({"model": "llama3.1-8b", "workload": {**CHAT, "rate": -1}}, "workload.rate"),
+    # an inline model states its architecture and is checked as training-sim checks it
+    ({**INLINE, "gated_mlp": None}, "gated_mlp"),
+    ({**INLINE, "attention": "bogus"}, "attention"),
+    ({**INLINE, "attention": "mla"}, "kv_lora_rank"),
+    ({**INLINE, "num_kv_heads": 5}, "num_kv_heads"),
+    ({**INLINE, "num_experts": 8, "top_k": 9, "moe_ffn_hidden_size": 1024}, "top_k"),
+    ({**INLINE, "num_experts": 8, "top_k": 2}, "moe_ffn_hidden_size"),
+    ({**INLINE, "first_dense_layers": 99}, "first_dense_layers"),
+    ({**INLINE, "head_dim": False}, "head_dim"),
 ])
 def test_unusable_input_raises_badinput_naming_the_field(config, field):
     with pytest.raises(BadInput) as err:

@@ -49,6 +49,14 @@ def test_fsdp_keeps_only_fp32_shards_and_gathers_layers(tmp_path):
     assert deep["transient"] > m["transient"]  # more layers gathered ahead
 
 
+@pytest.mark.parametrize("framework", ["fsdp", "torchtitan"])
+def test_fsdp_shard_grad_op_holds_the_gathered_weights_until_backward(framework):
+    z3, z2 = mem({**L8, "framework": framework}), mem({**L8, "framework": framework,
+                                                      "zero_stage": 2})
+    assert z2["weights"] == pytest.approx(z2["grads"] / 2 * 16)  # bf16 x all vs fp32 / 16
+    assert z2["allocated"] > z3["allocated"]
+
+
 def test_recompute_modes_and_modules():
     none = mem(L70)["activations"]
     sel = {**L70, "recompute": "selective"}
