@@ -223,6 +223,11 @@ def calibrate(evaluator: Any, rows: Sequence[Row], constants: Sequence[str] | No
     fitted = _fit(evaluator, rows, base, names, metrics, start)
     report = Report(with_constants(base, dict(zip(names, fitted))), dict(zip(names, fitted)),
                     dict(zip(names, start)), len(rows), metrics)
+    for row in rows:  # a run the simulator cannot place under any fit says nothing about it
+        res = evaluator.evaluate_with(row.config, report.profile)
+        if res.status.value != "ok":
+            raise BadInput("--measurements", f"{row.where}: {res.status.value} under the "
+                           f"fitted profile too ({res.reason}); fix or drop the row")
     before: dict[str, list[float]] = {m: [] for m in metrics}
     after: dict[str, list[float]] = {m: [] for m in metrics}
     for i, row in enumerate(rows):

@@ -170,6 +170,10 @@ def _hardware_file(path: str, mtime: float) -> Hardware:
     return _build(Hardware, data, path)
 
 
+#: the project root: shipped data files are named relative to it (studies, examples)
+_SHIPPED_ROOT = Path(__file__).resolve().parents[1]
+
+
 def get_hardware(name: str, field_: str = "gpu") -> Hardware:
     """A catalog entry by name or alias, or a hardware profile file by its path (``.toml``)."""
     if not isinstance(name, str):
@@ -177,6 +181,8 @@ def get_hardware(name: str, field_: str = "gpu") -> Hardware:
                        + ", ".join(hardware_names()))
     if name.endswith(".toml"):
         path = Path(name).expanduser()
+        if not path.is_file() and not path.is_absolute() and (_SHIPPED_ROOT / path).is_file():
+            path = _SHIPPED_ROOT / path  # a profile the project ships, named from its root
         if not path.is_file():
             raise BadInput(field_, f"{name}: no such hardware profile file (write one with "
                            "`tuner profile-hardware --out FILE.toml`, or use a catalog name: "

@@ -32,7 +32,8 @@ class UnknownName(BadInput):
 
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-        super().__init__(field, f"unknown {name!r}{hint}; valid: {', '.join(sorted(valid))}")
+        what = "missing" if name is None else f"unknown {name!r}{hint}"
+        super().__init__(field, f"{what}; valid: {', '.join(sorted(valid))}")
 
 
 class MissingExtra(TunerError):

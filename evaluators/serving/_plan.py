@@ -99,26 +99,31 @@ def engine_of(config: Mapping[str, Any]) -> str:
 
 
 # -- config parsing helpers ----------------------------------------------------------------
+def _field(config: Mapping[str, Any], key: str) -> str:
+    """The key, or where its default came from when the config leaves it to the profile."""
+    return key if key in config else f"{key} (the engine profile's default)"
+
+
 def _int(config: Mapping[str, Any], key: str, default: int | None, low: int = 1) -> int | None:
     v = config.get(key, default)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise BadInput(key, f"{v!r} must be an integer >= {low}")
+        raise BadInput(_field(config, key), f"{v!r} must be an integer >= {low}")
     return v
 
 
 def _choice(config: Mapping[str, Any], key: str, default: str, valid: tuple[str, ...]) -> str:
     v = config.get(key, default)
     if v not in valid:
-        raise UnknownName(key, v, list(valid))
+        raise UnknownName(_field(config, key), v, list(valid))
     return v
 
 
 def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     v = config.get(key, default)
     if not isinstance(v, bool):
-        raise BadInput(key, f"{v!r} must be true or false")
+        raise BadInput(_field(config, key), f"{v!r} must be true or false")
     return v
 
 
@@ -128,7 +133,7 @@ def _float(config: Mapping[str, Any], key: str, default: float | None, low: floa
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v <= high):
-        raise BadInput(key, f"{v!r} must be a number in ({low:g}, {high:g}]")
+        raise BadInput(_field(config, key), f"{v!r} must be a number in ({low:g}, {high:g}]")
     return float(v)
 
 
@@ -300,14 +305,15 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     small = gpu_size(prof, hw)
     max_tokens = _int(config, "max_num_batched_tokens", int(prof[f"default_token_budget{small}"]))
     chunk = _int(config, "prefill_chunk_size", int(prof["default_prefill_chunk"]) or None)
-    max_seqs = _int(config, "max_num_seqs", None)
+    max_seqs = _int(config, "max_num_seqs", int(prof[f"default_max_num_seqs{small}"]))
     rank_tokens, rank_chunk = max_tokens, chunk
     if dp_attention and prof["dp_attention_splits_budgets"]:
         # the budgets are the replica's, shared by its attention-DP ranks (a default
         # max_num_seqs is already per rank: the engine sizes it from the rank's KV pool)
         rank_tokens = max(1, max_tokens // tp)
         rank_chunk = max(1, chunk // tp) if chunk else chunk
-        max_seqs = max(1, max_seqs // tp) if max_seqs else max_seqs
+        if "max_num_seqs" in config:
+            max_seqs = max(1, max_seqs // tp)
     offline = _bool(config, "offline", False)
     api = 0.0 if offline else _float(config, "api_overhead_ms", float(prof["api_latency_ms"]),
                                      -1e-9)
@@ -320,7 +326,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         decode_workers=_int(config, "decode_workers", 1), decode_tp=_int(config, "decode_tp", tp),
         weight_dtype=_choice(config, "weight_dtype", "bf16", WEIGHT_DTYPES),
         kv_dtype=_choice(config, "kv_dtype", "bf16", KV_DTYPES),
-        max_num_seqs=max_seqs or int(prof[f"default_max_num_seqs{small}"]),
+        max_num_seqs=max_seqs,
         max_num_batched_tokens=rank_tokens,
         chunked_prefill=_bool(config, "chunked_prefill", bool(prof["default_chunked_prefill"])),
         prefill_chunk_size=min(rank_chunk, rank_tokens) if rank_chunk else rank_tokens,
@@ -436,7 +442,8 @@ def problems(plan: Plan) -> list[str]:
                        f"{mem.weights / GIB:.1f}, activations {mem.activation / GIB:.1f}, "
                        f"runtime {mem.non_torch / GIB:.1f}, KV for one {longest}-token request "
                        f"{need_kv / GIB:.1f}), has {mem.usable / GIB:.1f} GiB "
-                       f"({plan.gpu_memory_utilization:g} x {hw.hbm_gib:g} GiB {hw.name}, "
+                       f"({plan.gpu_memory_utilization:g} x the {hw.hbm_gib:g} GiB {hw.name}'s "
+                       f"{hw.hbm_gib * plan.c('visible_fraction'):.1f} GiB visible, "
                        f"{plan.engine}'s '{plan.c('memory_fraction_of')}' KV sizing)")
     return out
 

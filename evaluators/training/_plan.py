@@ -214,7 +214,7 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
         if d[k] is not None and d[k] not in allowed:
             raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed) + " (or leave it "
                            "out for the stack's default)")
-    gpn = d["gpus_per_node"] or hw.gpus_per_node
+    gpn = config.get("gpus_per_node", hw.gpus_per_node)  # 0 is not "the GPU's default"
     if type(gpn) is not int or gpn <= 0:
         raise BadInput("gpus_per_node", f"{gpn!r} must be a positive integer")
     d["gpus_per_node"] = gpn

@@ -110,6 +110,17 @@ def test_unknown_constant_is_refused(tmp_path):
         calibrate(StepModel(), read_rows(path), ["policy"])
 
 
+def test_a_row_no_fit_can_evaluate_is_named(tmp_path):
+    # work 1e9 is "too slow" under any constants in the fit bounds
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(_measured(w, 10)) for w in (100, 200)) + "\n"
+                    + json.dumps({"config": {"work": 1e9, "tokens": 10},
+                                  "metrics": {"step_ms": 5.0}}) + "\n")
+    with pytest.raises(BadInput, match="line 3: infeasible under the fitted profile too "
+                                       r"\(too slow\)"):
+        calibrate(StepModel(), read_rows(path))
+
+
 def test_a_fit_of_a_stepped_response_leaves_its_start_point():
     """A simulator's output moves in steps (whole batches, discrete events): finite differences
     at the start are zero, so least squares alone stays there; the grid search does not."""

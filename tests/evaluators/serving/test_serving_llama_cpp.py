@@ -176,3 +176,17 @@ def test_a_closed_loop_stays_in_lock_step_without_a_front_end_to_space_it():
     assert whole["tpot_ms_p50"] < 0.6 * pairs["tpot_ms_p50"]
     # every wave waits for the same whole-batch prefill
     assert whole["ttft_ms_p99"] == pytest.approx(whole["ttft_ms_p50"], rel=0.05)
+
+
+def test_a_shipped_cpu_profile_is_found_from_any_directory(tmp_path, monkeypatch):
+    # studies name it from the project root; `tuner init` copies them anywhere
+    monkeypatch.chdir(tmp_path)
+    plan = parse({"engine": "llama.cpp", "model": "smollm2-135m",
+                  "gpu": "evaluators/serving/data/cpu_example.toml",
+                  "workload": {"mode": "closed", "concurrency": 1, "num_requests": 2,
+                               "input_len": 16, "output_len": 4}})
+    assert plan.hw.kind == "cpu"
+    with pytest.raises(BadInput, match="no such hardware profile file"):
+        parse({"engine": "llama.cpp", "model": "smollm2-135m", "gpu": "nowhere/cpu.toml",
+               "workload": {"mode": "closed", "concurrency": 1, "num_requests": 2,
+                            "input_len": 16, "output_len": 4}})

@@ -121,6 +121,8 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "vllm"\n[constants]\nadmission = 3\n', "admission: 3 must be of the type"),
     ('base = "tgi"\n', "base"),
     ('[constants]\nstep_overhead_us = 1.0\n', "base: missing.*allowed: llama.cpp, sglang"),
+    ('base = "vllm"\n[constants]\ndefault_max_num_seqs = 0\n',
+     r"max_num_seqs \(the engine profile's default\): 0 must be an integer >= 1"),
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
 ])
 def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
