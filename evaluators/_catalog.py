@@ -267,6 +267,9 @@ def _check_inline_model(m: Model) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise BadInput(k, f"{v!r} must be a non-negative integer")
     if m.num_experts:
+        if not m.top_k:
+            raise BadInput("top_k", f"missing: an MoE model states how many of its "
+                           f"{m.num_experts} experts each token uses")
         if not 0 < m.top_k <= m.num_experts:
             raise BadInput("top_k", f"{m.top_k!r} must be in 1..num_experts ({m.num_experts})")
         if m.moe_ffn_hidden_size <= 0:
