@@ -19,9 +19,10 @@ The engine's profile adds what its software does around that GPU work:
 
 * CUDA graphs: a decode batch up to ``cuda_graph_max_batch`` (``cuda_graph_max_batch_tp4`` at
   TP >= 4) replays the graph captured for the next size (multiples of ``cuda_graph_pad``), so
-  it computes padded rows; mixed steps of
-  up to that many tokens replay one too where the engine captures them (``cuda_graph_mixed``:
-  vLLM V1's piecewise graphs); any other step
+  it computes padded rows (without padding, ``cuda_graph_pad = 0``, only a batch of a captured
+  size replays one: every size below ``cuda_graph_all_sizes_below``, then powers of two);
+  mixed steps of up to that many tokens replay one too where the engine captures them
+  (``cuda_graph_mixed``: vLLM V1's piecewise graphs); any other step
   launches its kernels from the host, which costs ``eager_launch_us_per_layer`` per layer and
   overlaps the GPU work it launches (``max(GPU, launches)``);
 * host work per step (``step_overhead_us`` + ``per_seq_overhead_us`` per running request):
@@ -108,7 +109,8 @@ class StepModel:
         self.moe_eff = float(c("expert_efficiency"))
         self.pre_attn_eff = float(c("prefill_attention_efficiency"))
         self.graph_max = graph_max_batch(plan.profile, hw, tp)
-        self.graph_pad = max(1, int(c("cuda_graph_pad")))
+        self.graph_pad = int(c("cuda_graph_pad"))
+        self.graph_all_below = int(c("cuda_graph_all_sizes_below"))
         self.graph_mixed = bool(c("cuda_graph_mixed"))
         self.layers = self.g.num_layers
         self.eager = float(c("eager_launch_us_per_layer")) * US * self.layers
@@ -241,9 +243,18 @@ class StepModel:
 
     def padded(self, b: int) -> int:
         """Rows a graph-captured decode batch of ``b`` computes."""
+        if self.graph_pad <= 0:
+            return b
         if b <= 4:
             return 4 if b == 3 else b
         return -(-b // self.graph_pad) * self.graph_pad
+
+    def captured(self, b: int) -> bool:
+        """Whether a decode batch of ``b`` replays a CUDA graph: up to the largest captured
+        size when batches are padded; without padding only at a captured size."""
+        if b > self.graph_max:
+            return False
+        return self.graph_pad > 0 or b < self.graph_all_below or b & (b - 1) == 0
 
     def overhead(self, seqs: int) -> float:
         return self._host(seqs)
@@ -286,7 +297,7 @@ class StepModel:
     # -- whole steps ---------------------------------------------------------------------
     def decode_step(self, b: int, kv_sum: float) -> float:
         """A decode-only step of ``b`` sequences whose KV caches hold ``kv_sum`` tokens."""
-        graph = b <= self.graph_max
+        graph = self.captured(b)
         rows = self.padded(b) if graph else b
         gpu = self.linear(rows) + self.head(rows) + self.attn_decode(b, kv_sum)
         return self._finish(gpu, b, graph, self.host_share)

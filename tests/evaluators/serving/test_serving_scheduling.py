@@ -102,6 +102,12 @@ def test_decode_batches_run_padded_to_the_captured_graph_sizes():
     eager = tiny.decode_step(tiny.graph_max + 8, 0.0) - tiny.overhead(tiny.graph_max + 8)
     graphed = tiny.decode_step(tiny.graph_max, 0.0) - tiny.overhead(tiny.graph_max)
     assert eager >= tiny.eager * (1 - 1e-9) > graphed
+    # TensorRT-LLM does not pad: 1-31, 32, 64 and 128 replay graphs, 33 or 77 run eagerly
+    trt = StepModel(parse({**small, "engine": "trtllm"}), 1, 1, 1)
+    assert [trt.captured(b) for b in (1, 31, 32, 33, 64, 77, 128, 129)] == \
+        [True, True, True, False, True, False, True, False]
+    assert trt.padded(77) == 77
+    assert trt.decode_step(33, 0.0) - trt.overhead(33) >= trt.eager * (1 - 1e-9)
 
 
 def test_overlap_scheduler_hides_host_work_behind_the_gpu_step():
