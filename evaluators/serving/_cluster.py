@@ -34,7 +34,7 @@ from typing import Any
 
 from tuner.evaluators._perf import eff, p2p_time
 from tuner.evaluators.serving._cpu_latency import CpuStepModel
-from tuner.evaluators.serving._engine import GONE, WAITING, Engine, RankGroup, Seq
+from tuner.evaluators.serving._engine import GONE, WAITING, Engine, Seq
 from tuner.evaluators.serving._latency import StepModel
 from tuner.evaluators.serving._plan import GIB, engine_memory
 
@@ -123,9 +123,6 @@ def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
         for _ in range(count * pp):
             pool.append(Engine(len(pool), role, model, blocks, extra, plan, swap_blocks,
                                block_bytes / link, sim))
-        if plan.dp_attention and role == "mixed":  # a replica's ranks step together
-            for r in range(0, len(pool), tp):
-                RankGroup(pool[r:r + tp], sim)
     return pools
 
 

@@ -117,8 +117,6 @@ class Engine(DecodeBatch):
         #: multi-step scheduling: decode runs of ``ms_n`` steps, ``ms_left`` of the current one
         self.ms_n = plan.num_scheduler_steps
         self.ms_left = 0
-        #: the attention-DP ranks this engine steps with (``RankGroup``), if any
-        self.group: Any = None
 
     # -- queues --------------------------------------------------------------------------
     @property
@@ -291,10 +289,6 @@ class Engine(DecodeBatch):
 
     def start(self, t: float) -> None:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
-        if self.group is not None:  # an attention-DP rank steps with its replica's ranks
-            if not self.group.busy:
-                self.group.start(t)
-            return
         self.version += 1
         if self.ms_n > 1 and self._multi_step(t):
             return
@@ -462,11 +456,6 @@ class Engine(DecodeBatch):
             self._finish_decoders(t)
             self.start(t)
             return
-        self.apply_step(t)
-        self.start(t)
-
-    def apply_step(self, t: float) -> None:
-        """Apply the step scheduled earlier (``pending``), which ended at ``t``."""
         _, chunks, dec_b = self.pending
         self.pending = None
         if dec_b:  # decoders advance only in steps they took part in
@@ -492,43 +481,6 @@ class Engine(DecodeBatch):
             else:
                 s.target = s.computed
                 self._join_decode(s)
-
-class RankGroup:
-    """The attention-DP ranks of one replica. Every MoE layer exchanges all ranks' tokens, so
-    the ranks run their steps together: each rank's scheduler forms its own batch, the step
-    lasts as long as the slowest rank's (an idle rank runs an empty batch), and a request
-    that reaches a rank mid-step waits for the next one. The ranks' step times assume equal
-    loads (``StepModel``: the MoE layers see ``tp`` x the rank's tokens), so the slowest
-    rank's MoE share is counted at its own load."""
-
-    def __init__(self, ranks: list[Engine], sim: Any) -> None:
-        self.ranks, self.sim = ranks, sim
-        self.busy = False
-        self.version = 0
-        for e in ranks:
-            e.group = self
-            e.fast_forward = False
-            e.ms_n = 1
-
-    def start(self, t: float) -> None:
-        self.version += 1
-        lat = -1.0
-        for e in self.ranks:
-            e.pending = e._schedule()
-            if e.pending is not None:
-                lat = max(lat, e.pending[0])
-        self.busy = lat >= 0.0
-        for e in self.ranks:
-            e.busy = self.busy
-        if self.busy:
-            self.sim.push(t + lat, self)
-
-    def complete(self, t: float) -> None:
-        for e in self.ranks:
-            if e.pending is not None:
-                e.steps += 1
-                e.apply_step(t)
         self.start(t)
 
-
-__all__ = ["DECODE", "Engine", "GONE", "PREFILL", "RankGroup", "SWAPPED", "Seq", "WAITING"]
+__all__ = ["DECODE", "Engine", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]

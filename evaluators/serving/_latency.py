@@ -37,10 +37,9 @@ MoE layers route ``T * top_k`` token-expert pairs uniformly: the expected number
 experts hit is ``E * (1 - (1 - k/E)^T)``; under expert parallelism the busiest rank sets the
 time (mean + sqrt(2 ln ep) standard deviations of a binomial split). Under attention data
 parallelism every GPU runs attention and dense layers for its own requests with whole weights,
-and the MoE layers see the tokens of all ``tp`` GPUs (counted as ``tp`` x this rank's: the
-ranks step together, ``_engine.RankGroup``, and the busiest one sets the step), dispatched
-to the experts' GPUs and combined back by two all-to-alls (or, with tensor-parallel experts,
-gathered to every GPU and reduce-scattered back).
+and the MoE layers see the tokens of all ``tp`` GPUs (their loads assumed equal: the router
+balances them), dispatched to the experts' GPUs and combined back by two all-to-alls (or,
+with tensor-parallel experts, gathered to every GPU and reduce-scattered back).
 """
 
 from __future__ import annotations

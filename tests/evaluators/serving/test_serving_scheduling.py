@@ -205,24 +205,3 @@ def test_multi_step_runs_split_host_work_and_make_arrivals_wait_for_the_run():
     chunk = [(200, 200)]
     assert m.step(264, 65, 65, 64, 64 * 300, chunk) == full.step(264, 65, 65, 64, 64 * 300,
                                                                   chunk)
-
-
-def test_attention_dp_ranks_step_together():
-    """One rank prefills a long prompt while another decodes: every MoE layer needs both,
-    so the decoding rank's steps last as long as the other's prefill chunks."""
-    from dataclasses import replace
-
-    cfg = {"engine": "sglang", "model": "deepseek-v3", "gpu": "h200_sxm", "tp": 8, "ep": 8,
-           "weight_dtype": "fp8", "dp_attention": True, "offline": True,
-           "workload": {"mode": "burst", "num_requests": 2, "input_len": 16,
-                        "output_len": 100}}
-    plan = parse(cfg)
-    wl = replace(plan_workload(plan), input_len=(30000, 16), output_len=(2, 100))
-    res = simulate(plan, wl)  # rank 0 gets the long prompt, rank 1 the short one
-    assert res.unfinished == 0
-    # 30000 tokens in 1024-token chunks: ~30 steps, each far longer than a decode step,
-    # and the short request's 100 decode steps include all of them
-    assert res.finish[1] > res.first[0]
-    alone = simulate(plan, replace(wl, input_len=(16,), output_len=(100,),
-                                   arrival_s=(0.0,), priority=(0,)))
-    assert res.finish[1] - res.first[1] > 3 * (alone.finish[0] - alone.first[0])
