@@ -172,9 +172,10 @@ class ServingSpace(BaseSpace):
                        f"{plan.max_num_batched_tokens} (llama.cpp clamps it: the same plan as "
                        "ubatch = batch)")
         chunk = config.get("prefill_chunk_size")
-        if chunk is not None and chunk > plan.max_num_batched_tokens:
+        budget = plan.max_num_batched_tokens * plan.budget_ranks  # the replica's, as set
+        if chunk is not None and chunk > budget:
             out.append(f"prefill_chunk_size {chunk} exceeds max_num_batched_tokens "
-                       f"{plan.max_num_batched_tokens} (the same plan as chunk = budget)")
+                       f"{budget} (the same plan as chunk = budget)")
         return out + problems(plan)
 
     def features(self, config: Mapping[str, Any]) -> dict[str, float]:

@@ -41,6 +41,7 @@ from tuner.evaluators.serving._geometry import (
     weight_bytes_per_gpu,
     weight_element_bytes,
 )
+from tuner.evaluators.serving._profile_check import checked
 
 ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
@@ -177,6 +178,9 @@ class Plan:
     offline: bool = False
     #: decode steps per scheduler call (vLLM V0's ``--num-scheduler-steps``; 1: every step)
     num_scheduler_steps: int = 1
+    #: attention-DP ranks that share the token budget and a given max_num_seqs (SGLang divides
+    #: them; the plan's values are per rank)
+    budget_ranks: int = 1
     #: host work of step n+1 overlaps GPU step n (vLLM ``--async-scheduling``, SGLang's and
     #: TensorRT-LLM's overlap schedulers); by default the profile's ``cpu_overlap``
     async_scheduling: bool = False
@@ -282,7 +286,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         raise BadInput("workload", "required: a table such as {\"mode\": \"poisson\", "
                        "\"rate\": 8, \"num_requests\": 1000, \"input_len\": 512, "
                        "\"output_len\": 256} or a catalog workload name")
-    prof = profile or stack_profile(config)
+    prof = checked(profile or stack_profile(config))
     if prof.name != engine:
         raise BadInput("engine", f"{engine!r} runs under the {engine!r} profile, not "
                        f"{prof.name!r}")
@@ -307,7 +311,8 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     chunk = _int(config, "prefill_chunk_size", int(prof["default_prefill_chunk"]) or None)
     max_seqs = _int(config, "max_num_seqs", int(prof[f"default_max_num_seqs{small}"]))
     rank_tokens, rank_chunk = max_tokens, chunk
-    if dp_attention and prof["dp_attention_splits_budgets"]:
+    split = dp_attention and bool(prof["dp_attention_splits_budgets"])
+    if split:
         # the budgets are the replica's, shared by its attention-DP ranks (a default
         # max_num_seqs is already per rank: the engine sizes it from the rank's KV pool)
         rank_tokens = max(1, max_tokens // tp)
@@ -346,6 +351,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         dp_attention=dp_attention, offline=offline,
         num_scheduler_steps=_int(config, "num_scheduler_steps", 1) or 1,
         async_scheduling=_bool(config, "async_scheduling", bool(prof["cpu_overlap"])),
+        budget_ranks=tp if split else 1,
         fp8_recipe=_choice(config, "fp8_recipe", "tensorwise", FP8_RECIPES),
         expert_weight_dtype=(_choice(config, "expert_weight_dtype", "", EXPERT_WEIGHT_DTYPES)
                              if "expert_weight_dtype" in config else None),
@@ -416,7 +422,12 @@ def problems(plan: Plan) -> list[str]:
             out.append(f"pp {pp} exceeds {m.num_layers} layers")
     if plan.num_gpus is not None and plan.gpus_used > plan.num_gpus:
         out.append(f"uses {plan.gpus_used} GPUs, budget is {plan.num_gpus}")
-    if plan.mixed_prefill and plan.max_num_batched_tokens < plan.max_num_seqs:
+    per_rank = (f" per rank ({plan.budget_ranks} attention-DP ranks share "
+                f"{plan.max_num_batched_tokens * plan.budget_ranks})"
+                if plan.budget_ranks > 1 else "")
+    # vLLM refuses a budget below max_num_seqs (SchedulerConfig); the others cap the step
+    if plan.engine == "vllm" and plan.mixed_prefill \
+            and plan.max_num_batched_tokens < plan.max_num_seqs:
         out.append(f"max_num_batched_tokens {plan.max_num_batched_tokens} < max_num_seqs "
                    f"{plan.max_num_seqs}: every running sequence needs a token per step")
     wl = plan_workload(plan)
@@ -426,7 +437,8 @@ def problems(plan: Plan) -> list[str]:
         out.append(f"a request needs {longest} tokens > max_model_len {plan.max_model_len}")
     if not plan.chunked_prefill and stats["max_input_len"] > plan.max_num_batched_tokens:
         out.append(f"without chunked prefill a {int(stats['max_input_len'])}-token prompt "
-                   f"needs max_num_batched_tokens >= that, has {plan.max_num_batched_tokens}")
+                   f"needs max_num_batched_tokens >= that, has {plan.max_num_batched_tokens}"
+                   + per_rank)
     if out:
         return out
     for role, _, tp, pp, ep in plan.engine_kinds():
@@ -451,12 +463,8 @@ def problems(plan: Plan) -> list[str]:
 def plan_geometry(plan: Plan, tp: int, ep: int) -> Geometry:
     """Shapes of one engine kind of a plan, MXFP4 experts in its engine's padded layout."""
     pad = [1, 1]
-    if plan.expert_weight_dtype == "mxfp4":
-        for i, key in enumerate(("mxfp4_expert_hidden_multiple", "mxfp4_expert_ffn_multiple")):
-            pad[i] = v = plan.c(key)
-            if not isinstance(v, int) or v < 1:
-                raise BadInput(f"profile {plan.profile.name}: {key}", f"{v!r} must be a whole "
-                               "number >= 1 (1: no padding)")
+    if plan.expert_weight_dtype == "mxfp4":  # whole numbers >= 1 (_profile_check)
+        pad = [plan.c("mxfp4_expert_hidden_multiple"), plan.c("mxfp4_expert_ffn_multiple")]
     return geometry(plan.model, tp, ep, plan.dp_attention, (pad[0], pad[1]))
 
 

@@ -122,7 +122,12 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "tgi"\n', "base"),
     ('[constants]\nstep_overhead_us = 1.0\n', "base: missing.*allowed: llama.cpp, sglang"),
     ('base = "vllm"\n[constants]\ndefault_max_num_seqs = 0\n',
-     r"max_num_seqs \(the engine profile's default\): 0 must be an integer >= 1"),
+     "profile vllm: default_max_num_seqs: 0 must be > 0"),
+    ('base = "vllm"\n[constants]\nprefill_attention_efficiency = 0.0\n', "must be > 0"),
+    ('base = "vllm"\n[constants]\nallreduce_latency_us = -1e7\n', "must be >= 0"),
+    ('base = "vllm"\n[constants]\ncuda_graph_pad = 2.5\n', "must be a whole number"),
+    ('base = "vllm"\n[constants]\nvisible_fraction = 1.5\n', "must be <= 1"),
+    ('base = "vllm"\n[constants]\nmemory_fraction_of = "foo"\n', "valid: free, static"),
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
 ])
 def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
@@ -133,7 +138,7 @@ def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
 @pytest.mark.parametrize("value", ["0", "0.5", "-256"])
 def test_an_expert_padding_that_is_not_a_whole_number_is_named(tmp_path, value):
     path = _write(tmp_path, f'base = "vllm"\n[constants]\nmxfp4_expert_ffn_multiple = {value}\n')
-    with pytest.raises(BadInput, match="mxfp4_expert_ffn_multiple: .* whole number >= 1"):
+    with pytest.raises(BadInput, match="mxfp4_expert_ffn_multiple: .* must be (> 0|a whole)"):
         ServingSimEvaluator(profile=path).evaluate({**BASE, "model": "gpt-oss-120b",
                                                     "expert_weight_dtype": "mxfp4"})
 

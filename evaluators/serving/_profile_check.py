@@ -1,0 +1,53 @@
+"""Ranges of serving-profile constants, so a profile file's mistake is named, not simulated.
+
+Every numeric constant is a size, a time, a count or a share: never negative, a whole number
+where the shipped profile's is one; some must be positive (efficiencies, budgets, memory
+shares) and some are shares of at most 1. String constants are policies with fixed choices.
+"""
+
+from __future__ import annotations
+
+from tuner import BadInput, UnknownName
+from tuner.evaluators._profiles import Profile, _shipped
+
+#: divisors and budgets: zero would divide by zero or admit nothing
+POSITIVE = frozenset({
+    "prefill_attention_efficiency", "expert_efficiency", "visible_fraction",
+    "default_memory_fraction", "default_token_budget", "default_token_budget_small_gpu",
+    "default_max_num_seqs", "default_max_num_seqs_small_gpu", "default_kv_block_size",
+    "small_gpu_below_gib", "mxfp4_expert_hidden_multiple", "mxfp4_expert_ffn_multiple",
+    "matmul_efficiency", "attention_efficiency", "weight_bandwidth_efficiency"})
+#: shares of a whole
+AT_MOST_ONE = frozenset({
+    "visible_fraction", "default_memory_fraction", "reserve_output_fraction",
+    "dp_attention_reserve_scale", "expert_efficiency"})
+CHOICES = {"memory_fraction_of": ("total", "free", "static"),
+           "admission": ("preempt", "reserve", "guaranteed_no_evict", "slots")}
+
+_CHECKED: dict[int, Profile] = {}
+
+
+def checked(prof: Profile) -> Profile:
+    """``prof`` after its constants' range check (once per profile object)."""
+    if _CHECKED.get(id(prof)) is prof:
+        return prof
+    shipped = _shipped("serving", prof.name).constants
+    for key, v in prof.constants.items():
+        where, base = f"profile {prof.name}: {key}", shipped.get(key)
+        if isinstance(base, bool) or isinstance(v, bool):
+            continue
+        if isinstance(base, str):
+            if key in CHOICES and v not in CHOICES[key]:
+                raise UnknownName(where, v, list(CHOICES[key]))
+            continue
+        if isinstance(base, int) and not isinstance(v, int):
+            raise BadInput(where, f"{v!r} must be a whole number")
+        if v < 0 or (key in POSITIVE and v <= 0):
+            raise BadInput(where, f"{v!r} must be {'> 0' if key in POSITIVE else '>= 0'}")
+        if key in AT_MOST_ONE and v > 1:
+            raise BadInput(where, f"{v!r} must be <= 1 (a share)")
+    _CHECKED[id(prof)] = prof
+    return prof
+
+
+__all__ = ["checked"]
