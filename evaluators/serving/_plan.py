@@ -425,7 +425,8 @@ def problems(plan: Plan) -> list[str]:
     per_rank = (f" per rank ({plan.budget_ranks} attention-DP ranks share "
                 f"{plan.max_num_batched_tokens * plan.budget_ranks})"
                 if plan.budget_ranks > 1 else "")
-    # vLLM refuses a budget below max_num_seqs (SchedulerConfig); the others cap the step
+    # vLLM refuses a budget below max_num_seqs (SchedulerConfig); elsewhere the decodes run
+    # and prompts get what budget is left
     if plan.engine == "vllm" and plan.mixed_prefill \
             and plan.max_num_batched_tokens < plan.max_num_seqs:
         out.append(f"max_num_batched_tokens {plan.max_num_batched_tokens} < max_num_seqs "
