@@ -221,6 +221,10 @@ class Memory:
         return int(self.kv // (self.kv_bytes_per_token * block_size)) * block_size
 
 
+#: how an engine sizes its KV pool (profile constant ``memory_fraction_of``)
+MEMORY_RULES = ("total", "free", "static")
+
+
 def memory(g: Geometry, hw: Hardware, pp: int, weight_dtype: str, kv_dtype: str,
            utilization: float, max_tokens: int, max_seqs: int, prof: Any,
            mix: WeightMix | None = None, expert_dtype: str | None = None) -> Memory:

@@ -422,9 +422,6 @@ def problems(plan: Plan) -> list[str]:
             out.append(f"pp {pp} exceeds {m.num_layers} layers")
     if plan.num_gpus is not None and plan.gpus_used > plan.num_gpus:
         out.append(f"uses {plan.gpus_used} GPUs, budget is {plan.num_gpus}")
-    per_rank = (f" per rank ({plan.budget_ranks} attention-DP ranks share "
-                f"{plan.max_num_batched_tokens * plan.budget_ranks})"
-                if plan.budget_ranks > 1 else "")
     # vLLM refuses a budget below max_num_seqs (SchedulerConfig); elsewhere the decodes run
     # and prompts get what budget is left
     if plan.engine == "vllm" and plan.mixed_prefill \
@@ -437,6 +434,9 @@ def problems(plan: Plan) -> list[str]:
     if longest > plan.max_model_len:
         out.append(f"a request needs {longest} tokens > max_model_len {plan.max_model_len}")
     if not plan.chunked_prefill and stats["max_input_len"] > plan.max_num_batched_tokens:
+        per_rank = (f" per rank ({plan.budget_ranks} attention-DP ranks share "
+                    f"{plan.max_num_batched_tokens * plan.budget_ranks})"
+                    if plan.budget_ranks > 1 else "")
         out.append(f"without chunked prefill a {int(stats['max_input_len'])}-token prompt "
                    f"needs max_num_batched_tokens >= that, has {plan.max_num_batched_tokens}"
                    + per_rank)

@@ -8,7 +8,8 @@ shares) and some are shares of at most 1. String constants are policies with fix
 from __future__ import annotations
 
 from tuner import BadInput, UnknownName
-from tuner.evaluators._profiles import Profile, _shipped
+from tuner.evaluators._profiles import Profile, load_profile
+from tuner.evaluators.serving._geometry import MEMORY_RULES
 
 #: divisors and budgets: zero would divide by zero or admit nothing
 POSITIVE = frozenset({
@@ -21,8 +22,8 @@ POSITIVE = frozenset({
 AT_MOST_ONE = frozenset({
     "visible_fraction", "default_memory_fraction", "reserve_output_fraction",
     "dp_attention_reserve_scale", "expert_efficiency"})
-CHOICES = {"memory_fraction_of": ("total", "free", "static"),
-           "admission": ("preempt", "reserve", "guaranteed_no_evict", "slots")}
+#: policies (``admission`` is checked where the plan reads it)
+CHOICES = {"memory_fraction_of": MEMORY_RULES}
 
 _CHECKED: dict[int, Profile] = {}
 
@@ -31,7 +32,7 @@ def checked(prof: Profile) -> Profile:
     """``prof`` after its constants' range check (once per profile object)."""
     if _CHECKED.get(id(prof)) is prof:
         return prof
-    shipped = _shipped("serving", prof.name).constants
+    shipped = load_profile("serving", prof.name, "engine").constants
     for key, v in prof.constants.items():
         where, base = f"profile {prof.name}: {key}", shipped.get(key)
         if isinstance(base, bool) or isinstance(v, bool):
