@@ -2,9 +2,10 @@
 
 Engines (``_engine.Engine``) are built per engine kind of the plan: ``replicas x pp``
 mixed engines (each pipeline stage group of a replica runs ``pp`` virtual engines with 1/pp of
-the KV blocks, as vLLM's virtual engines do), or prefill and decode workers when
-disaggregated. Every replica is simulated, behind a router that sends each request to the
-engine with the fewest outstanding requests (ties round-robin). Disaggregated prefill workers
+the KV blocks, as vLLM's virtual engines do; a replica's attention-DP ranks are engines that
+step together, ``_dp_group``), or prefill and decode workers when disaggregated. Every
+replica is simulated, behind a router that sends each request to the engine with the fewest
+outstanding requests (ties round-robin). Disaggregated prefill workers
 hand a request to the decode router when its first token is out, after the KV transfer
 (per-GPU KV shard bytes over NVLink inside a node, the GPU's network across nodes, or
 ``kv_link_gbit_s``). Open-loop arrivals come from the workload; a closed-loop client sends the
@@ -34,6 +35,7 @@ from typing import Any
 
 from tuner.evaluators._perf import eff, p2p_time
 from tuner.evaluators.serving._cpu_latency import CpuStepModel
+from tuner.evaluators.serving._dp_group import RankGroup
 from tuner.evaluators.serving._engine import GONE, WAITING, Engine, Seq
 from tuner.evaluators.serving._latency import StepModel
 from tuner.evaluators.serving._plan import GIB, engine_memory
@@ -123,6 +125,9 @@ def build_engines(plan: Any, sim: Simulator) -> dict[str, list[Engine]]:
         for _ in range(count * pp):
             pool.append(Engine(len(pool), role, model, blocks, extra, plan, swap_blocks,
                                block_bytes / link, sim))
+        if plan.dp_attention:
+            for r in range(0, len(pool), tp):  # a replica's ranks step together
+                RankGroup(pool[r:r + tp], sim)
     return pools
 
 
@@ -175,8 +180,8 @@ def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
     best.enqueue(s)
     if not best.busy:
         best.start(t)
-    elif best.window is not None:
-        best.interrupt(t)
+    else:  # a decode stretch ends at the next step
+        (best.group or best).interrupt(t)
 
 
 def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,

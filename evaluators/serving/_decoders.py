@@ -113,24 +113,32 @@ class DecodeBatch:
             k += 1
         return k
 
-    def _start_window(self, t: float, cap: int = 0) -> bool:
+    def window_steps(self, cap: int = 0) -> int:
+        """Decode steps until the next request finishes or the KV blocks run out (at most
+        ``cap``)."""
         self.fin_clean()
         n = self.fin[0][0] - self.g if self.fin else 1
         if cap:
             n = min(n, cap)
-        n = self._max_steps_for_blocks(n)
+        return self._max_steps_for_blocks(n)
+
+    def kv_at(self, j: int) -> int:
+        """KV tokens the decoders read in the ``j``-th step from now (1 = the next)."""
+        return self.s_base + self.n_dec * (self.g + j)
+
+    def _start_window(self, t: float, cap: int = 0) -> bool:
+        n = self.window_steps(cap)
         if n <= 0:
             return False
         b = self.n_dec
-        base = self.s_base + b * self.g
-        l0 = self.m.decode_step(b, base + b)
+        l0 = self.m.decode_step(b, self.kv_at(1))
         slope = 0.0
         if n > 1:
-            slope = (self.m.decode_step(b, base + b * n) - l0) / (n - 1)
+            slope = (self.m.decode_step(b, self.kv_at(n)) - l0) / (n - 1)
         self.window = (t, n, l0, slope)
         self.busy = True
         self.pending = None
-        self.sim.push(t + _cum(n, l0, slope), self)
+        self.sim.push(t + cum(n, l0, slope), self)
         return True
 
     def fin_clean(self) -> None:
@@ -143,11 +151,11 @@ class DecodeBatch:
         if self.window is None or self.ms_left > 0:  # a multi-step run is not cut short
             return
         t0, n, a, b = self.window
-        k = _steps_until(t - t0, a, b)
+        k = steps_until(t - t0, a, b)
         if k < n:
             self.window = (t0, k, a, b)
             self.version += 1
-            self.sim.push(t0 + _cum(k, a, b), self)
+            self.sim.push(t0 + cum(k, a, b), self)
 
     def _finish_decoders(self, t: float) -> None:
         fin = self.fin
@@ -160,12 +168,12 @@ class DecodeBatch:
             self.sim.done(s, t)
 
 
-def _cum(k: int, a: float, b: float) -> float:
+def cum(k: int, a: float, b: float) -> float:
     """Duration of ``k`` steps whose latencies are ``a, a+b, a+2b, ...``."""
     return k * a + b * k * (k - 1) / 2
 
 
-def _steps_until(x: float, a: float, b: float) -> int:
+def steps_until(x: float, a: float, b: float) -> int:
     """Smallest k >= 1 whose cumulative duration reaches ``x``."""
     if x <= 0:
         return 1
@@ -176,12 +184,13 @@ def _steps_until(x: float, a: float, b: float) -> int:
         disc = c * c + 2 * b * x
         k = math.ceil((-c + math.sqrt(max(disc, 0.0))) / b) if disc > 0 else 1
     k = max(k, 1)
-    while k > 1 and _cum(k - 1, a, b) >= x:
+    while k > 1 and cum(k - 1, a, b) >= x:
         k -= 1
-    while _cum(k, a, b) < x:
+    while cum(k, a, b) < x:
         k += 1
     return k
 
 
 
-__all__ = ["DECODE", "DecodeBatch", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]
+__all__ = ["DECODE", "DecodeBatch", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING", "cum",
+           "steps_until"]

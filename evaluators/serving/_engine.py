@@ -117,6 +117,11 @@ class Engine(DecodeBatch):
         #: multi-step scheduling: decode runs of ``ms_n`` steps, ``ms_left`` of the current one
         self.ms_n = plan.num_scheduler_steps
         self.ms_left = 0
+        #: the attention-DP ranks this engine steps with (``_dp_group.RankGroup``), if any
+        self.group: Any = None
+        #: the last scheduled step's ``StepModel.step`` arguments and its swap time
+        self.step_args: tuple = ()
+        self.swap_cost_now = 0.0
 
     # -- queues --------------------------------------------------------------------------
     @property
@@ -289,13 +294,15 @@ class Engine(DecodeBatch):
 
     def start(self, t: float) -> None:
         """Schedule the next step (or stretch of decode steps) at time ``t``."""
+        if self.group is not None:  # an attention-DP rank steps with its replica's ranks
+            if not self.group.busy:
+                self.group.start(t)
+            return
         self.version += 1
         if self.ms_n > 1 and self._multi_step(t):
             return
-        if self.fast_forward and self.n_dec and not self.prefilling and not self._can_admit() \
-                and not self._swap_ready() and (self.n_dec <= self.budget or not self.mixed):
-            if self._start_window(t):
-                return
+        if self.fast_forward and self.decode_only() and self._start_window(t):
+            return
         batch = self._schedule()
         if batch is None:
             self.busy = False
@@ -304,6 +311,11 @@ class Engine(DecodeBatch):
         self.busy = True
         self.pending = batch
         self.sim.push(t + batch[0], self)
+
+    def decode_only(self) -> bool:
+        """Whether nothing but decoding can happen until a request arrives or finishes."""
+        return bool(self.n_dec) and not self.prefilling and not self._can_admit() \
+            and not self._swap_ready() and (self.n_dec <= self.budget or not self.mixed)
 
     def _multi_step(self, t: float) -> bool:
         """Multi-step scheduling: once a decode run starts, its ``ms_n`` steps run back to back
@@ -431,9 +443,10 @@ class Engine(DecodeBatch):
         logits = dec_b + sum(1 for s, n in chunks if s.computed + n >= s.target)
         seqs = dec_b + len(chunks)
         dec_kv = self.s_base + self.n_dec * (self.g + 1)
-        lat = self.m.step(tokens, logits, seqs, dec_b, dec_kv,
-                          [(n, s.computed + n) for s, n in chunks]) + extra_cost
-        return (lat, chunks, dec_b)
+        self.step_args = (tokens, logits, seqs, dec_b, dec_kv,
+                          [(n, s.computed + n) for s, n in chunks])
+        self.swap_cost_now = extra_cost
+        return (self.m.step(*self.step_args) + extra_cost, chunks, dec_b)
 
     def _new_block(self, s: Seq) -> int:
         """Block a decoder holding ``s.computed`` tokens needs for its next token (0 or 1)."""
@@ -447,15 +460,24 @@ class Engine(DecodeBatch):
             self.window = None
             if self.ms_left > 0:
                 self.ms_left -= k
-            need = self._blocks_needed(k)
-            self.free -= need
-            self.alloc_total += need
-            if self.total - self.free > self.peak_used:
-                self.peak_used = self.total - self.free
-            self.g += k
-            self._finish_decoders(t)
+            self.advance(t, k)
             self.start(t)
             return
+        self.apply_step(t)
+        self.start(t)
+
+    def advance(self, t: float, k: int) -> None:
+        """``k`` decode steps of every decoder, ending at ``t`` (a stretch in closed form)."""
+        need = self._blocks_needed(k)
+        self.free -= need
+        self.alloc_total += need
+        if self.total - self.free > self.peak_used:
+            self.peak_used = self.total - self.free
+        self.g += k
+        self._finish_decoders(t)
+
+    def apply_step(self, t: float) -> None:
+        """Apply the step scheduled earlier (``pending``), which ended at ``t``."""
         _, chunks, dec_b = self.pending
         self.pending = None
         if dec_b:  # decoders advance only in steps they took part in
@@ -481,6 +503,6 @@ class Engine(DecodeBatch):
             else:
                 s.target = s.computed
                 self._join_decode(s)
-        self.start(t)
+
 
 __all__ = ["DECODE", "Engine", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING"]

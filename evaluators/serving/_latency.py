@@ -37,9 +37,10 @@ MoE layers route ``T * top_k`` token-expert pairs uniformly: the expected number
 experts hit is ``E * (1 - (1 - k/E)^T)``; under expert parallelism the busiest rank sets the
 time (mean + sqrt(2 ln ep) standard deviations of a binomial split). Under attention data
 parallelism every GPU runs attention and dense layers for its own requests with whole weights,
-and the MoE layers see the tokens of all ``tp`` GPUs (their loads assumed equal: the router
-balances them), dispatched to the experts' GPUs and combined back by two all-to-alls (or,
-with tensor-parallel experts, gathered to every GPU and reduce-scattered back).
+and the MoE layers see the tokens of all ``tp`` GPUs (``moe_tokens``: the ranks' own, summed by
+``_dp_group``, which steps them together; equal loads where not given), dispatched to the
+experts' GPUs and combined back by two all-to-alls (or, with tensor-parallel experts, gathered
+to every GPU and reduce-scattered back).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class StepModel:
         self.graph_mixed = bool(c("cuda_graph_mixed"))
         self.layers = self.g.num_layers
         self.eager = float(c("eager_launch_us_per_layer")) * US * self.layers
-        self._linear: dict[int, float] = {}
+        self._local: dict[int, float] = {}  # linear() without the routed experts, by tokens
+        self._routed: dict[int, float] = {}  # the routed experts of every MoE layer, by tokens
         self._head: dict[int, float] = {}
         # attention geometry (MLA decodes on the latent cache with absorbed projections)
         if m.attention == "mla":
@@ -190,11 +192,22 @@ class StepModel:
                     for (n, k), r in zip(g.expert_gemms, mlp_roles(g.expert_gemms)))
         return gemms + self._elementwise(tokens, 1)
 
-    def linear(self, t: int) -> float:
-        """Seconds for everything but attention scores and the LM head, ``t`` new tokens."""
-        got = self._linear.get(t)
-        if got is not None:
-            return got
+    def linear(self, t: int, moe_tokens: int | None = None) -> float:
+        """Seconds for everything but attention scores and the LM head, ``t`` new tokens on
+        this GPU; the MoE layers' experts see ``moe_tokens`` (default: ``dp`` x ``t``, every
+        attention-DP rank as loaded as this one)."""
+        local = self._local.get(t)
+        if local is None:
+            local = self._local[t] = self._local_seconds(t)
+        if not self.g.moe_layers:
+            return local
+        total = t * self.dp if moe_tokens is None else moe_tokens
+        routed = self._routed.get(total)
+        if routed is None:
+            routed = self._routed[total] = self.g.moe_layers * self._experts(total)
+        return local + routed
+
+    def _local_seconds(self, t: int) -> float:
         g, m = self.g, self.model
         attn = self._gemms(t, g.attn_gemms, self.attn_roles)
         common = attn + 2 * self._allreduce(t) + self._elementwise(t, self.n_elem)
@@ -206,16 +219,14 @@ class StepModel:
             shared = self._gemms(t, g.shared_gemms, mlp_roles(g.shared_gemms))
             if g.shared_gemms:
                 shared += self._elementwise(t, 1)  # the shared expert's activation
-            routed = self._experts(t * self.dp)
-            if self.dp > 1:
-                routed += self._moe_exchange(t)
             moe = (common + gemm_seconds(self.c, t, m.num_experts, m.hidden_size, "bf16")
-                   + routed + shared + self._elementwise(t, self.n_moe_extra))
+                   + shared + self._elementwise(t, self.n_moe_extra))
+            if self.dp > 1:
+                moe += self._moe_exchange(t)
             total += g.moe_layers * moe
         if self.pp > 1:
             act = t * m.hidden_size * BYTES["bf16"]
             total += (self.pp - 1) * p2p_time(self.hw, act, inter_node=False)
-        self._linear[t] = total
         return total
 
     def head(self, n: int) -> float:
@@ -294,20 +305,21 @@ class StepModel:
         return max(calls - 1, 0) * self.layers * self.launch
 
     # -- whole steps ---------------------------------------------------------------------
-    def decode_step(self, b: int, kv_sum: float) -> float:
+    def decode_step(self, b: int, kv_sum: float, moe_tokens: int | None = None) -> float:
         """A decode-only step of ``b`` sequences whose KV caches hold ``kv_sum`` tokens."""
         graph = self.captured(b)
         rows = self.padded(b) if graph else b
-        gpu = self.linear(rows) + self.head(rows) + self.attn_decode(b, kv_sum)
+        gpu = self.linear(rows, moe_tokens) + self.head(rows) + self.attn_decode(b, kv_sum)
         return self._finish(gpu, b, graph, self.host_share)
 
     def step(self, tokens: int, logits: int, seqs: int, dec_b: int, dec_kv: float,
-             chunks: list[tuple[int, int]]) -> float:
+             chunks: list[tuple[int, int]], moe_tokens: int | None = None) -> float:
         """A mixed step: ``dec_b`` decodes over ``dec_kv`` KV tokens plus prefill ``chunks``
-        of (new tokens, context length after the chunk)."""
+        of (new tokens, context length after the chunk); the experts see ``moe_tokens``
+        (``linear``)."""
         if not chunks:
-            return self.decode_step(dec_b, dec_kv)
-        gpu = self.linear(tokens) + self.head(logits)
+            return self.decode_step(dec_b, dec_kv, moe_tokens)
+        gpu = self.linear(tokens, moe_tokens) + self.head(logits)
         calls = 0
         if dec_b:
             gpu += self.attn_decode(dec_b, dec_kv)

@@ -56,9 +56,9 @@ shipped profile; with an ``[uncertainty]`` table every prediction carries a 90% 
 
 Approximations worth knowing: replicas are all simulated behind one router (not one replica
 with a share of the traffic); a ``pp``-stage replica is ``pp`` virtual engines, each with 1/pp
-of the KV blocks (vLLM V0's layout); attention-DP ranks are simulated as engines of their own
-whose MoE layers assume the other ranks carry the same load; prefix caching and speculative
-decoding are not modelled; requests generate exactly ``output_len`` tokens.
+of the KV blocks (vLLM V0's layout); attention-DP ranks are engines of their own that step
+together; cross-request prefix sharing and speculative decoding are not modelled; requests
+generate exactly ``output_len`` tokens.
 """
 
 from __future__ import annotations

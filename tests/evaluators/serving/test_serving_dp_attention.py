@@ -6,6 +6,7 @@ from tuner import BadInput
 from tuner.evaluators.serving._cluster import simulate
 from tuner.evaluators.serving._latency import StepModel
 from tuner.evaluators.serving._plan import engine_memory, parse, plan_workload, problems
+from tuner.evaluators.serving._workloads import Workload
 from tuner.evaluators.serving.sim import ServingSimEvaluator
 
 EV = ServingSimEvaluator()
@@ -77,3 +78,32 @@ def test_dp_attention_with_pipeline_stages_is_not_modelled():
     assert res.status.value == "infeasible" and "dp_attention" in res.reason
     disagg = EV.evaluate({**DS, "dp_attention": True, "disaggregated": True})
     assert disagg.status.value == "infeasible" and disagg.reason.count("dp_attention") == 1
+
+
+def _two_requests(config, second_prompt):
+    """A long decode on one rank; at 50 ms a prompt of ``second_prompt`` tokens reaches
+    another rank (least-loaded routing). Returns (plan, result)."""
+    plan = parse(config)
+    wl = Workload((0.0, 0.05), (128, second_prompt), (400, 1), (0, 0))
+    return plan, simulate(plan, wl)
+
+
+def test_one_ranks_prefill_holds_up_the_other_ranks_decodes():
+    """The ranks of a replica run every step together (each MoE layer exchanges their
+    tokens): a decode on rank 0 waits for rank 1's 8k-token prefill, as it would not on a
+    replica of its own."""
+    cfg = {**DS, "dp_attention": True, "offline": True}
+    plan, quiet = _two_requests(cfg, 1)
+    _, busy = _two_requests(cfg, 8192)
+    assert [e.steps > 0 for e in busy.engines].count(True) == 2  # two ranks served them
+    decode_s = [r.finish[0] - r.first[0] for r in (quiet, busy)]
+    prefill_s = StepModel(plan, 8, 1, 8).step(8192, 1, 1, 0, 0, [(8192, 8192)], 8193)
+    assert decode_s[1] - decode_s[0] > 0.5 * prefill_s > 0
+
+
+def test_experts_see_the_tokens_the_ranks_really_have():
+    """An idle replica's single request: its MoE layers compute one token's experts, not
+    one token per rank, so a decode step is faster than the equal-loads estimate."""
+    m = StepModel(parse({**DS, "dp_attention": True}), 8, 1, 8)
+    assert m.decode_step(1, 1000, moe_tokens=1) < m.decode_step(1, 1000)
+    assert m.linear(64, moe_tokens=8 * 64) == m.linear(64)  # the default is equal loads

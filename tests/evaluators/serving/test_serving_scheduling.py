@@ -69,13 +69,13 @@ def test_sglang_prefills_in_steps_of_their_own(engine, mixed, monkeypatch):
     seen = []
     original, decode = StepModel.step, StepModel.decode_step
 
-    def spy(self, tokens, logits, seqs, dec_b, dec_kv, chunks):
+    def spy(self, tokens, logits, seqs, dec_b, dec_kv, chunks, moe_tokens=None):
         seen.append((dec_b, len(chunks)))
-        return original(self, tokens, logits, seqs, dec_b, dec_kv, chunks)
+        return original(self, tokens, logits, seqs, dec_b, dec_kv, chunks, moe_tokens)
 
-    def spy_decode(self, b, kv_sum):  # decode-only steps (and stretches of them)
+    def spy_decode(self, b, kv_sum, moe_tokens=None):  # decode-only steps and stretches
         seen.append((b, 0))
-        return decode(self, b, kv_sum)
+        return decode(self, b, kv_sum, moe_tokens)
 
     monkeypatch.setattr(StepModel, "step", spy)
     monkeypatch.setattr(StepModel, "decode_step", spy_decode)
