@@ -47,6 +47,11 @@ def checked(prof: Profile) -> Profile:
             raise BadInput(where, f"{v!r} must be {'> 0' if key in POSITIVE else '>= 0'}")
         if key in AT_MOST_ONE and v > 1:
             raise BadInput(where, f"{v!r} must be <= 1 (a share)")
+    pad, most = (prof.constants.get(k) for k in ("cuda_graph_pad", "cuda_graph_max_batch"))
+    if isinstance(pad, int) and isinstance(most, int) and pad > most:
+        # a batch pads up to a captured size, and none is above the largest
+        raise BadInput(f"profile {prof.name}: cuda_graph_pad",
+                       f"{pad} must be <= cuda_graph_max_batch ({most})")
     _CHECKED[id(prof)] = prof
     return prof
 

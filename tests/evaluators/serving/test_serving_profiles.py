@@ -126,6 +126,8 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "vllm"\n[constants]\nprefill_attention_efficiency = 0.0\n', "must be > 0"),
     ('base = "vllm"\n[constants]\nallreduce_latency_us = -1e7\n', "must be >= 0"),
     ('base = "vllm"\n[constants]\ncuda_graph_pad = 2.5\n', "must be a whole number"),
+    ('base = "vllm"\n[constants]\ncuda_graph_pad = 1024\n',
+     "cuda_graph_pad: 1024 must be <= cuda_graph_max_batch \\(512\\)"),
     ('base = "vllm"\n[constants]\nvisible_fraction = 1.5\n', "must be <= 1"),
     ('base = "vllm"\n[constants]\nmemory_fraction_of = "foo"\n', "valid: free, static"),
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
