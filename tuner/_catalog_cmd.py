@@ -137,11 +137,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(t)
     if what in (None, "hardware"):
         t = _table("hardware (config key gpu)", ("name", "HBM GiB", "HBM TB/s", "bf16 TF/s",
-                                                 "fp8 TF/s", "SMs", "$/h"))
+                                                 "fp8 TF/s", "SMs", "GPUs/node",
+                                                 "link GB/s", "$/h"))
         for hw in (cat.get_hardware(n) for n in cat.hardware_names()):
             t.add_row(hw.name, fmt(hw.hbm_gib), fmt(hw.hbm_tb_s),
                       fmt(hw.peak_tflops.get("bf16", 0)), fmt(hw.peak_tflops.get("fp8", "-")),
-                      str(hw.sm_count), fmt(hw.price_usd_per_hour))
+                      str(hw.sm_count), str(hw.gpus_per_node), fmt(hw.nvlink_gb_s),
+                      fmt(hw.price_usd_per_hour))
         console.print(t)
     if what in (None, "models"):
         t = _table("models (config key model)", ("name", "layers", "hidden", "heads/kv",

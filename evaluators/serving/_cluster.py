@@ -52,7 +52,7 @@ class Simulator:
         self.on_done: Callable[[Seq, float], None] | None = None
         self.on_handoff: Callable[[Seq, float], None] | None = None
 
-    def push(self, t: float, engine: Engine) -> None:
+    def push(self, t: float, engine: Any) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (t, 1, self.seq, engine, engine.version))
 
@@ -167,21 +167,52 @@ class FrontEnd:
         return done + self.latency
 
 
-def _route(pool: list[Engine], rr: list[int], s: Seq, t: float) -> None:
-    """Least outstanding requests; ties go round-robin."""
-    n = len(pool)
+def _least_loaded(items: list[Any], rr: list[int]) -> Any:
+    """The item with the fewest outstanding requests; ties go round-robin from ``rr[0]``."""
+    n = len(items)
     start = rr[0]
-    best, best_load = pool[start], pool[start].load
+    best, best_i, best_load = items[start], start, items[start].load
     for i in range(1, n):
-        e = pool[(start + i) % n]
-        if e.load < best_load:
-            best, best_load = e, e.load
-    rr[0] = (best.idx + 1) % n
+        j = (start + i) % n
+        if items[j].load < best_load:
+            best, best_i, best_load = items[j], j, items[j].load
+    rr[0] = (best_i + 1) % n
+    return best
+
+
+def _route(sim: Simulator, pool: list[Engine], rr: list[int], s: Seq, t: float,
+           groups: list[RankGroup] | None = None) -> None:
+    """Least outstanding requests; ties go round-robin. Attention-DP ranks: the replica
+    first, then its rank (each replica's own controller balances its ranks)."""
+    if groups:
+        group = _least_loaded(groups, rr)
+        best = _least_loaded(group.ranks, group.rr)
+    else:
+        best = _least_loaded(pool, rr)
     best.enqueue(s)
     if not best.busy:
-        best.start(t)
+        if not best.kicked:  # it starts once every request of this instant is queued
+            best.kicked = True
+            sim.push(t, _Kick(best))
     else:  # a decode stretch ends at the next step
         (best.group or best).interrupt(t)
+
+
+class _Kick:
+    """Starts an idle engine at the instant a request reached it, after the event loop has
+    queued every request of that instant (they share the first step, as an engine's
+    scheduler takes whatever has arrived when it runs)."""
+
+    __slots__ = ("engine",)
+    version = 0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def complete(self, t: float) -> None:
+        self.engine.kicked = False
+        if not self.engine.busy:
+            self.engine.start(t)
 
 
 def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
@@ -193,6 +224,7 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
         for e in pool:
             e.fast_forward = fast_forward
     entry = pools.get("mixed") or pools["prefill"]
+    groups = list(dict.fromkeys(e.group for e in entry if e.group is not None))
     decode_pool = pools.get("decode")
     n = len(workload)
     arrival = list(workload.arrival_s)
@@ -262,13 +294,13 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
                     obj.complete(t)
             elif obj.state == GONE and decode_pool is not None and obj.gen >= 1:
                 obj.state = WAITING
-                _route(decode_pool, rr_dec, obj, t)
+                _route(sim, decode_pool, rr_dec, obj, t)
             else:
-                _route(entry, rr_in, obj, t)
+                _route(sim, entry, rr_in, obj, t, groups)
         elif i_static < len(static):
             s = static[i_static]
             i_static += 1
-            _route(entry, rr_in, s, t_static)
+            _route(sim, entry, rr_in, s, t_static, groups)
         else:
             break
         events += 1

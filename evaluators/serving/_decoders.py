@@ -114,13 +114,18 @@ class DecodeBatch:
         return k
 
     def window_steps(self, cap: int = 0) -> int:
-        """Decode steps until the next request finishes or the KV blocks run out (at most
-        ``cap``)."""
+        """Decode steps until the next request finishes, the KV blocks run out or a waiting
+        request becomes admissible (at most ``cap``)."""
         self.fin_clean()
         n = self.fin[0][0] - self.g if self.fin else 1
         if cap:
             n = min(n, cap)
-        return self._max_steps_for_blocks(n)
+        return self.admissible_after(self._max_steps_for_blocks(n))
+
+    def admissible_after(self, limit: int) -> int:
+        """Decode steps (at most ``limit``) after which the waiting queue's head may start
+        (``Engine`` overrides it)."""
+        return limit
 
     def kv_at(self, j: int) -> int:
         """KV tokens the decoders read in the ``j``-th step from now (1 = the next)."""

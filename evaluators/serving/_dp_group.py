@@ -33,9 +33,14 @@ class RankGroup:
         self.busy = False
         self.version = 0
         self.window: tuple[float, int, float, float] | None = None
+        self.rr = [0]  # the router's round-robin position among the ranks
         for e in ranks:
             e.group = self
             e.ms_n = 1  # multi-step scheduling (vLLM V0) has no attention DP
+
+    @property
+    def load(self) -> int:
+        return sum(e.load for e in self.ranks)
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy

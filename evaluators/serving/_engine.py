@@ -105,6 +105,7 @@ class Engine(DecodeBatch):
         self.fin: list[tuple[int, int, Seq]] = []  # (finish step, tiebreak, request)
         # event bookkeeping
         self.busy = False
+        self.kicked = False  # a start at the current instant is queued (``_cluster``)
         self.version = 0
         self.window: tuple[float, int, float, float] | None = None
         self.pending: tuple | None = None
@@ -285,6 +286,28 @@ class Engine(DecodeBatch):
         if self.reserving:
             need = max(need, self._full_blocks(s)) + self.running_reserve()
         return need <= self.free
+
+    def admissible_after(self, limit: int) -> int:
+        """Decode steps (at most ``limit``) after which the waiting queue's head fits. A
+        reserving admission holds back the running requests' remaining output, which shrinks
+        as they decode, so a prompt refused now may fit a few steps on. With the whole output
+        reserved, the free blocks and the reserve fall together and only their rounding to
+        blocks moves, with the period of a block, so one block's worth of steps is checked
+        (with part of it reserved, the margin only shrinks beyond that)."""
+        if not self.reserving or not self.waiting or limit <= 1:
+            return limit
+        g0, free0 = self.g, self.free
+        try:
+            for k in range(1, min(limit, self.bs + 1)):
+                self.free = free0 - self._blocks_needed(k)
+                self.g = g0 + k
+                fits = self._can_admit()
+                self.g = g0
+                if fits:
+                    return k
+        finally:
+            self.g, self.free = g0, free0
+        return limit
 
     def _swap_ready(self) -> bool:
         if not self.swapped or len(self.order) >= self.max_seqs:

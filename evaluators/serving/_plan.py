@@ -315,10 +315,11 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     if split:
         # the budgets are the replica's, shared by its attention-DP ranks (a default
         # max_num_seqs is already per rank: the engine sizes it from the rank's KV pool)
-        rank_tokens = max(1, max_tokens // tp)
+        # (below one per rank: ``problems`` names it)
+        rank_tokens = max_tokens // tp
         rank_chunk = max(1, chunk // tp) if chunk else chunk
         if "max_num_seqs" in config:
-            max_seqs = max(1, max_seqs // tp)
+            max_seqs //= tp
     offline = _bool(config, "offline", False)
     api = 0.0 if offline else _float(config, "api_overhead_ms", float(prof["api_latency_ms"]),
                                      -1e-9)
@@ -415,6 +416,13 @@ def problems(plan: Plan) -> list[str]:
     out: list[str] = []
     if plan.dp_attention and (plan.disaggregated or plan.pp > 1):
         out.append("dp_attention is modelled for aggregated plans without pipeline stages")
+    for key in ("max_num_batched_tokens", "max_num_seqs"):
+        if getattr(plan, key) < 1:  # a replica's budget split among its attention-DP ranks
+            n = plan.budget_ranks
+            out.append(f"{key} is shared by {n} attention-DP ranks ({plan.engine} gives each "
+                       f"{key} // {n} = 0): use at least {n}")
+    if out:
+        return out
     for role, _, tp, pp, ep in plan.engine_kinds():
         who = "" if role == "mixed" else f"{role} "
         out += _parallel_problems(plan, tp, ep, who)

@@ -269,7 +269,7 @@ def plan_errors(p: Plan) -> list[str]:
                     "(each TP rank needs whole KV heads)")
     if p.tp > p.gpus_per_node and not p.allow_cross_node_tp:
         errs.append(f"tp {p.tp} spans nodes of {p.gpus_per_node} GPUs "
-                    "(set allow_cross_node_tp to allow it)")
+                    "(config key allow_cross_node_tp = true allows it)")
     if p.pp_interleave > 1 and p.pp == 1:
         errs.append(f"pp_interleave {p.pp_interleave} needs pp > 1")
     lay: Layout = p.layout

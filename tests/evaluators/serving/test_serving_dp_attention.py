@@ -107,3 +107,23 @@ def test_experts_see_the_tokens_the_ranks_really_have():
     m = StepModel(parse({**DS, "dp_attention": True}), 8, 1, 8)
     assert m.decode_step(1, 1000, moe_tokens=1) < m.decode_step(1, 1000)
     assert m.linear(64, moe_tokens=8 * 64) == m.linear(64)  # the default is equal loads
+
+
+def test_requests_go_to_a_replica_first_then_to_one_of_its_ranks():
+    """Two DP replicas of 8 ranks: 8 requests sent together split 4 and 4 between the
+    replicas (each replica's own controller spreads its share over its ranks), not 8 onto
+    one replica's ranks."""
+    plan = parse({**DS, "dp_attention": True, "replicas": 2, "offline": True})
+    wl = Workload((0.0,) * 8, (512,) * 8, (64,) * 8, (0,) * 8)
+    res = simulate(plan, wl)
+    assert res.unfinished == 0 and len(res.engines) == 16
+    served = [e.steps > 0 for e in res.engines]
+    assert sum(served[:8]) == sum(served[8:]) == 4
+
+
+def test_ranks_that_would_get_no_share_of_a_budget_are_infeasible():
+    for key in ("max_num_seqs", "max_num_batched_tokens"):
+        res = EV.evaluate({**DS, "engine": "sglang", "dp_attention": True, key: 4})
+        assert res.status.value == "infeasible"
+        assert f"{key} is shared by 8 attention-DP ranks" in res.reason
+        assert "use at least 8" in res.reason

@@ -217,6 +217,32 @@ def test_fast_forward_matches_step_by_step_simulation(config):
     assert fast.steps <= slow.steps
 
 
+@pytest.mark.parametrize("engine", ["trtllm", "sglang"])
+@pytest.mark.parametrize("dp", [False, True])
+def test_reserving_admission_starts_a_prompt_at_the_same_step_with_fast_forward(engine, dp):
+    """Reserving admission (TensorRT-LLM's guaranteed no evict, SGLang's new_token_ratio)
+    holds back the running requests' remaining output: a prompt refused now may fit a few
+    decode steps on, and a decode stretch must end there, as step-by-step scheduling does."""
+    cfg = {"engine": engine, "model": "qwen3-30b-a3b", "tp": 2, "ep": 2, "dp_attention": dp,
+           "gpu_memory_utilization": 0.45,
+           "workload": {"mode": "poisson", "rate": 12, "num_requests": 600, "seed": 3,
+                        "input_len": {"dist": "uniform", "low": 10, "high": 6000},
+                        "output_len": {"dist": "uniform", "low": 1, "high": 1200}}}
+    plan, wl, fast = _run(cfg)
+    _, _, slow = _run(cfg, fast_forward=False)
+    assert fast.unfinished == slow.unfinished == 0
+    assert fast.finish == pytest.approx(slow.finish, rel=1e-6)
+    assert fast.steps < slow.steps
+
+
+def test_requests_that_arrive_together_share_the_first_step():
+    plan = parse({"model": "llama3.1-8b", "offline": True,
+                  "workload": {"mode": "burst", "num_requests": 8, "input_len": 256,
+                               "output_len": 16}})
+    res = simulate(plan, plan_workload(plan))
+    assert len(set(res.first)) == 1 and res.first[0] > 0
+
+
 def test_warmup_requests_are_simulated_but_not_measured():
     """Requests issued first are simulated but left out of the metrics; a closed loop measured
     after its warm-up runs from a running state instead of the ramp (every prompt at once)."""
@@ -324,3 +350,17 @@ def test_ten_thousand_requests_simulate_quickly():
     ok({"model": "llama3.1-8b", "workload": {"name": "sharegpt-like", "num_requests": 10000,
                                              "rate": 20.0}})
     assert time.process_time() - t0 < 5.0  # the benchmark's target is 2 s; slack for CI
+
+
+def test_h100_pcie_serves_tensor_parallel_over_pcie():
+    """An 8-GPU H100 PCIe server: TP8 runs (no NVSwitch, its all-reduces cross PCIe), and a
+    decode step streams weights at the PCIe card's 2.0 TB/s."""
+    from tuner.evaluators.serving._latency import StepModel
+
+    cfg = {"model": "llama3.1-70b", "tp": 8, "workload": CHAT}
+    pcie, sxm = parse({**cfg, "gpu": "h100_pcie"}), parse({**cfg, "gpu": "h100_sxm"})
+    assert problems(pcie) == []
+    slow, fast = StepModel(pcie, 8, 1, 1), StepModel(sxm, 8, 1, 1)
+    assert slow._allreduce(4096) > 2 * fast._allreduce(4096)
+    ratio = slow.decode_step(1, 1000) / fast.decode_step(1, 1000)
+    assert 1.3 < ratio < 3.35 / 2.0 + 0.2
