@@ -1,12 +1,13 @@
 """A serving deployment as a discrete-event simulation: engines, router, arrivals, transfers.
 
-Engines (``_engine.Engine``) are built per engine kind of the plan: ``replicas x pp``
-mixed engines (each pipeline stage group of a replica runs ``pp`` virtual engines with 1/pp of
-the KV blocks, as vLLM's virtual engines do; a replica's attention-DP ranks are engines that
-step together, ``_dp_group``), or prefill and decode workers when disaggregated. Every
-replica is simulated, behind a router that sends each request to the engine with the fewest
-outstanding requests (ties round-robin). Disaggregated prefill workers
-hand a request to the decode router when its first token is out, after the KV transfer
+Engines (``_engine.Engine``) are built per engine kind of the plan: ``replicas x pp`` mixed
+engines (each pipeline stage group of a replica runs ``pp`` virtual engines with 1/pp of the KV
+blocks, as vLLM's virtual engines do; a replica's attention-DP ranks are engines that step
+together, ``_dp_group``), or prefill and decode workers when disaggregated. Every replica is
+simulated, behind a router that sends each request to the engine with the fewest outstanding
+requests (ties round-robin; attention-DP ranks: the replica first, then its rank); requests
+that reach an idle engine at the same instant share its first step. Disaggregated prefill
+workers hand a request to the decode router when its first token is out, after the KV transfer
 (per-GPU KV shard bytes over NVLink inside a node, the GPU's network across nodes, or
 ``kv_link_gbit_s``). Open-loop arrivals come from the workload; a closed-loop client sends the
 next request when one finishes.
