@@ -249,11 +249,12 @@ class Engine(DecodeBatch):
         return (-(-(s.target + s.out - s.gen) // self.bs) - s.blocks
                 + (0 if s.extra else self.extra_per_seq))
 
-    def running_reserve(self) -> int:
-        """Blocks held back for the running requests' future tokens (reserving admission)."""
+    def running_reserve(self, ahead: int = 0) -> int:
+        """Blocks held back for the running requests' future tokens (reserving admission),
+        ``ahead`` decode steps from now."""
         if not self.reserving:
             return 0
-        rest = self.fin_sum - self.n_dec * self.g  # decoders' remaining output tokens
+        rest = self.fin_sum - self.n_dec * (self.g + ahead)  # decoders' remaining output
         prompt = 0
         for s in self.prefilling:
             rest += s.out - s.gen
@@ -262,17 +263,23 @@ class Engine(DecodeBatch):
         return -(-int(prompt + self.reserve_frac * rest) // self.bs) + slack
 
     def _can_admit(self) -> bool:
+        margin = self._head_margin()
+        return margin is not None and margin >= 0
+
+    def _head_margin(self) -> int | None:
+        """Free blocks left if the waiting queue's head were admitted now (negative: it does
+        not fit); None when something other than KV blocks keeps it out."""
         s = self._peek_waiting()
         if s is None or len(self.order) >= self.max_seqs:
-            return False
+            return None
         if s.kept and not s.computed:  # judge it with its cached blocks, as admission does
             restored = self._restore(s)
-            ok = self._can_admit_now(s)
+            margin = self._margin(s)
             self._undo(s, restored)
-            return ok
-        return self._can_admit_now(s)
+            return margin
+        return self._margin(s)
 
-    def _can_admit_now(self, s: Seq) -> bool:
+    def _margin(self, s: Seq) -> int | None:
         left = s.target - s.computed
         if left == 0:
             need = -(-s.computed // self.bs) + self.extra_per_seq + self._new_block(s)
@@ -281,11 +288,11 @@ class Engine(DecodeBatch):
         else:
             n = min(left, self.chunk, self.budget - (self.n_dec if self.mixed else 0))
             if n <= 0:
-                return False
+                return None
             need = self._admission_blocks(s, n)
         if self.reserving:
             need = max(need, self._full_blocks(s)) + self.running_reserve()
-        return need <= self.free
+        return self.free - need
 
     def admissible_after(self, limit: int) -> int:
         """Decode steps (at most ``limit``) after which the waiting queue's head fits. A
@@ -293,20 +300,19 @@ class Engine(DecodeBatch):
         as they decode, so a prompt refused now may fit a few steps on. With the whole output
         reserved, the free blocks and the reserve fall together and only their rounding to
         blocks moves, with the period of a block, so one block's worth of steps is checked
-        (with part of it reserved, the margin only shrinks beyond that)."""
+        (with part of it reserved, the margin only shrinks beyond that); over those steps the
+        reserve falls by at most ``n_dec`` + 1 blocks, so a head short of more never fits."""
         if not self.reserving or not self.waiting or limit <= 1:
             return limit
-        g0, free0 = self.g, self.free
-        try:
-            for k in range(1, min(limit, self.bs + 1)):
-                self.free = free0 - self._blocks_needed(k)
-                self.g = g0 + k
-                fits = self._can_admit()
-                self.g = g0
-                if fits:
-                    return k
-        finally:
-            self.g, self.free = g0, free0
+        margin = self._head_margin()
+        if margin is None or margin < -(self.n_dec + 1):
+            return limit
+        # only the decoders' new blocks and the reserve move while nothing but decoding runs
+        base, bs, need = margin + self.running_reserve(), self.bs, 0
+        for k in range(1, min(limit, bs + 1)):
+            need += self.phase[(-(self.g + k - 1)) % bs]  # blocks for the k-th step
+            if base - self.running_reserve(k) - need >= 0:
+                return k
         return limit
 
     def _swap_ready(self) -> bool:
@@ -367,19 +373,8 @@ class Engine(DecodeBatch):
             prefill_only = bool(self.prefilling) or (self._can_admit() and not self.swapped)
         dec_b = 0
         if not prefill_only and self.n_dec:
-            need = self.phase[(-self.g) % self.bs]
-            while need > self.free and self.n_dec:
-                v = self._victim()
-                if v is None:
-                    break
-                extra_cost += self._preempt(v)
-                preempted = True
-                need = self.phase[(-self.g) % self.bs]
-            if need > self.free:
-                need = 0  # nothing left to preempt: cannot happen when a request fits
-            self.free -= need
-            self.alloc_total += need
-            self.allocated = True
+            cost, preempted = self._take_decode_blocks()
+            extra_cost += cost
             dec_b = self.n_dec
             budget -= dec_b
         # continue partially prefilled prompts (chunked mode), in admission order
@@ -457,6 +452,10 @@ class Engine(DecodeBatch):
                 chunks.append((s, n))
                 budget -= n
                 first = False
+        if not chunks and not dec_b and self.n_dec:
+            # the prompt this prefill-only step was for had to preempt itself: decode instead
+            extra_cost += self._take_decode_blocks()[0]
+            dec_b = self.n_dec
         if not chunks and not dec_b:
             return None
         used = self.total - self.free
@@ -470,6 +469,25 @@ class Engine(DecodeBatch):
                           [(n, s.computed + n) for s, n in chunks])
         self.swap_cost_now = extra_cost
         return (self.m.step(*self.step_args) + extra_cost, chunks, dec_b)
+
+    def _take_decode_blocks(self) -> tuple[float, bool]:
+        """Blocks for every decoder's next token, preempting while they are short; returns
+        the swap-out time and whether anything was preempted."""
+        cost, preempted = 0.0, False
+        need = self.phase[(-self.g) % self.bs]
+        while need > self.free and self.n_dec:
+            v = self._victim()
+            if v is None:
+                break
+            cost += self._preempt(v)
+            preempted = True
+            need = self.phase[(-self.g) % self.bs]
+        if need > self.free:
+            need = 0  # nothing left to preempt: cannot happen when a request fits
+        self.free -= need
+        self.alloc_total += need
+        self.allocated = True
+        return cost, preempted
 
     def _new_block(self, s: Seq) -> int:
         """Block a decoder holding ``s.computed`` tokens needs for its next token (0 or 1)."""

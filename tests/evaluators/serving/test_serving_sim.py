@@ -185,6 +185,7 @@ PRESSURE = {"model": "llama3.1-8b", "gpu": "a100_sxm_80gb", "gpu_memory_utilizat
     {}, {"preemption_mode": "swap"}, {"scheduling_policy": "priority"},
     {"scheduling_policy": "shortest_prompt_first"}, {"chunked_prefill": False},
     {"chunked_prefill": False, "mixed_prefill": False, "preemption_mode": "swap"},
+    {"mixed_prefill": False},  # chunks in steps of their own: a chunk may preempt its prompt
     {"pp": 2}, {"kv_block_size": 64},
     {"disaggregated": True, "prefill_workers": 1, "decode_workers": 2},
 ])
@@ -364,3 +365,23 @@ def test_h100_pcie_serves_tensor_parallel_over_pcie():
     assert slow._allreduce(4096) > 2 * fast._allreduce(4096)
     ratio = slow.decode_step(1, 1000) / fast.decode_step(1, 1000)
     assert 1.3 < ratio < 3.35 / 2.0 + 0.2
+
+
+def test_warm_up_requests_of_a_disaggregated_closed_loop_decode_on_decode_workers(monkeypatch):
+    """A closed loop measured after its warm-up starts with requests part-way through their
+    output: under disaggregation those are on the decode workers, not the prefill worker."""
+    from tuner.evaluators.serving._engine import Engine
+
+    roles = []
+    join = Engine._join_decode
+
+    def spy(self, s):
+        roles.append(self.role)
+        join(self, s)
+
+    monkeypatch.setattr(Engine, "_join_decode", spy)
+    _run({"model": "llama3.1-8b", "disaggregated": True, "prefill_workers": 1,
+          "decode_workers": 1,
+          "workload": {"mode": "closed", "concurrency": 32, "num_requests": 200,
+                       "warmup_requests": 32, "input_len": 1000, "output_len": 500}})
+    assert roles and set(roles) == {"decode"}
