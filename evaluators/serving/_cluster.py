@@ -271,6 +271,7 @@ def simulate(plan: Any, workload: Any, max_events: int = 50_000_000,
                 # its output, its KV already in the cache (a warm-up request, not measured)
                 s.gen = done_tokens
                 s.target = s.computed = s.prompt + done_tokens
+                sim.first[s.rid] = 0.0  # its first token is out (before the run's start)
                 if decode_pool is not None:
                     s.state = GONE  # handed off already: it arrives at the decode workers
                 sim.push_arrival(0.0, s)
