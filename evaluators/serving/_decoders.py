@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from typing import Any
 
 WAITING, PREFILL, DECODE, SWAPPED, GONE = range(5)  # Seq.state
@@ -136,14 +137,9 @@ class DecodeBatch:
         if n <= 0:
             return False
         b = self.n_dec
-        l0 = self.m.decode_step(b, self.kv_at(1))
-        slope = 0.0
-        if n > 1:
-            slope = (self.m.decode_step(b, self.kv_at(n)) - l0) / (n - 1)
-        self.window = (t, n, l0, slope)
         self.busy = True
         self.pending = None
-        self.sim.push(t + cum(n, l0, slope), self)
+        open_window(self, t, n, lambda j: self.m.decode_step(b, self.kv_at(j)))
         return True
 
     def fin_clean(self) -> None:
@@ -153,14 +149,8 @@ class DecodeBatch:
 
     def interrupt(self, t: float) -> None:
         """A request arrived at ``t`` during a decode stretch: end it at the next boundary."""
-        if self.window is None or self.ms_left > 0:  # a multi-step run is not cut short
-            return
-        t0, n, a, b = self.window
-        k = steps_until(t - t0, a, b)
-        if k < n:
-            self.window = (t0, k, a, b)
-            self.version += 1
-            self.sim.push(t0 + cum(k, a, b), self)
+        if self.window is not None and self.ms_left <= 0:  # a multi-step run is not cut short
+            cut_window(self, t)
 
     def _finish_decoders(self, t: float) -> None:
         fin = self.fin
@@ -171,6 +161,25 @@ class DecodeBatch:
             self._leave_decode(s)
             self._release(s)
             self.sim.done(s, t)
+
+
+def open_window(owner: Any, t: float, n: int, latency: Callable[[int], float]) -> None:
+    """Start ``owner``'s stretch of ``n`` decode steps at ``t``; ``latency(j)`` is the j-th
+    step's, taken affine between the first and the last."""
+    l0 = latency(1)
+    slope = (latency(n) - l0) / (n - 1) if n > 1 else 0.0
+    owner.window = (t, n, l0, slope)
+    owner.sim.push(t + cum(n, l0, slope), owner)
+
+
+def cut_window(owner: Any, t: float) -> None:
+    """End ``owner``'s decode stretch at the first step boundary at or after ``t``."""
+    t0, n, a, b = owner.window
+    k = steps_until(t - t0, a, b)
+    if k < n:
+        owner.window = (t0, k, a, b)
+        owner.version += 1
+        owner.sim.push(t0 + cum(k, a, b), owner)
 
 
 def cum(k: int, a: float, b: float) -> float:
@@ -197,5 +206,5 @@ def steps_until(x: float, a: float, b: float) -> int:
 
 
 
-__all__ = ["DECODE", "DecodeBatch", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING", "cum",
-           "steps_until"]
+__all__ = ["DECODE", "DecodeBatch", "GONE", "PREFILL", "SWAPPED", "Seq", "WAITING",
+           "cut_window", "open_window"]

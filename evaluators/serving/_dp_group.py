@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.evaluators.serving._decoders import cum, steps_until
+from tuner.evaluators.serving._decoders import cut_window, open_window
 from tuner.evaluators.serving._engine import Engine
 
 
@@ -81,27 +81,15 @@ class RankGroup:
         if n <= 0:
             return False
         moe = sum(e.n_dec for e in decoding)
-
-        def latency(j: int) -> float:
-            return max(e.m.decode_step(e.n_dec, e.kv_at(j), moe) for e in decoding)
-
-        l0 = latency(1)
-        slope = (latency(n) - l0) / (n - 1) if n > 1 else 0.0
-        self.window = (t, n, l0, slope)
         self._set_busy(True)
-        self.sim.push(t + cum(n, l0, slope), self)
+        open_window(self, t, n, lambda j: max(e.m.decode_step(e.n_dec, e.kv_at(j), moe)
+                                              for e in decoding))
         return True
 
     def interrupt(self, t: float) -> None:
         """A request arrived at ``t`` during a decode stretch: end it at the next step."""
-        if self.window is None:
-            return
-        t0, n, a, b = self.window
-        k = steps_until(t - t0, a, b)
-        if k < n:
-            self.window = (t0, k, a, b)
-            self.version += 1
-            self.sim.push(t0 + cum(k, a, b), self)
+        if self.window is not None:
+            cut_window(self, t)
 
     def complete(self, t: float) -> None:
         """The step (or stretch) scheduled earlier ends at ``t``: apply it on every rank."""

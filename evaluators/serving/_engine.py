@@ -120,7 +120,8 @@ class Engine(DecodeBatch):
         self.ms_left = 0
         #: the attention-DP ranks this engine steps with (``_dp_group.RankGroup``), if any
         self.group: Any = None
-        #: the last scheduled step's ``StepModel.step`` arguments and its swap time
+        #: the last scheduled step's ``StepModel.step`` arguments and its swap time (its
+        #: latency is the caller's: a DP rank's depends on its replica's other ranks)
         self.step_args: tuple = ()
         self.swap_cost_now = 0.0
 
@@ -339,7 +340,7 @@ class Engine(DecodeBatch):
             return
         self.busy = True
         self.pending = batch
-        self.sim.push(t + batch[0], self)
+        self.sim.push(t + self.m.step(*self.step_args) + self.swap_cost_now, self)
 
     def decode_only(self) -> bool:
         """Whether nothing but decoding can happen until a request arrives or finishes."""
@@ -363,6 +364,8 @@ class Engine(DecodeBatch):
         return False
 
     def _schedule(self) -> tuple | None:
+        """The next step's (prefill chunks, decoders), its ``step_args`` set; None when there
+        is nothing to run."""
         self.allocated = False  # decoders' blocks for this step not yet taken
         extra_cost = self._swap_in() if self.swapped else 0.0
         budget = self.budget
@@ -468,7 +471,7 @@ class Engine(DecodeBatch):
         self.step_args = (tokens, logits, seqs, dec_b, dec_kv,
                           [(n, s.computed + n) for s, n in chunks])
         self.swap_cost_now = extra_cost
-        return (self.m.step(*self.step_args) + extra_cost, chunks, dec_b)
+        return (chunks, dec_b)
 
     def _take_decode_blocks(self) -> tuple[float, bool]:
         """Blocks for every decoder's next token, preempting while they are short; returns
@@ -519,7 +522,7 @@ class Engine(DecodeBatch):
 
     def apply_step(self, t: float) -> None:
         """Apply the step scheduled earlier (``pending``), which ended at ``t``."""
-        _, chunks, dec_b = self.pending
+        chunks, dec_b = self.pending
         self.pending = None
         if dec_b:  # decoders advance only in steps they took part in
             self.g += 1
