@@ -73,6 +73,10 @@ class Model:
     moe_ffn_hidden_size: int = 0
     num_shared_experts: int = 0
     first_dense_layers: int = 0  # leading layers with a dense MLP (DeepSeek-V3: 3)
+    #: group-limited routing: experts in ``router_groups`` equal groups, a token uses at most
+    #: ``router_group_topk`` of them (DeepSeek-V3: 8 and 4); 0 = every expert is eligible
+    router_groups: int = 0
+    router_group_topk: int = 0
     attention: str = "gqa"  # mha | gqa | mla
     kv_lora_rank: int = 0  # MLA only
     q_lora_rank: int = 0
@@ -260,9 +264,21 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
     return m
 
 
+def _check_router_groups(m: Model) -> None:
+    g, gk = m.router_groups, m.router_group_topk
+    if g <= 1 and not gk:
+        return
+    if not m.num_experts or g <= 1 or m.num_experts % g:
+        raise BadInput("router_groups", f"{g!r} must divide num_experts ({m.num_experts}) "
+                       "into at least 2 groups (0: no group-limited routing)")
+    if not 0 < gk <= g or gk * (m.num_experts // g) < m.top_k:
+        raise BadInput("router_group_topk", f"{gk!r} must be in 1..router_groups ({g}) and its "
+                       f"groups must hold top_k ({m.top_k}) experts")
+
+
 def _check_inline_model(m: Model) -> None:
     for k in ("num_experts", "top_k", "moe_ffn_hidden_size", "head_dim", "first_dense_layers",
-              "num_shared_experts"):
+              "num_shared_experts", "router_groups", "router_group_topk"):
         v = getattr(m, k)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise BadInput(k, f"{v!r} must be a non-negative integer")
@@ -274,6 +290,7 @@ def _check_inline_model(m: Model) -> None:
             raise BadInput("top_k", f"{m.top_k!r} must be in 1..num_experts ({m.num_experts})")
         if m.moe_ffn_hidden_size <= 0:
             raise BadInput("moe_ffn_hidden_size", "must be a positive integer for an MoE model")
+    _check_router_groups(m)
     if m.first_dense_layers > m.num_layers:
         raise BadInput("first_dense_layers", f"{m.first_dense_layers} exceeds num_layers "
                        f"{m.num_layers}")

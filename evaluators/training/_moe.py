@@ -132,9 +132,14 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     return out[0], out[1], out[2]
 
 
-def rank_hit_share(experts: int, k: int, ep: int) -> float:
+def rank_hit_share(experts: int, k: int, ep: int, groups: int = 0, group_topk: int = 0
+                   ) -> float:
     """Chance that a token's ``k`` distinct experts (of ``experts``, spread evenly over ``ep``
-    ranks) include one of a given rank's: ``1 - C(E - E/ep, k) / C(E, k)``."""
+    ranks) include one of a given rank's: ``1 - C(E - E/ep, k) / C(E, k)``; under group-limited
+    routing, that one of the rank's groups is among the token's (:func:`remote_nodes`)."""
+    if ep > 1 and 1 < groups and 0 < group_topk < groups and (groups % ep == 0
+                                                              or ep % groups == 0):
+        return remote_nodes(k, ep, groups, group_topk) / (ep - 1)
     local = experts / ep
     miss = 1.0
     for i in range(k):
@@ -142,8 +147,31 @@ def rank_hit_share(experts: int, k: int, ep: int) -> float:
     return 1.0 - miss
 
 
+def remote_nodes(k: int, nodes: int, groups: int = 0, group_topk: int = 0) -> float:
+    """Remote nodes a token's ``k`` experts reach on average, experts laid out in order over
+    ``nodes`` nodes. Uniform routing: ``(N - 1) * (1 - (1 - 1/N)^k)``. Group-limited routing
+    (DeepSeek-V3's node-limited routing, Megatron ``--moe-router-num-groups`` /
+    ``--moe-router-group-topk``) picks ``group_topk`` of ``groups`` expert groups first and the
+    experts inside them, so a token reaches only the nodes of its groups: with whole groups per
+    node, a node is reached when one of its groups is picked (each picked group supplies one
+    of the token's top experts)."""
+    if nodes <= 1:
+        return 0.0
+    if 1 < groups and 0 < group_topk < groups:
+        if groups % nodes == 0:
+            per = groups // nodes
+            return (nodes - 1) * (1.0 - math.comb(groups - per, group_topk)
+                                  / math.comb(groups, group_topk))
+        if nodes % groups == 0:  # a group spans nodes / groups nodes
+            span = nodes // groups
+            reached = 1.0 - (1.0 - 1.0 / span) ** (k / group_topk)
+            return (nodes - 1) * group_topk / groups * reached
+    return (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+
+
 def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: int,
-                    gpus_per_node: int, nic_bw: float, experts: int) -> float:
+                    gpus_per_node: int, nic_bw: float, experts: int, groups: int = 0,
+                    group_topk: int = 0) -> float:
     """One DeepEP dispatch (or combine): node-deduplicated RDMA + NVLink forwarding. A token
     goes once to each rank holding any of its experts (DeepEP's ``is_token_in_rank``), not once
     per expert."""
@@ -151,14 +179,28 @@ def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: i
     per_node = max(1, min(per_node, ep))
     nodes = ep // per_node
     latency = c.coll_lat
-    hit = rank_hit_share(experts, k, ep)
+    hit = rank_hit_share(experts, k, ep, groups, group_topk)
     if nodes <= 1:  # NVLink only: once to each peer GPU holding one of its experts
         return token_bytes * (ep - 1) * hit / c.nvlink_bw + latency
-    remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
-    inter = token_bytes * remote / nic_bw
+    inter = token_bytes * remote_nodes(k, nodes, groups, group_topk) / nic_bw
     # copies for the own node's GPUs, and the received tokens forwarded to their GPUs
     intra = token_bytes * (per_node - 1) * hit * 2.0 / c.nvlink_bw
     return (inter if inter > intra else intra) + latency + c.hop_lat
+
+
+def transfer_seconds(c: GpuConsts, dispatcher: str, tokens: float, k: int, h: int, ep: int,
+                     stride: int, gpus_per_node: int, nic_bw: float, experts: int,
+                     groups: int = 0, group_topk: int = 0) -> float:
+    """One dispatch (or combine) of ``tokens`` tokens' ``k`` routed copies at the links'
+    achieved bandwidths: the transfer alone, as a communication benchmark times it (a stack's
+    dispatcher efficiency adds what its training step spends around it). Group-limited
+    routing (``groups``, ``group_topk``) shrinks only DeepEP's node-deduplicated traffic: an
+    all-to-all still sends every copy."""
+    if dispatcher == "deepep":
+        return _deepep_seconds(c, tokens * h * ACT_BYTES, k, ep, stride, gpus_per_node, nic_bw,
+                               experts, groups, group_topk)
+    return collective_seconds(c, "all_to_all", tokens * k * h * ACT_BYTES, ep, gpus_per_node,
+                              nic_bw, stride)
 
 
 def _paired(comm: float, compute: float, sm_cost: float) -> float:
@@ -227,13 +269,10 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
 
     comm_f = comm_b = 0.0
     if ep > 1:
-        nbytes_a2a = own * k * load * h * ACT_BYTES
-        if p.moe_dispatcher == "deepep":  # type: ignore[attr-defined]
-            a2a = _deepep_seconds(c, nbytes_a2a / k, k, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
-                                  nic_bw, e_all) / st.deepep_eff
-        else:
-            a2a = collective_seconds(c, "all_to_all", nbytes_a2a, ep, p.gpus_per_node,  # type: ignore[attr-defined]
-                                     nic_bw, etp) / st.a2a_eff
+        dispatcher = p.moe_dispatcher  # type: ignore[attr-defined]
+        a2a = transfer_seconds(c, dispatcher, own * load, k, h, ep, etp, p.gpus_per_node,  # type: ignore[attr-defined]
+                               nic_bw, e_all, m.router_groups, m.router_group_topk)
+        a2a /= st.deepep_eff if dispatcher == "deepep" else st.a2a_eff
         exposed = 4.0 * a2a  # dispatch + combine, forward and backward
         if p.moe_a2a_overlap:  # type: ignore[attr-defined]
             a_f, a_b = layer_fwd + router, layer_bwd + 2.0 * router
@@ -254,5 +293,5 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "tokens_in",
-           "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "remote_nodes",
+           "tokens_in", "transfer_seconds", "unpaired_share"]

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from tuner import ValidationReport, ValidationRow
+from tuner.evaluators._catalog import get_hardware
 from tuner.evaluators._perf import consts
 from tuner.evaluators.training import _moe
 from tuner.evaluators.training._plan import parse_plan
+from tuner.evaluators.training._profile import framework_profile
 from tuner.evaluators.training._reference import (
     GROUPS,
     Reference,
@@ -54,6 +56,8 @@ CHECK_LIMITS = {"megatron-dense": 8.0, "moe": 17.0, "pytorch-native": 12.0}
 #: the single-layer MoE rows (Megatron-LM's layer benchmark), shown with their medians
 MOE_LAYER_METRICS = ("moe layer forward ms (informational)",
                      "moe layer backward ms (informational)")
+#: one token dispatch or combine, the transfer alone (the Megatron-Core report's benchmark)
+MOE_DISPATCH_METRIC = "moe dispatch/combine us, transfer only (informational)"
 #: what Megatron-LM GPT runs of 2021-2022 used (not searched: facts of the published setups)
 _MEGATRON_GPT = {"vocab_size": 51200, "gated_mlp": False, "tied_embeddings": True,
                  "attention": "mha", "seq_len": 2048, "gpu": "a100_sxm_80gb", "dtype": "fp16",
@@ -211,6 +215,35 @@ def _moe_layers() -> list[ValidationRow]:
     return out
 
 
+def _moe_dispatch() -> list[ValidationRow]:
+    """One dispatch or combine at the links' achieved bandwidths (``_moe.transfer_seconds``)
+    against the Megatron-Core report's HybridEP / NCCL all-to-all benchmark on H100."""
+    rows, source = _read("megatron_moe_dispatch_h100.csv")
+    hw = get_hardware("h100_sxm")
+    c = consts(hw)
+    out = []
+    for r in rows:
+        s = _moe.transfer_seconds(c, r["moe_dispatcher"], int(r["tokens"]), int(r["top_k"]),
+                                  int(r["hidden_size"]), int(r["ep"]), 1, hw.gpus_per_node,
+                                  c.nic_bw, int(r["num_experts"]), int(r["router_groups"]),
+                                  int(r["router_group_topk"]))
+        out.append(ValidationRow(r["case"], MOE_DISPATCH_METRIC, 1e6 * s,
+                                 float(r["latency_us"]), source))
+    return out
+
+
+def _dispatch_note(rows: list[ValidationRow]) -> str:
+    def med(prefix: str) -> float:
+        return statistics.median(abs(r.error_pct) for r in rows
+                                 if r.metric == MOE_DISPATCH_METRIC and r.case.startswith(prefix))
+    a2a = framework_profile("megatron")["a2a_efficiency"]
+    return (f"MoE dispatch and combine alone (Megatron-Core report Table 7, H100, EP 8-64): "
+            f"median |error| NCCL all-to-all {med('a2a_'):.1f}%, HybridEP {med('hybridep_'):.1f}%"
+            f" at the links' bandwidths; training steps divide the all-to-all by the megatron "
+            f"profile's a2a_efficiency {a2a:g} (fitted end to end: permutation and host work "
+            f"around the transfer)")
+
+
 # -- the per-stack sources ----------------------------------------------------------------------
 _MEMORY_KIND = {"ref_allocated_gib": "allocated", "ref_reserved_gib": "reserved",
                 "ref_device_gib": "device"}
@@ -261,7 +294,8 @@ def run() -> TrainingReport:
     ev = TrainingSimEvaluator()
     rows = _weak_scaling(ev)
     time_rows, setups = _recompute(ev)
-    rows += time_rows + _memory(ev, setups) + _moe_layers()
+    dispatch = _moe_dispatch()
+    rows += time_rows + _memory(ev, setups) + _moe_layers() + dispatch
     refs = list(references())
     stack, infeasible, oom_missed = stack_rows(ev, refs)
     rows += stack
@@ -284,6 +318,7 @@ def run() -> TrainingReport:
     layer = ", ".join(f"{m.split()[2]} {med[m]:.1f}%" for m in MOE_LAYER_METRICS)
     notes.append(f"one MoE layer (Megatron-LM's layer benchmark, 12 cases on 8 H100): "
                  f"median |error| {layer}")
+    notes.append(_dispatch_note(dispatch))
     notes.append(f"published runs called infeasible or rejected: {len(infeasible)} (target 0)"
                  + ("; " + "; ".join(infeasible[:5]) if infeasible else ""))
     if oom_missed:

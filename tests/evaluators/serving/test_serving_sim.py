@@ -156,6 +156,10 @@ INLINE = {"hidden_size": 1024, "num_layers": 8, "num_heads": 16, "num_kv_heads":
     ({**INLINE, "num_experts": 8, "top_k": 9, "moe_ffn_hidden_size": 1024}, "top_k"),
     ({**INLINE, "num_experts": 8, "top_k": 2}, "moe_ffn_hidden_size"),
     ({**INLINE, "first_dense_layers": 99}, "first_dense_layers"),
+    ({**INLINE, "num_experts": 8, "top_k": 2, "moe_ffn_hidden_size": 1024,
+      "router_groups": 3, "router_group_topk": 1}, "router_groups"),
+    ({**INLINE, "num_experts": 8, "top_k": 4, "moe_ffn_hidden_size": 1024,
+      "router_groups": 4, "router_group_topk": 1}, "router_group_topk"),
     ({**INLINE, "head_dim": False}, "head_dim"),
 ])
 def test_unusable_input_raises_badinput_naming_the_field(config, field):

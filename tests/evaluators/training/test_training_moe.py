@@ -83,6 +83,43 @@ def test_deepep_sends_a_token_once_to_each_gpu_holding_its_experts():
     assert few / one_each == pytest.approx(_moe.rank_hit_share(32, 8, 8) / (2 / 8))
 
 
+def test_group_limited_routing_reaches_fewer_nodes():
+    """DeepSeek-V3's router picks 4 of 8 expert groups first: over 8 nodes (a group each) a
+    token reaches 4 nodes, 3.5 of them remote, where uniform top-8 routing reaches 4.6."""
+    assert _moe.remote_nodes(8, 8) == pytest.approx(7 * (1 - (7 / 8) ** 8))
+    assert _moe.remote_nodes(8, 8, 8, 4) == pytest.approx(3.5)
+    # two groups per node over 4 nodes: a node is reached unless both its groups are left out
+    assert _moe.remote_nodes(8, 4, 8, 4) == pytest.approx(3 * (1 - 15 / 70))
+    assert _moe.remote_nodes(8, 1, 8, 4) == 0.0
+    assert _moe.rank_hit_share(256, 8, 8, 8, 4) == pytest.approx(0.5)
+    # only DeepEP's node-deduplicated traffic shrinks: an all-to-all sends every copy
+    c = consts(parse_plan(QWEN).hw)
+    args = (c, 4096, 8, 7168, 64, 1, 8, c.nic_bw, 256)
+    uniform = _moe.transfer_seconds(args[0], "deepep", *args[1:])
+    grouped = _moe.transfer_seconds(args[0], "deepep", *args[1:], 8, 4)
+    assert grouped / uniform == pytest.approx(3.5 / _moe.remote_nodes(8, 8), rel=0.01)
+    assert (_moe.transfer_seconds(args[0], "alltoall", *args[1:], 8, 4)
+            == _moe.transfer_seconds(args[0], "alltoall", *args[1:]))
+    # the catalog's DeepSeek-V3 states its router; a training step's dispatch follows it
+    dsv3 = {"model": "deepseek-v3", "gpu": "h100_sxm", "num_gpus": 1024, "seq_len": 4096,
+            "global_batch": 8192, "micro_batch": 1, "tp": 2, "pp": 8, "ep": 64, "etp": 1,
+            "pp_first_stage_layers": 7, "pp_last_stage_layers": 6, "recompute": "full",
+            "sequence_parallel": True, "moe_force_balance": True, "moe_dispatcher": "deepep"}
+    grouped_ms = ok(dsv3).artifacts["time_s"]["layer_comm_exposed"]
+    uniform_ms = ok({**dsv3, "model": None, **_inline_dsv3()}).artifacts["time_s"][
+        "layer_comm_exposed"]
+    assert grouped_ms < 0.85 * uniform_ms
+
+
+def _inline_dsv3():
+    import dataclasses
+
+    from tuner.evaluators._catalog import get_model
+    m = get_model("deepseek-v3")
+    skip = {"name", "description", "source", "aliases", "router_groups", "router_group_topk"}
+    return {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name not in skip}
+
+
 def test_expert_tensor_parallel_and_expert_memory():
     etp1 = ok(QWEN).artifacts["memory_gib"]
     # expert weights shard over etp*ep; optimizer state over the expert data-parallel ranks

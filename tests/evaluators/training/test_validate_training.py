@@ -64,6 +64,17 @@ def test_one_moe_layer_against_megatron_layer_benchmark(report):
     assert any(n.startswith("one MoE layer") for n in report.notes)
 
 
+def test_dispatch_transfer_against_the_megatron_core_benchmark(report):
+    """Table 7 of the Megatron-Core MoE report: NCCL all-to-all and HybridEP on H100, EP 8-64,
+    against the transfer model at the links' bandwidths (no stack efficiency)."""
+    rows = report.groups()[validate_training.MOE_DISPATCH_METRIC]
+    assert len(rows) == 16
+    for prefix, limit in (("a2a_", 10.0), ("hybridep_", 12.0)):
+        errs = sorted(abs(r.error_pct) for r in rows if r.case.startswith(prefix))
+        assert len(errs) == 8 and (errs[3] + errs[4]) / 2 <= limit, prefix
+    assert any(n.startswith("MoE dispatch and combine alone") for n in report.notes)
+
+
 def test_no_published_run_is_called_infeasible(report):
     assert report.infeasible == []
     assert any("called infeasible or rejected: 0" in n for n in report.notes)
