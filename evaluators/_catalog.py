@@ -231,6 +231,16 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
                 raise BadInput(k, f"{v!r}: mla attention needs a positive integer")
 
 
+def check_one_model(config: Mapping[str, Any]) -> None:
+    """A catalog ``model`` and a model key of an inline model are not given together: the
+    catalog model's own values would silently win."""
+    extra = [k for k in INLINE_MODEL_KEYS + _MODEL_OPTIONAL if k in config]
+    if extra:
+        raise BadInput("model", "give a catalog name or inline dimensions "
+                       f"({', '.join(INLINE_MODEL_KEYS)}), not both ({extra[0]} is a key "
+                       "of an inline model)")
+
+
 def model_from_config(config: Mapping[str, Any]) -> Model:
     """The config's ``model`` (a catalog name or HF id) or its inline dimensions.
 
@@ -239,6 +249,7 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
     naming it.
     """
     if config.get("model") is not None:
+        check_one_model(config)
         return get_model(config["model"])
     missing = [k for k in INLINE_MODEL_KEYS if k not in config]
     if len(missing) == len(INLINE_MODEL_KEYS):
@@ -265,15 +276,28 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
 
 
 def _check_router_groups(m: Model) -> None:
+    """Group-limited routing: both keys or neither; groups that split the experts evenly and,
+    as many as a token may use, hold its top_k experts."""
     g, gk = m.router_groups, m.router_group_topk
-    if g <= 1 and not gk:
+    if not g and not gk:
         return
-    if not m.num_experts or g <= 1 or m.num_experts % g:
+    if not m.num_experts:
+        raise BadInput("router_groups", "group-limited routing needs an MoE model "
+                       "(num_experts > 0)")
+    if not g:
+        raise BadInput("router_groups", "missing: router_group_topk limits a token to that "
+                       "many expert groups; state how many groups the experts form")
+    if g < 2 or m.num_experts % g:
         raise BadInput("router_groups", f"{g!r} must divide num_experts ({m.num_experts}) "
-                       "into at least 2 groups (0: no group-limited routing)")
-    if not 0 < gk <= g or gk * (m.num_experts // g) < m.top_k:
-        raise BadInput("router_group_topk", f"{gk!r} must be in 1..router_groups ({g}) and its "
-                       f"groups must hold top_k ({m.top_k}) experts")
+                       "into at least 2 equal groups (leave both keys out for no limit)")
+    if not gk:
+        raise BadInput("router_group_topk", f"missing: how many of the {g} expert groups a "
+                       "token may use")
+    if gk > g:
+        raise BadInput("router_group_topk", f"{gk!r} must be in 1..router_groups ({g})")
+    if gk * (m.num_experts // g) < m.top_k:
+        raise BadInput("router_group_topk", f"{gk!r} groups of {m.num_experts // g} experts "
+                       f"cannot hold top_k ({m.top_k}) experts")
 
 
 def _check_inline_model(m: Model) -> None:

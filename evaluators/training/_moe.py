@@ -132,41 +132,53 @@ def _grouped(c: GpuConsts, st: Stack, m_e: float, n: int, k: int, groups: int, d
     return out[0], out[1], out[2]
 
 
-def rank_hit_share(experts: int, k: int, ep: int, groups: int = 0, group_topk: int = 0
-                   ) -> float:
-    """Chance that a token's ``k`` distinct experts (of ``experts``, spread evenly over ``ep``
-    ranks) include one of a given rank's: ``1 - C(E - E/ep, k) / C(E, k)``; under group-limited
-    routing, that one of the rank's groups is among the token's (:func:`remote_nodes`)."""
-    if ep > 1 and 1 < groups and 0 < group_topk < groups and (groups % ep == 0
-                                                              or ep % groups == 0):
-        return remote_nodes(k, ep, groups, group_topk) / (ep - 1)
-    local = experts / ep
+def _miss(pool: float, held: float, k: int) -> float:
+    """Chance that ``k`` distinct experts drawn evenly from ``pool`` miss ``held`` of them."""
     miss = 1.0
     for i in range(k):
-        miss *= max(experts - local - i, 0.0) / (experts - i)
-    return 1.0 - miss
+        miss *= max(pool - held - i, 0.0) / (pool - i)
+    return miss
 
 
-def remote_nodes(k: int, nodes: int, groups: int = 0, group_topk: int = 0) -> float:
-    """Remote nodes a token's ``k`` experts reach on average, experts laid out in order over
-    ``nodes`` nodes. Uniform routing: ``(N - 1) * (1 - (1 - 1/N)^k)``. Group-limited routing
-    (DeepSeek-V3's node-limited routing, Megatron ``--moe-router-num-groups`` /
-    ``--moe-router-group-topk``) picks ``group_topk`` of ``groups`` expert groups first and the
-    experts inside them, so a token reaches only the nodes of its groups: with whole groups per
-    node, a node is reached when one of its groups is picked (each picked group supplies one
-    of the token's top experts)."""
+def reach_share(experts: int, k: int, parts: int, groups: int = 0, group_topk: int = 0
+                ) -> float:
+    """Chance that a token's ``k`` distinct experts include one of a given part's, the experts
+    laid out in order over ``parts`` equal parts (EP ranks, or nodes): ``1 - C(E - E/parts,
+    k) / C(E, k)``. Group-limited routing (DeepSeek-V3's node-limited routing, Megatron
+    ``--moe-router-num-groups`` / ``--moe-router-group-topk``) picks ``group_topk`` of
+    ``groups`` equal expert groups first and the ``k`` experts among theirs, so a part is
+    reached only through its picked groups: with whole groups per part, ``j`` of its
+    ``G/parts`` groups are picked (hypergeometric) and the experts miss their ``j * E/G``;
+    with a group spanning several parts, the part's share of it is in the pool with chance
+    ``group_topk / G``."""
+    if parts <= 1:
+        return 1.0
+    if 1 < groups and 0 < group_topk < groups and groups % parts * (parts % groups) == 0:
+        size = experts / groups
+        pool = group_topk * size
+        if groups % parts == 0:
+            per = groups // parts
+            total = math.comb(groups, group_topk)
+            miss = sum(math.comb(per, j) * math.comb(groups - per, group_topk - j) / total
+                       * _miss(pool, j * size, k)
+                       for j in range(0, min(per, group_topk) + 1))
+            return 1.0 - miss
+        return group_topk / groups * (1.0 - _miss(pool, experts / parts, k))
+    return 1.0 - _miss(experts, experts / parts, k)
+
+
+def rank_hit_share(experts: int, k: int, ep: int, groups: int = 0, group_topk: int = 0
+                   ) -> float:
+    """Chance that a token's experts include one of a given EP rank's (:func:`reach_share`)."""
+    return reach_share(experts, k, ep, groups, group_topk)
+
+
+def remote_nodes(experts: int, k: int, nodes: int, groups: int = 0, group_topk: int = 0
+                 ) -> float:
+    """Remote nodes a token's ``k`` experts reach on average (:func:`reach_share` per node)."""
     if nodes <= 1:
         return 0.0
-    if 1 < groups and 0 < group_topk < groups:
-        if groups % nodes == 0:
-            per = groups // nodes
-            return (nodes - 1) * (1.0 - math.comb(groups - per, group_topk)
-                                  / math.comb(groups, group_topk))
-        if nodes % groups == 0:  # a group spans nodes / groups nodes
-            span = nodes // groups
-            reached = 1.0 - (1.0 - 1.0 / span) ** (k / group_topk)
-            return (nodes - 1) * group_topk / groups * reached
-    return (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+    return (nodes - 1) * reach_share(experts, k, nodes, groups, group_topk)
 
 
 def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: int,
@@ -182,7 +194,7 @@ def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: i
     hit = rank_hit_share(experts, k, ep, groups, group_topk)
     if nodes <= 1:  # NVLink only: once to each peer GPU holding one of its experts
         return token_bytes * (ep - 1) * hit / c.nvlink_bw + latency
-    inter = token_bytes * remote_nodes(k, nodes, groups, group_topk) / nic_bw
+    inter = token_bytes * remote_nodes(experts, k, nodes, groups, group_topk) / nic_bw
     # copies for the own node's GPUs, and the received tokens forwarded to their GPUs
     intra = token_bytes * (per_node - 1) * hit * 2.0 / c.nvlink_bw
     return (inter if inter > intra else intra) + latency + c.hop_lat
@@ -293,5 +305,5 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "remote_nodes",
-           "tokens_in", "transfer_seconds", "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "reach_share",
+           "remote_nodes", "tokens_in", "transfer_seconds", "unpaired_share"]

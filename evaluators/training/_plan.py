@@ -22,6 +22,7 @@ from tuner.evaluators._catalog import (
     INLINE_MODEL_KEYS,
     Hardware,
     Model,
+    check_one_model,
     get_hardware,
     get_model,
     hardware_names,
@@ -128,9 +129,8 @@ def resolve_hardware(name: Any) -> Hardware:
 def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
     """The model and a hashable key for it (catalog name or the inline dimensions)."""
     name = config.get("model")
-    if name is not None and any(k in config for k in INLINE_MODEL_KEYS):
-        raise BadInput("model", "give a catalog name or inline dimensions "
-                       f"({', '.join(INLINE_MODEL_KEYS)}), not both")
+    if name is not None:
+        check_one_model(config)
     if isinstance(name, str):
         m = _MODEL_CACHE.get(name)
         if m is None:
@@ -138,8 +138,9 @@ def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
         return m, m.name
     if name is not None:
         get_model(name)  # raises BadInput with the valid names
-    key = tuple((k, _hashable(config[k])) for k in INLINE_MODEL_KEYS + _MODEL_OPTIONAL
-                if k in config)
+    # the type is part of the key: 8.0 == 8 and True == 1, but only the int is a valid size
+    key = tuple((k, type(config[k]).__name__, _hashable(config[k]))
+                for k in INLINE_MODEL_KEYS + _MODEL_OPTIONAL if k in config)
     m = _MODEL_CACHE.get(key)
     if m is None:
         m = _MODEL_CACHE[key] = model_from_config(config)

@@ -235,12 +235,14 @@ def _dispatch_note(rows: list[ValidationRow]) -> str:
     def med(prefix: str) -> float:
         return statistics.median(abs(r.error_pct) for r in rows
                                  if r.metric == MOE_DISPATCH_METRIC and r.case.startswith(prefix))
-    a2a = framework_profile("megatron")["a2a_efficiency"]
+    prof = framework_profile("megatron")
+    a2a, dep = prof["a2a_efficiency"], prof["deepep_efficiency"]
     return (f"MoE dispatch and combine alone (Megatron-Core report Table 7, H100, EP 8-64): "
-            f"median |error| NCCL all-to-all {med('a2a_'):.1f}%, HybridEP {med('hybridep_'):.1f}%"
-            f" at the links' bandwidths; training steps divide the all-to-all by the megatron "
-            f"profile's a2a_efficiency {a2a:g} (fitted end to end: permutation and host work "
-            f"around the transfer)")
+            f"median |error| NCCL all-to-all {med('a2a_'):.1f}%, HybridEP (as the deepep "
+            f"dispatcher) {med('hybridep_'):.1f}% at the links' bandwidths; training steps "
+            f"divide the all-to-all by the megatron profile's a2a_efficiency {a2a:g} (fitted "
+            f"end to end: permutation and host work around the transfer), DeepEP by "
+            f"deepep_efficiency {dep:g}")
 
 
 # -- the per-stack sources ----------------------------------------------------------------------

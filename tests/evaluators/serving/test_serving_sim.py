@@ -160,6 +160,9 @@ INLINE = {"hidden_size": 1024, "num_layers": 8, "num_heads": 16, "num_kv_heads":
       "router_groups": 3, "router_group_topk": 1}, "router_groups"),
     ({**INLINE, "num_experts": 8, "top_k": 4, "moe_ffn_hidden_size": 1024,
       "router_groups": 4, "router_group_topk": 1}, "router_group_topk"),
+    ({**INLINE, "router_groups": 4, "router_group_topk": 2}, "router_groups"),
+    ({"model": "deepseek-v3", "router_groups": 4, "router_group_topk": 2, "workload": CHAT},
+     "model"),
     ({**INLINE, "head_dim": False}, "head_dim"),
 ])
 def test_unusable_input_raises_badinput_naming_the_field(config, field):

@@ -84,20 +84,35 @@ def test_deepep_sends_a_token_once_to_each_gpu_holding_its_experts():
 
 
 def test_group_limited_routing_reaches_fewer_nodes():
-    """DeepSeek-V3's router picks 4 of 8 expert groups first: over 8 nodes (a group each) a
-    token reaches 4 nodes, 3.5 of them remote, where uniform top-8 routing reaches 4.6."""
-    assert _moe.remote_nodes(8, 8) == pytest.approx(7 * (1 - (7 / 8) ** 8))
-    assert _moe.remote_nodes(8, 8, 8, 4) == pytest.approx(3.5)
-    # two groups per node over 4 nodes: a node is reached unless both its groups are left out
-    assert _moe.remote_nodes(8, 4, 8, 4) == pytest.approx(3 * (1 - 15 / 70))
-    assert _moe.remote_nodes(8, 1, 8, 4) == 0.0
-    assert _moe.rank_hit_share(256, 8, 8, 8, 4) == pytest.approx(0.5)
+    """DeepSeek-V3's router picks 4 of 8 expert groups, then its top-8 experts among their
+    128: over 8 nodes (a group each) a token reaches 3.2 remote nodes, where uniform top-8
+    routing reaches 4.6."""
+    from math import comb
+
+    def miss(pool, held, k=8):
+        return comb(pool - held, k) / comb(pool, k)
+
+    uniform = 7 * (1 - miss(256, 32))
+    assert _moe.remote_nodes(256, 8, 8) == pytest.approx(uniform)
+    assert _moe.remote_nodes(256, 8, 8, 8, 4) == pytest.approx(7 * 0.5 * (1 - miss(128, 32)))
+    # two groups per node over 4 nodes: none, one or both of a node's groups are picked
+    picked = {0: 15 / 70, 1: 40 / 70, 2: 15 / 70}
+    reached = 1 - sum(p * miss(128, 32 * j) for j, p in picked.items())
+    assert _moe.remote_nodes(256, 8, 4, 8, 4) == pytest.approx(3 * reached)
+    assert _moe.remote_nodes(256, 8, 1, 8, 4) == 0.0
+    # more groups per token reach more nodes; all of them is no limit
+    by_topk = [_moe.remote_nodes(256, 8, 8, 8, g) for g in range(1, 9)]
+    assert by_topk == sorted(by_topk) and by_topk[0] == pytest.approx(7 / 8)
+    assert by_topk[-1] == pytest.approx(uniform)
+    assert _moe.remote_nodes(256, 8, 8, 256, 8) == pytest.approx(uniform)  # 1-expert groups
+    assert _moe.rank_hit_share(256, 8, 8, 8, 4) == pytest.approx(0.5 * (1 - miss(128, 32)))
     # only DeepEP's node-deduplicated traffic shrinks: an all-to-all sends every copy
     c = consts(parse_plan(QWEN).hw)
     args = (c, 4096, 8, 7168, 64, 1, 8, c.nic_bw, 256)
-    uniform = _moe.transfer_seconds(args[0], "deepep", *args[1:])
+    flat = _moe.transfer_seconds(args[0], "deepep", *args[1:])
     grouped = _moe.transfer_seconds(args[0], "deepep", *args[1:], 8, 4)
-    assert grouped / uniform == pytest.approx(3.5 / _moe.remote_nodes(8, 8), rel=0.01)
+    assert grouped / flat == pytest.approx(
+        _moe.remote_nodes(256, 8, 8, 8, 4) / _moe.remote_nodes(256, 8, 8), rel=0.01)
     assert (_moe.transfer_seconds(args[0], "alltoall", *args[1:], 8, 4)
             == _moe.transfer_seconds(args[0], "alltoall", *args[1:]))
     # the catalog's DeepSeek-V3 states its router; a training step's dispatch follows it
@@ -109,6 +124,29 @@ def test_group_limited_routing_reaches_fewer_nodes():
     uniform_ms = ok({**dsv3, "model": None, **_inline_dsv3()}).artifacts["time_s"][
         "layer_comm_exposed"]
     assert grouped_ms < 0.85 * uniform_ms
+
+
+def test_router_groups_are_checked_whatever_came_before():
+    """Both keys or neither, on an MoE model, and never beside a catalog model (whose own
+    values would win); an inline model cached from ``8`` does not let ``8.0`` through."""
+    from tuner import BadInput
+
+    inline = {**{k: v for k, v in QWEN.items() if k not in ("model", "pp_embedding_as_layer",
+                                                         "pp_loss_as_layer")},
+              **_inline_dsv3(), "pp_first_stage_layers": 7, "pp_last_stage_layers": 6}
+    ok({**inline, "router_groups": 8, "router_group_topk": 4})
+    for bad, field in (({"router_groups": 8.0, "router_group_topk": 4}, "router_groups"),
+                       ({"router_group_topk": 4}, "router_groups"),
+                       ({"router_groups": 8}, "router_group_topk"),
+                       ({"router_groups": 1, "router_group_topk": 1}, "router_groups"),
+                       ({"router_groups": 64, "router_group_topk": 1}, "router_group_topk"),
+                       ({"router_groups": 8, "router_group_topk": 9}, "router_group_topk")):
+        with pytest.raises(BadInput) as err:
+            EV.evaluate({**inline, **bad})
+        assert err.value.field == field, bad
+    with pytest.raises(BadInput) as err:
+        EV.evaluate({**QWEN, "router_groups": 8, "router_group_topk": 4})
+    assert err.value.field == "model" and "router_groups" in str(err.value)
 
 
 def _inline_dsv3():
