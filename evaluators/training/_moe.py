@@ -28,9 +28,12 @@ arXiv 2504.14960): after the attention block a GPU holds ``T / tp`` of the micro
   ``moe_dispatcher``: ``alltoall`` sends every routed copy to its expert's GPU (NCCL
   all-to-all); ``deepep`` (DeepEP, DeepSeek 2025) sends a token once to each remote node
   holding one of its experts (RDMA) and forwards it inside the node over NVLink once to each
-  GPU holding one of its experts: a token picks ``(N - 1) * (1 - (1 - 1/N)^top_k)`` remote
-  nodes of ``N`` on average instead of sending ``top_k * (N - 1) / N`` copies across, and
-  fewer GPUs than copies when a GPU holds several of its experts.
+  GPU holding one of its experts: a token reaches ``(N - 1) * (1 - C(E - E/N, k) / C(E, k))``
+  remote nodes of ``N`` on average instead of sending ``k * (N - 1) / N`` copies across, and
+  fewer GPUs than copies when a GPU holds several of its experts; group-limited routing
+  (DeepSeek-V3: 4 of 8 expert groups per token) narrows that further (:func:`reach_share`).
+  The transfer alone (:func:`transfer_seconds`) is what the Megatron-Core MoE report's
+  dispatcher benchmark times (``tuner validate training`` compares them).
 * Host wait: a dropless dispatcher copies the routed-token counts to the host and waits for
   them (buffer sizes, grouped GEMM rows); the GPU queue drains there, so the layer's forward
   takes at least the stack's ``moe_sync_host_us`` (:func:`host_floor`).
@@ -153,7 +156,8 @@ def reach_share(experts: int, k: int, parts: int, groups: int = 0, group_topk: i
     ``group_topk / G``."""
     if parts <= 1:
         return 1.0
-    if 1 < groups and 0 < group_topk < groups and groups % parts * (parts % groups) == 0:
+    if 1 < groups and 0 < group_topk < groups and (groups % parts == 0
+                                                   or parts % groups == 0):
         size = experts / groups
         pool = group_topk * size
         if groups % parts == 0:
@@ -165,12 +169,6 @@ def reach_share(experts: int, k: int, parts: int, groups: int = 0, group_topk: i
             return 1.0 - miss
         return group_topk / groups * (1.0 - _miss(pool, experts / parts, k))
     return 1.0 - _miss(experts, experts / parts, k)
-
-
-def rank_hit_share(experts: int, k: int, ep: int, groups: int = 0, group_topk: int = 0
-                   ) -> float:
-    """Chance that a token's experts include one of a given EP rank's (:func:`reach_share`)."""
-    return reach_share(experts, k, ep, groups, group_topk)
 
 
 def remote_nodes(experts: int, k: int, nodes: int, groups: int = 0, group_topk: int = 0
@@ -191,7 +189,7 @@ def _deepep_seconds(c: GpuConsts, token_bytes: float, k: int, ep: int, stride: i
     per_node = max(1, min(per_node, ep))
     nodes = ep // per_node
     latency = c.coll_lat
-    hit = rank_hit_share(experts, k, ep, groups, group_topk)
+    hit = reach_share(experts, k, ep, groups, group_topk)
     if nodes <= 1:  # NVLink only: once to each peer GPU holding one of its experts
         return token_bytes * (ep - 1) * hit / c.nvlink_bw + latency
     inter = token_bytes * remote_nodes(experts, k, nodes, groups, group_topk) / nic_bw
@@ -305,5 +303,5 @@ def moe_time(c: GpuConsts, p: object, sh: LayerShapes, tokens: float, nic_bw: fl
     return MoeTime(fwd, bwd, comm_f, comm_b, load, act_fwd)
 
 
-__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "rank_hit_share", "reach_share",
-           "remote_nodes", "tokens_in", "transfer_seconds", "unpaired_share"]
+__all__ = ["MoeTime", "host_floor", "load_factor", "moe_time", "reach_share", "remote_nodes",
+           "tokens_in", "transfer_seconds", "unpaired_share"]

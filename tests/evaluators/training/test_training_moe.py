@@ -71,16 +71,16 @@ def test_dispatch_inside_and_across_nodes():
 
 def test_deepep_sends_a_token_once_to_each_gpu_holding_its_experts():
     from math import comb
-    assert _moe.rank_hit_share(8, 2, 8) == pytest.approx(2 / 8)  # one expert per GPU
-    assert _moe.rank_hit_share(32, 8, 8) == pytest.approx(1 - comb(28, 8) / comb(32, 8))
-    assert _moe.rank_hit_share(64, 4, 1) == pytest.approx(1.0)
+    assert _moe.reach_share(8, 2, 8) == pytest.approx(2 / 8)  # one expert per GPU
+    assert _moe.reach_share(32, 8, 8) == pytest.approx(1 - comb(28, 8) / comb(32, 8))
+    assert _moe.reach_share(64, 4, 1) == pytest.approx(1.0)
     # top-8 of 32 experts on 8 GPUs (4 each): a token reaches ~5.6 GPUs, not 8
-    assert 8 * _moe.rank_hit_share(32, 8, 8) == pytest.approx(5.64, abs=0.01)
+    assert 8 * _moe.reach_share(32, 8, 8) == pytest.approx(5.64, abs=0.01)
     # inside one node the dispatch moves that share of the copies' bytes
     c = consts(parse_plan(QWEN).hw)
     few = _moe._deepep_seconds(c, 1e4, 8, 8, 1, 8, c.nic_bw, 32) - c.coll_lat
     one_each = _moe._deepep_seconds(c, 1e4, 2, 8, 1, 8, c.nic_bw, 8) - c.coll_lat
-    assert few / one_each == pytest.approx(_moe.rank_hit_share(32, 8, 8) / (2 / 8))
+    assert few / one_each == pytest.approx(_moe.reach_share(32, 8, 8) / (2 / 8))
 
 
 def test_group_limited_routing_reaches_fewer_nodes():
@@ -105,7 +105,7 @@ def test_group_limited_routing_reaches_fewer_nodes():
     assert by_topk == sorted(by_topk) and by_topk[0] == pytest.approx(7 / 8)
     assert by_topk[-1] == pytest.approx(uniform)
     assert _moe.remote_nodes(256, 8, 8, 256, 8) == pytest.approx(uniform)  # 1-expert groups
-    assert _moe.rank_hit_share(256, 8, 8, 8, 4) == pytest.approx(0.5 * (1 - miss(128, 32)))
+    assert _moe.reach_share(256, 8, 8, 8, 4) == pytest.approx(0.5 * (1 - miss(128, 32)))
     # only DeepEP's node-deduplicated traffic shrinks: an all-to-all sends every copy
     c = consts(parse_plan(QWEN).hw)
     args = (c, 4096, 8, 7168, 64, 1, 8, c.nic_bw, 256)
