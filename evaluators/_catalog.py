@@ -268,7 +268,7 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
     for k in _MODEL_OPTIONAL:
         if k in config:
             if isinstance(config[k], bool) and k not in INLINE_ARCHITECTURE_KEYS:
-                raise BadInput(k, f"{config[k]!r} must be a number")
+                raise BadInput(k, f"{str(config[k]).lower()} must be a number, not a boolean")
             data[k] = config[k]
     m = _build(Model, data, "model")
     _check_inline_model(m)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -386,10 +387,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     summary = Table(title="error summary (absolute %)")
     for col in ("metric", "rows", "mean", "max", "target mean", "target max"):
         summary.add_column(col, justify="left" if col == "metric" else "right")
+    def target(v: float) -> str:  # informational metrics have none
+        return "—" if math.isnan(v) else fmt(v)
+
     for m, s in report.summary().items():
         summary.add_row(m, str(s["n"]), f"{s['mean_abs_error_pct']:.1f}",
-                        f"{s['max_abs_error_pct']:.1f}", fmt(s["target_mean_pct"]),
-                        fmt(s["target_max_pct"]))
+                        f"{s['max_abs_error_pct']:.1f}", target(s["target_mean_pct"]),
+                        target(s["target_max_pct"]))
     console.print(summary)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
