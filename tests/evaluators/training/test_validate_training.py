@@ -11,7 +11,7 @@ import pytest
 from tuner import registry
 from tuner.evaluators.training import _reference
 from tuner.evaluators.training import validation as validate_training
-from tuner.evaluators.training._profile import FRAMEWORKS
+from tuner.evaluators.training._profile import FRAMEWORKS, framework_profile
 
 SHARED = Path(__file__).parents[4] / "shared" / "reference"
 
@@ -73,6 +73,9 @@ def test_dispatch_transfer_against_the_megatron_core_benchmark(report):
         errs = sorted(abs(r.error_pct) for r in rows if r.case.startswith(prefix))
         assert len(errs) == 8 and (errs[3] + errs[4]) / 2 <= limit, prefix
     assert any(n.startswith("MoE dispatch and combine alone") for n in report.notes)
+    # the shipped deepep_efficiency is these rows' fit
+    shipped = framework_profile("megatron")["deepep_efficiency"]
+    assert validate_training.deepep_fit(report.rows) == pytest.approx(shipped, abs=0.005)
 
 
 def test_no_published_run_is_called_infeasible(report):
