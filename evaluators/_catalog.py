@@ -115,6 +115,8 @@ ATTENTION_TYPES = ("mha", "gqa", "mla")
 _MLA_KEYS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 _MODEL_OPTIONAL = tuple(f.name for f in dataclasses.fields(Model)
                         if f.name not in INLINE_MODEL_KEYS + ("name",))
+#: every key of an inline model (its required dimensions, then the optional ones)
+MODEL_KEYS = INLINE_MODEL_KEYS + _MODEL_OPTIONAL
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -234,7 +236,7 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
 def check_one_model(config: Mapping[str, Any]) -> None:
     """A catalog ``model`` and a model key of an inline model are not given together: the
     catalog model's own values would silently win."""
-    extra = [k for k in INLINE_MODEL_KEYS + _MODEL_OPTIONAL if k in config]
+    extra = [k for k in MODEL_KEYS if k in config]
     if extra:
         raise BadInput("model", "give a catalog name or inline dimensions "
                        f"({', '.join(INLINE_MODEL_KEYS)}), not both ({extra[0]} is a key "

@@ -18,8 +18,7 @@ from typing import Any
 
 from tuner import BadInput
 from tuner.evaluators._catalog import (
-    _MODEL_OPTIONAL,
-    INLINE_MODEL_KEYS,
+    MODEL_KEYS,
     Hardware,
     Model,
     check_one_model,
@@ -94,7 +93,7 @@ _CHOICES = {"recompute": RECOMPUTE, "dtype": DTYPES, "attention_impl": ATTENTION
             "moe_dispatcher": MOE_DISPATCHERS}
 _OPTIONAL_CHOICES = {"grad_dtype": STATE_DTYPES, "optimizer_dtype": STATE_DTYPES,
                      "fp8_recipe": FP8_RECIPES}
-ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(INLINE_MODEL_KEYS) | set(_MODEL_OPTIONAL)
+ALLOWED_KEYS = frozenset(PLAN_DEFAULTS) | {"model"} | set(MODEL_KEYS)
 
 
 class Plan:
@@ -140,7 +139,7 @@ def resolve_model(config: Mapping[str, Any]) -> tuple[Model, Any]:
         get_model(name)  # raises BadInput with the valid names
     # the type is part of the key: 8.0 == 8 and True == 1, but only the int is a valid size
     key = tuple((k, type(config[k]).__name__, _hashable(config[k]))
-                for k in INLINE_MODEL_KEYS + _MODEL_OPTIONAL if k in config)
+                for k in MODEL_KEYS if k in config)
     m = _MODEL_CACHE.get(key)
     if m is None:
         m = _MODEL_CACHE[key] = model_from_config(config)
