@@ -138,6 +138,42 @@ def medians(rows: list[ValidationRow]) -> dict[tuple[str, str, str], tuple[float
     return {k: (statistics.median(v), len(v)) for k, v in acc.items()}
 
 
+def run_kind(case: Mapping[str, Any]) -> str:
+    """The kind of benchmark run a case is, by its workload (for the breakdown notes)."""
+    wl = case["config"]["workload"]
+    if wl.get("mode") == "closed":
+        return "closed loops"
+    if wl.get("mode") != "burst":
+        return "open loops"
+    prompt = wl.get("input_len")
+    if not isinstance(prompt, int):
+        return "ShareGPT-like bursts"
+    if prompt >= 16000:
+        return "bursts of 16k+-token prompts"
+    return "bursts of <=256-token prompts" if prompt <= 256 else "bursts of 257-16k-token prompts"
+
+
+def breakdown(rows: list[ValidationRow], label: Mapping[str, str]) -> list[str]:
+    """One note per engine: held-out medians per label of the case (kind of run, publication)."""
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for r in rows:
+        m = re.match(r"(\S+) \[(\w+), validation\]$", r.case)
+        group = GROUPS.get(r.metric)
+        if m and group and m.group(1) in label:
+            acc.setdefault((m.group(2), label[m.group(1)], group), []).append(abs(r.error_pct))
+    notes = []
+    for engine in ENGINES:
+        parts = []
+        for name in sorted({k[1] for k in acc if k[0] == engine}):
+            got = [acc.get((engine, name, g), []) for g in ENGINE_TARGETS]
+            parts.append(f"{name} " + " / ".join(
+                f"{statistics.median(v):.1f}% ({len(v)})" if v else "-" for v in got))
+        if parts:
+            notes.append(f"{engine} held-out medians, throughput / TPOT / TTFT (rows): "
+                         + "; ".join(parts))
+    return notes
+
+
 def run() -> ValidationReport:
     ev = ServingSimEvaluator()
     rows = list(measurement_rows(ev)) + list(effect_rows(ev))
@@ -159,6 +195,11 @@ def run() -> ValidationReport:
                     if split == "validation" else "fitted"
                 parts.append(f"{split} {group} {got[0]:.1f}% ({got[1]} rows, {verdict})")
         notes.append(f"{engine}: " + "; ".join(parts))
+    all_cases = cases()
+    notes.append("by kind of run:")
+    notes += breakdown(rows, {c["id"]: run_kind(c) for c in all_cases})
+    notes.append("by publication:")
+    notes += breakdown(rows, {c["id"]: c["source_group"] for c in all_cases})
     for engine in ENGINES:
         notes.append(f"{engine} profile constants {', '.join(FIT_CONSTANTS[engine])} were "
                      f"fitted on rows from {', '.join(CALIBRATION_SOURCES[engine])} only")
