@@ -127,14 +127,18 @@ def effect_rows(ev: ServingSimEvaluator | None = None) -> Iterator[ValidationRow
                             1.0, effect["source"])
 
 
+#: a measurement row's case text: "<case id> [<engine>, <split>]"
+_ROW_CASE = re.compile(r"(\S+) \[(\w+), (\w+)\]")
+
+
 def medians(rows: list[ValidationRow]) -> dict[tuple[str, str, str], tuple[float, int]]:
     """(engine, split, group) -> (median |error| %, rows) over the grouped metrics."""
     acc: dict[tuple[str, str, str], list[float]] = {}
     for r in rows:
         group = GROUPS.get(r.metric)
-        m = re.search(r"\[(\w+), (\w+)\]$", r.case)
+        m = _ROW_CASE.fullmatch(r.case)
         if group and m:
-            acc.setdefault((m.group(1), m.group(2), group), []).append(abs(r.error_pct))
+            acc.setdefault((m.group(2), m.group(3), group), []).append(abs(r.error_pct))
     return {k: (statistics.median(v), len(v)) for k, v in acc.items()}
 
 
@@ -157,9 +161,9 @@ def breakdown(rows: list[ValidationRow], label: Mapping[str, str]) -> list[str]:
     """One note per engine: held-out medians per label of the case (kind of run, publication)."""
     acc: dict[tuple[str, str, str], list[float]] = {}
     for r in rows:
-        m = re.match(r"(\S+) \[(\w+), validation\]$", r.case)
+        m = _ROW_CASE.fullmatch(r.case)
         group = GROUPS.get(r.metric)
-        if m and group and m.group(1) in label:
+        if m and group and m.group(3) == "validation" and m.group(1) in label:
             acc.setdefault((m.group(2), label[m.group(1)], group), []).append(abs(r.error_pct))
     notes = []
     for engine in ENGINES:
