@@ -18,8 +18,9 @@ Models (all times in seconds):
   use ``k`` NICs: NCCL runs one ring per NIC), which is why a full-node data-parallel group
   reaches the node's aggregate network bandwidth.
 * Attention: FlashAttention-style fused kernel, causal work counted per 128x128 tile.
-* Sustained clock: long training runs do not hold microbenchmark speed; ``sustained_clock``
-  scales compute peaks for the training simulator only.
+* Sustained clock: long training runs and serving benchmarks (minutes of back-to-back engine
+  steps) do not hold microbenchmark speed; ``sustained_clock`` scales the compute peaks of
+  training-sim's steps and serving-sim's GEMMs.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ DEFAULT_EFFICIENCY: dict[str, float] = {
     # One constant fitted by least squares to published A100 training throughput (BLOOM-176B,
     # BigScience 2022: 156 TFLOP/s/GPU; Megatron-LM SC'21 Table 1; MLSys'23 Table 5); it also
     # reproduces Llama 3 405B on H100 (Meta 2024, Table 4: 430 and 400 TFLOP/s/GPU at 8k
-    # context) within 5%. Only the training simulator applies it (``consts(hw, True)``).
+    # context) within 5%. training-sim applies it, and serving-sim to its GEMMs (a serving
+    # benchmark is minutes of back-to-back steps); short microbenchmarks (kernel-sim) do not.
     "sustained_clock": 0.81,
 }
 
@@ -113,7 +115,7 @@ _CONSTS: dict[tuple[int, bool, bool], GpuConsts] = {}
 def consts(hw: Hardware, sustained: bool = False, fp8_block: bool = False) -> GpuConsts:
     """Cached ``GpuConsts`` of a (catalog, hence long-lived) hardware entry.
 
-    ``sustained``: scale compute peaks by ``sustained_clock`` (long training runs).
+    ``sustained``: scale compute peaks by ``sustained_clock`` (long training or serving runs).
     ``fp8_block``: fp8 GEMMs with 128-block scales, at ``gemm_fp8_block_scale`` of the rate.
     """
     key = (id(hw), sustained, fp8_block)

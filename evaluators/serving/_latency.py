@@ -4,7 +4,8 @@ A step runs ``T`` new tokens through every layer: decode sequences contribute on
 prefill chunks contribute their chunk. Its GPU time is the sum over layers of
 
 * the GEMMs (QKV/O or MLA projections, MLP or routed experts + shared experts) at ``T`` rows,
-  from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode); fp8
+  from ``_perf.gemm_seconds`` (compute-bound for prefill, weight-streaming for decode) at the
+  GPU's ``sustained_clock`` (a benchmark keeps the GPU busy for minutes, as training does); fp8
   weights with 128-block scales (``fp8_recipe = "blockwise"``) compute at the GPU's
   ``gemm_fp8_block_scale`` of the fp8 rate;
 * attention: decode reads every sequence's KV cache, prefill is quadratic in the chunk
@@ -81,7 +82,7 @@ class StepModel:
     def __init__(self, plan: Plan, tp: int, pp: int, ep: int) -> None:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
-        self.c = consts(hw, fp8_block=plan.fp8_recipe == "blockwise")
+        self.c = consts(hw, sustained=True, fp8_block=plan.fp8_recipe == "blockwise")
         self.g = plan_geometry(plan, tp, ep)
         self.dp = tp if plan.dp_attention else 1
         # operand bytes: the weights dominate the traffic of every GEMM that streams them

@@ -22,6 +22,11 @@ Lengths (``input_len``, ``output_len``): an integer, or a table
 ``{"dist": "uniform", "low": 100, "high": 900}``,
 ``{"dist": "lognormal", "mean": 220, "cv": 1.2, "min": 4, "max": 1024}`` or
 ``{"dist": "normal", "mean": 512, "std": 64, "min": 1, "max": 2048}``.
+Or ``dataset`` instead of both: ``"sharegpt"`` draws (prompt, completion) pairs from the
+token lengths of ShareGPT's first turns (``catalog/workloads/sharegpt_lengths.csv``: what
+``vllm bench serve --dataset-name sharegpt`` sends); as a table
+``{"name": "sharegpt", "input_mean": 217.4, "output_mean": 201.6}`` the drawn lengths are
+scaled so that their means are those (another tokenizer, or a run's printed token totals).
 ``warmup_requests`` (any mode): the first N requests issued are simulated but left out of
 the metrics, as a benchmark client's warm-up or steady-state measurement window does
 (``genai-perf``/``perf_analyzer`` measure stable windows, not the ramp-up of a closed loop).
@@ -52,10 +57,13 @@ _KEYS = {
     "name", "description", "source", "mode", "rate", "burstiness", "concurrency",
     "num_requests", "duration_s", "input_len", "output_len", "seed", "priority_levels",
     "trace", "speedup", "max_requests", "start_s", "model_filter", "warmup_requests",
+    "dataset",
 }
 _DISTS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv"),
           "normal": ("mean", "std")}
 _DIST_OPTIONAL = ("min", "max")
+#: ``dataset`` names -> CSV of (prompt_tokens, completion_tokens) in ``catalog/workloads/``
+DATASETS = {"sharegpt": "sharegpt_lengths.csv"}
 
 #: accepted CSV header names (case-insensitive) for each field
 _TRACE_COLUMNS = {
@@ -164,6 +172,40 @@ def _length_sampler(spec: Any, field: str) -> Any:
 
 
 @functools.cache
+def _dataset_pairs(name: str) -> tuple[tuple[int, int], ...]:
+    with (WORKLOAD_DIR / DATASETS[name]).open(newline="") as fh:
+        rows = csv.reader(fh)
+        next(rows)
+        return tuple((int(p), int(c)) for p, c in rows)
+
+
+def _dataset_lengths(spec: Any, count: int, rng: random.Random, field: str
+                     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``count`` (prompt, completion) pairs drawn from a dataset, scaled to the spec's means."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, Mapping):
+        raise BadInput(field, f"{spec!r} must be a dataset name or a table")
+    unknown = set(spec) - {"name", "input_mean", "output_mean"}
+    if unknown:
+        raise BadInput(field, f"unknown key {sorted(unknown)[0]!r}; allowed: input_mean, "
+                       "name, output_mean")
+    name = spec.get("name")
+    if name not in DATASETS:
+        raise UnknownName(f"{field}.name", name, list(DATASETS))
+    pairs = _dataset_pairs(name)
+    drawn = [pairs[rng.randrange(len(pairs))] for _ in range(count)]
+    out = []
+    for i, key in enumerate(("input_mean", "output_mean")):
+        lengths = [p[i] for p in drawn]
+        scale = 1.0
+        if key in spec:
+            scale = _num(spec, key, field) * count / sum(lengths)
+        out.append(tuple(max(1, round(x * scale)) for x in lengths))
+    return out[0], out[1]
+
+
+@functools.cache
 def _catalog_entry(name: str) -> dict[str, Any]:
     path = WORKLOAD_DIR / f"{name}.toml"
     with path.open("rb") as fh:
@@ -227,8 +269,15 @@ def _requests(spec: Mapping[str, Any], field: str) -> Workload:
     n = spec.get("num_requests")
     if n is not None:
         n = int(_num(spec, "num_requests", field, integer=True))
-    in_s = _length_sampler(spec.get("input_len"), f"{field}.input_len")
-    out_s = _length_sampler(spec.get("output_len"), f"{field}.output_len")
+    dataset = spec.get("dataset")
+    if dataset is not None:
+        both = [k for k in ("input_len", "output_len") if k in spec]
+        if both:
+            raise BadInput(f"{field}.{both[0]}", "give either dataset or input_len and "
+                           "output_len, not both")
+    else:
+        in_s = _length_sampler(spec.get("input_len"), f"{field}.input_len")
+        out_s = _length_sampler(spec.get("output_len"), f"{field}.output_len")
     arrivals: list[float] = []
     concurrency = None
     if mode == "closed":
@@ -255,8 +304,11 @@ def _requests(spec: Mapping[str, Any], field: str) -> Workload:
         if not arrivals:
             raise BadInput(f"{field}.duration_s", "no request arrives in this duration")
     count = len(arrivals)
-    inputs = tuple(in_s(rng) for _ in range(count))
-    outputs = tuple(out_s(rng) for _ in range(count))
+    if dataset is not None:
+        inputs, outputs = _dataset_lengths(dataset, count, rng, f"{field}.dataset")
+    else:
+        inputs = tuple(in_s(rng) for _ in range(count))
+        outputs = tuple(out_s(rng) for _ in range(count))
     prios = tuple(rng.randrange(levels) for _ in range(count)) if levels > 1 else (0,) * count
     return Workload(tuple(arrivals), inputs, outputs, prios, concurrency, desc)
 
@@ -404,5 +456,5 @@ def write_synthetic_burstgpt(path: Path, n: int = 2000, rate: float = 2.0, seed:
         w.writerows(synthetic_burstgpt_rows(n, rate, seed))
 
 
-__all__ = ["MODES", "Workload", "load_workload", "resolve_spec", "synthetic_burstgpt_rows",
-           "workload_names", "write_synthetic_burstgpt"]
+__all__ = ["DATASETS", "MODES", "Workload", "load_workload", "resolve_spec",
+           "synthetic_burstgpt_rows", "workload_names", "write_synthetic_burstgpt"]

@@ -149,9 +149,11 @@ def run_kind(case: Mapping[str, Any]) -> str:
         return "closed loops"
     if wl.get("mode") != "burst":
         return "open loops"
+    if "dataset" in wl:
+        return "ShareGPT bursts"  # the only dataset
     prompt = wl.get("input_len")
     if not isinstance(prompt, int):
-        return "ShareGPT-like bursts"
+        return "bursts of sampled lengths"
     if prompt >= 16000:
         return "bursts of 16k+-token prompts"
     return "bursts of <=256-token prompts" if prompt <= 256 else "bursts of 257-16k-token prompts"

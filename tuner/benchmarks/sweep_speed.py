@@ -118,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"meta": meta, "sweeps": rows, "sampled": sampled}, indent=1))
     else:
-        worst = min((r["configs_per_s"] for r in train), default=float("nan"))
-        print(f"\nslowest training sweep: {worst:,.0f} plans per wall second (target >= "
-              f"{args.min_rate:,.0f}: {'met' if ok else 'NOT met'}); load average "
-              f"{meta['load_average_1min']} on {meta['cpus']} cores")
+        load = f"load average {meta['load_average_1min']} on {meta['cpus']} cores"
+        if train:
+            worst = min(r["configs_per_s"] for r in train)
+            print(f"\nslowest training sweep: {worst:,.0f} plans per wall second (target >= "
+                  f"{args.min_rate:,.0f}: {'met' if ok else 'NOT met'}); {load}")
+        else:
+            print(f"\nno training study swept (the plans-per-second target is not checked); "
+                  f"every sweep {'complete' if ok else 'NOT complete'}; {load}")
     return 0 if ok else 1
 
 

@@ -61,6 +61,29 @@ def test_length_distributions_are_clipped_and_have_their_mean():
     assert min(w.input_len) >= 8 and max(w.input_len) <= 64
 
 
+def test_sharegpt_dataset_draws_the_benchmark_client_s_pairs():
+    rows = (WORKLOAD_DIR / "sharegpt_lengths.csv").read_text().splitlines()
+    pairs = {tuple(map(int, r.split(","))) for r in rows[1:]}
+    # vllm bench serve's filter (benchmarks/datasets.py is_valid_sequence) was applied
+    assert all(p >= 4 and c >= 4 and p <= 1024 and p + c <= 2048 for p, c in pairs)
+    spec = {"mode": "burst", "num_requests": 2000, "seed": 0, "dataset": "sharegpt"}
+    w = load_workload(spec)
+    assert set(zip(w.input_len, w.output_len)) <= pairs  # unscaled: the dataset's own pairs
+    assert w.input_len == load_workload(spec).input_len
+    assert w.input_len != load_workload({**spec, "seed": 1}).input_len
+    # the shape the lognormal stand-in missed: many very short turns and a long output tail
+    assert statistics.median(w.input_len) < 0.6 * statistics.fmean(w.input_len)
+    assert max(w.output_len) > 1024
+
+
+def test_sharegpt_dataset_scaled_to_a_run_s_token_totals():
+    w = load_workload({"mode": "closed", "concurrency": 4, "num_requests": 100, "dataset":
+                       {"name": "sharegpt", "input_mean": 232.6, "output_mean": 220.6}})
+    assert statistics.fmean(w.input_len) == pytest.approx(232.6, abs=0.05)
+    assert statistics.fmean(w.output_len) == pytest.approx(220.6, abs=0.05)
+    assert min(w.input_len) >= 1
+
+
 def test_priority_levels():
     w = load_workload({"mode": "burst", "num_requests": 300, "priority_levels": 3, **LENS})
     assert set(w.priority) == {0, 1, 2}
@@ -146,6 +169,14 @@ def test_bad_traces_name_the_problem(tmp_path, content, message):
      "workload.warmup_requests"),
     ({"mode": "burst", "num_requests": 5, "warmup_requests": -1, **LENS},
      "workload.warmup_requests"),
+    ({"mode": "burst", "num_requests": 5, "dataset": "lmsys"}, "workload.dataset.name"),
+    ({"mode": "burst", "num_requests": 5, "dataset": {"name": "sharegpt", "mean": 3}},
+     "workload.dataset"),
+    ({"mode": "burst", "num_requests": 5, "dataset": {"name": "sharegpt",
+                                                      "input_mean": -1}},
+     "workload.dataset.input_mean"),
+    ({"mode": "burst", "num_requests": 5, "dataset": "sharegpt", "input_len": 5},
+     "workload.input_len"),
 ])
 def test_bad_specs_raise_badinput_naming_the_field(spec, field):
     with pytest.raises(BadInput) as err:
