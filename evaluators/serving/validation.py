@@ -131,14 +131,20 @@ def effect_rows(ev: ServingSimEvaluator | None = None) -> Iterator[ValidationRow
 _ROW_CASE = re.compile(r"(\S+) \[(\w+), (\w+)\]")
 
 
-def medians(rows: list[ValidationRow]) -> dict[tuple[str, str, str], tuple[float, int]]:
-    """(engine, split, group) -> (median |error| %, rows) over the grouped metrics."""
-    acc: dict[tuple[str, str, str], list[float]] = {}
+def _grouped(rows: list[ValidationRow]) -> Iterator[tuple[str, str, str, str, float]]:
+    """(case id, engine, split, group, |error| %) of each measurement row of a grouped metric."""
     for r in rows:
         group = GROUPS.get(r.metric)
         m = _ROW_CASE.fullmatch(r.case)
         if group and m:
-            acc.setdefault((m.group(2), m.group(3), group), []).append(abs(r.error_pct))
+            yield m.group(1), m.group(2), m.group(3), group, abs(r.error_pct)
+
+
+def medians(rows: list[ValidationRow]) -> dict[tuple[str, str, str], tuple[float, int]]:
+    """(engine, split, group) -> (median |error| %, rows) over the grouped metrics."""
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for _, engine, split, group, err in _grouped(rows):
+        acc.setdefault((engine, split, group), []).append(err)
     return {k: (statistics.median(v), len(v)) for k, v in acc.items()}
 
 
@@ -162,11 +168,9 @@ def run_kind(case: Mapping[str, Any]) -> str:
 def breakdown(rows: list[ValidationRow], label: Mapping[str, str]) -> list[str]:
     """One note per engine: held-out medians per label of the case (kind of run, publication)."""
     acc: dict[tuple[str, str, str], list[float]] = {}
-    for r in rows:
-        m = _ROW_CASE.fullmatch(r.case)
-        group = GROUPS.get(r.metric)
-        if m and group and m.group(3) == "validation" and m.group(1) in label:
-            acc.setdefault((m.group(2), label[m.group(1)], group), []).append(abs(r.error_pct))
+    for case, engine, split, group, err in _grouped(rows):
+        if split == "validation" and case in label:
+            acc.setdefault((engine, label[case], group), []).append(err)
     notes = []
     for engine in ENGINES:
         parts = []
