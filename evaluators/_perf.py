@@ -78,10 +78,11 @@ class GpuConsts:
                  "launch", "attn_fwd", "attn_bwd", "nvlink_bw", "nic_bw", "coll_lat", "hop_lat",
                  "host_bw", "host_mem_bw", "peak_nominal")
 
-    def __init__(self, hw: Hardware, sustained: bool = False, fp8_block: bool = False) -> None:
+    def __init__(self, hw: Hardware, sustained: bool = False, fp8_block: bool = False,
+                 compute_scale: float = 1.0) -> None:
         self.hw = hw
         self.sm_count = hw.sm_count
-        clock = eff(hw, "sustained_clock") if sustained else 1.0
+        clock = (eff(hw, "sustained_clock") if sustained else 1.0) * compute_scale
         self.peak = {k: v * 1e12 * clock for k, v in hw.peak_tflops.items()}
         if fp8_block and "fp8" in self.peak:  # fp8 GEMMs apply 128-block scales
             self.peak["fp8"] *= eff(hw, "gemm_fp8_block_scale")
@@ -109,19 +110,21 @@ class GpuConsts:
         return self.nic_bw
 
 
-_CONSTS: dict[tuple[int, bool, bool], GpuConsts] = {}
+_CONSTS: dict[tuple[int, bool, bool, float], GpuConsts] = {}
 
 
-def consts(hw: Hardware, sustained: bool = False, fp8_block: bool = False) -> GpuConsts:
+def consts(hw: Hardware, sustained: bool = False, fp8_block: bool = False,
+           compute_scale: float = 1.0) -> GpuConsts:
     """Cached ``GpuConsts`` of a (catalog, hence long-lived) hardware entry.
 
     ``sustained``: scale compute peaks by ``sustained_clock`` (long training or serving runs).
     ``fp8_block``: fp8 GEMMs with 128-block scales, at ``gemm_fp8_block_scale`` of the rate.
+    ``compute_scale``: a software stack's achieved share of those compute peaks.
     """
-    key = (id(hw), sustained, fp8_block)
+    key = (id(hw), sustained, fp8_block, compute_scale)
     c = _CONSTS.get(key)
     if c is None or c.hw is not hw:
-        c = _CONSTS[key] = GpuConsts(hw, sustained, fp8_block)
+        c = _CONSTS[key] = GpuConsts(hw, sustained, fp8_block, compute_scale)
     return c
 
 

@@ -82,7 +82,8 @@ class StepModel:
     def __init__(self, plan: Plan, tp: int, pp: int, ep: int) -> None:
         hw, m = plan.hw, plan.model
         self.hw, self.model, self.tp, self.pp, self.ep = hw, m, tp, pp, ep
-        self.c = consts(hw, sustained=True, fp8_block=plan.fp8_recipe == "blockwise")
+        self.c = consts(hw, sustained=True, fp8_block=plan.fp8_recipe == "blockwise",
+                        compute_scale=float(plan.c("gemm_efficiency")))
         self.g = plan_geometry(plan, tp, ep)
         self.dp = tp if plan.dp_attention else 1
         # operand bytes: the weights dominate the traffic of every GEMM that streams them

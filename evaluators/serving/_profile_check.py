@@ -13,7 +13,7 @@ from tuner.evaluators.serving._geometry import MEMORY_RULES
 
 #: divisors and budgets: zero would divide by zero or admit nothing
 POSITIVE = frozenset({
-    "prefill_attention_efficiency", "expert_efficiency", "visible_fraction",
+    "prefill_attention_efficiency", "expert_efficiency", "gemm_efficiency", "visible_fraction",
     "default_memory_fraction", "default_token_budget", "default_token_budget_small_gpu",
     "default_max_num_seqs", "default_max_num_seqs_small_gpu", "default_kv_block_size",
     "small_gpu_below_gib", "mxfp4_expert_hidden_multiple", "mxfp4_expert_ffn_multiple",
@@ -21,7 +21,7 @@ POSITIVE = frozenset({
 #: shares of a whole
 AT_MOST_ONE = frozenset({
     "visible_fraction", "default_memory_fraction", "reserve_output_fraction",
-    "dp_attention_reserve_scale", "expert_efficiency"})
+    "dp_attention_reserve_scale", "expert_efficiency", "gemm_efficiency"})
 #: policies (``admission`` is checked where the plan reads it)
 CHOICES = {"memory_fraction_of": MEMORY_RULES}
 

@@ -46,7 +46,7 @@ CALIBRATION_SOURCES = {
 }
 #: the profile constants each engine's calibration rows fit
 _FITTED = ("per_seq_overhead_us", "frontend_ms_per_request", "step_overhead_us",
-           "api_latency_ms", "prefill_attention_efficiency")
+           "api_latency_ms", "prefill_attention_efficiency", "gemm_efficiency")
 FIT_CONSTANTS = {"vllm": _FITTED + ("allreduce_latency_us",), "sglang": _FITTED,
                  "trtllm": _FITTED}
 #: metric -> group of the issue's targets
