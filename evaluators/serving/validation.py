@@ -40,14 +40,15 @@ ENGINES = ("vllm", "sglang", "trtllm")
 
 #: publications whose rows fitted each engine's constants (everything else is held out)
 CALIBRATION_SOURCES = {
-    "vllm": ("gpustack-qwen3-8b", "vllm-ci", "gpustack-qwen3-14b"),
-    "sglang": ("gpustack-qwen3-8b", "gpustack-qwen3-14b"),
+    "vllm": ("gpustack-qwen3-8b", "vllm-ci", "gpustack-qwen3-14b", "gpustack-qwen3-235b-a22b"),
+    "sglang": ("gpustack-qwen3-8b", "gpustack-qwen3-14b", "gpustack-qwen3-235b-a22b"),
     "trtllm": ("gpustack-qwen3-8b", "gpustack-qwen3-14b"),
 }
 #: the profile constants each engine's calibration rows fit
 _FITTED = ("per_seq_overhead_us", "frontend_ms_per_request", "step_overhead_us",
            "api_latency_ms", "prefill_attention_efficiency", "gemm_efficiency")
-FIT_CONSTANTS = {"vllm": _FITTED + ("allreduce_latency_us",), "sglang": _FITTED,
+FIT_CONSTANTS = {"vllm": _FITTED + ("allreduce_latency_us", "expert_efficiency"),
+                 "sglang": _FITTED + ("expert_efficiency",),
                  "trtllm": _FITTED}
 #: metric -> group of the issue's targets
 GROUPS = {"throughput_tok_s": "throughput", "total_tok_s": "throughput",

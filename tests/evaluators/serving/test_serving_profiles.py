@@ -129,12 +129,28 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "vllm"\n[constants]\ncuda_graph_pad = 1024\n',
      "cuda_graph_pad: 1024 must be <= cuda_graph_max_batch \\(512\\)"),
     ('base = "vllm"\n[constants]\nvisible_fraction = 1.5\n', "must be <= 1"),
+    ('base = "vllm"\n[constants]\ngemm_efficiency = 1.2\n', "gemm_efficiency: 1.2 must be <= 1"),
+    ('base = "vllm"\n[constants]\ngemm_efficiency = 0.0\n', "gemm_efficiency: 0.0 must be > 0"),
     ('base = "vllm"\n[constants]\nmemory_fraction_of = "foo"\n', "valid: free, static"),
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
 ])
 def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
     with pytest.raises((BadInput, UnknownName), match=match):
         ServingSimEvaluator(profile=_write(tmp_path, text)).evaluate(BASE)
+
+
+def test_gemm_efficiency_slows_compute_bound_work_not_weight_streaming():
+    """The engine's share of the GEMM roofline scales what computes (a long prefill chunk, a
+    large decode batch), not a small decode batch that streams the weights."""
+    from tuner.evaluators.serving._latency import StepModel
+
+    shipped = load_profile("serving", "vllm", "engine")
+    full, half = (StepModel(parse(BASE, with_constants(shipped, {"gemm_efficiency": e,
+                                                                 "per_seq_overhead_us": 0.0})),
+                            1, 1, 1) for e in (1.0, 0.5))
+    assert half.linear(8192) == pytest.approx(2 * full.linear(8192), rel=0.05)
+    assert half.linear(1024) > 1.8 * full.linear(1024)
+    assert half.decode_step(4, 4 * 1000) == pytest.approx(full.decode_step(4, 4 * 1000), rel=0.02)
 
 
 @pytest.mark.parametrize("value", ["0", "0.5", "-256"])

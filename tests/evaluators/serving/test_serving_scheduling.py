@@ -134,8 +134,9 @@ def test_async_scheduling_key_overrides_the_engines_default():
     tpot = {a: EV.evaluate({**cfg, "async_scheduling": a}).metrics["tpot_ms_p50"]
             for a in (False, True)}
     assert EV.evaluate(cfg).metrics["tpot_ms_p50"] == tpot[False]  # vLLM 0.11: off
-    # vLLM's host time per running request (~0.18 ms x 64) hides behind the GPU step
-    assert tpot[True] < tpot[False] - 5
+    # vLLM's host time per running request (x 64) hides behind the GPU step
+    host_ms = parse(cfg).c("per_seq_overhead_us") * 64 / 1e3
+    assert tpot[True] < tpot[False] - 0.8 * host_ms
     sg = {**cfg, "engine": "sglang"}
     assert EV.evaluate(sg).metrics["tpot_ms_p50"] == \
         EV.evaluate({**sg, "async_scheduling": True}).metrics["tpot_ms_p50"]
@@ -194,7 +195,7 @@ def test_multi_step_runs_split_host_work_and_make_arrivals_wait_for_the_run():
     one = EV.evaluate(V0_MS).metrics
     ten = EV.evaluate({**V0_MS, "num_scheduler_steps": 10}).metrics
     # one scheduler call per 10 decode steps: the host work per token shrinks
-    assert ten["tpot_ms_p50"] < 0.9 * one["tpot_ms_p50"]
+    assert ten["tpot_ms_p50"] < 0.95 * one["tpot_ms_p50"]
     # a request arriving mid-run waits for the run's end (vLLM V0 multi-step's TTFT)
     assert ten["ttft_ms_p50"] > one["ttft_ms_p50"] + 20
     plan = parse({**V0_MS, "num_scheduler_steps": 10})
