@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,7 +268,7 @@ def sequential(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: G
 
 def joint(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal, trials: int,
           seed: int = 0) -> Outcome:
-    return _with_tiles(tpe_search("joint", context, overrides, goal, trials, seed))
+    return _with_tiles(tpe_search(f"joint s{seed}", context, overrides, goal, trials, seed))
 
 
 def uniform(name: str, context: Mapping[str, Any], overrides: Mapping[str, Any],
@@ -299,9 +299,10 @@ def domain_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, list[st
 
 
 def compare(context: Mapping[str, Any], overrides: Mapping[str, Any], goal: Goal,
-            trials: int, seed: int = 0) -> list[Outcome]:
-    """The four pipelines on one study, joint first."""
-    return [joint(context, overrides, goal, trials, seed),
+            trials: int, seeds: Sequence[int] = (0,)) -> list[Outcome]:
+    """The pipelines on one study: the joint search once per TPE seed (its result depends on
+    the seed), then the sequential pipeline and the uniform mixes (exact: run once)."""
+    return [*(joint(context, overrides, goal, trials, s) for s in seeds),
             sequential(context, overrides, goal),
             *(uniform(n, context, overrides, goal) for n in UNIFORM)]
 

@@ -257,7 +257,8 @@ def memory(g: Geometry, hw: Hardware, pp: int, weight_dtype: str, kv_dtype: str,
         kv = usable - weights - act - non_torch
         inside = weights + act + non_torch
     layers_stage = math.ceil(g.num_layers / pp)
-    frac_full = g.full_attn_layers / g.num_layers
+    # engines without a sliding-window pool give those layers a token's KV like the others
+    frac_full = 1.0 if prof["sliding_window_full_kv"] else g.full_attn_layers / g.num_layers
     per_layer = g.kv_bytes_per_token_layer * element_bytes(kv_dtype)
     kv_tok = per_layer * layers_stage * frac_full
     swa = per_layer * layers_stage * (1 - frac_full) * m.sliding_window

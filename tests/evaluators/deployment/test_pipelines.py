@@ -48,3 +48,13 @@ def test_exact_search_finds_what_tpe_finds_or_better():
     assert exact.cost <= tpe.cost
     assert domain_diff(exact.config, {**exact.config, "tp": 2}) == {
         "serving plan": [f"tp {exact.config['tp']} -> 2"]} or exact.config["tp"] == 2
+
+
+def test_compare_runs_the_joint_search_once_per_seed_before_the_exact_pipelines():
+    from tuner.evaluators.deployment.pipelines import compare
+
+    narrow = {**NARROW, "tp": {"fixed": 1}, "replicas": {"fixed": 2}}
+    outcomes = compare(CTX, narrow, GOAL, trials=4, seeds=(0, 1))
+    assert [o.name for o in outcomes] == ["joint s0", "joint s1", "sequential", "uniform fp8",
+                                          "uniform int4"]
+    assert all(o.metrics is not None for o in outcomes[2:])  # each exact pipeline met the SLOs

@@ -153,6 +153,21 @@ def test_gemm_efficiency_slows_compute_bound_work_not_weight_streaming():
     assert half.decode_step(4, 4 * 1000) == pytest.approx(full.decode_step(4, 4 * 1000), rel=0.02)
 
 
+def test_an_engine_without_a_sliding_window_pool_holds_fewer_tokens():
+    """gpt-oss alternates sliding-window and full layers: SGLang 0.5 gives every layer a token's
+    KV (no hybrid SWA pool for it), so its pool holds half the tokens of one that keeps only a
+    window per request in the sliding layers; the window's share per request is then gone."""
+    from tuner.evaluators.serving._plan import engine_memory
+
+    cfg = {**BASE, "engine": "sglang", "model": "gpt-oss-20b", "expert_weight_dtype": "mxfp4"}
+    shipped = load_profile("serving", "sglang", "engine")
+    full, window = (engine_memory(parse(cfg, with_constants(
+        shipped, {"sliding_window_full_kv": f})), 1, 1, 1) for f in (True, False))
+    assert full.kv == window.kv
+    assert full.kv_tokens(1) == pytest.approx(window.kv_tokens(1) / 2, rel=0.01)
+    assert full.swa_bytes_per_seq == 0 < window.swa_bytes_per_seq
+
+
 @pytest.mark.parametrize("value", ["0", "0.5", "-256"])
 def test_an_expert_padding_that_is_not_a_whole_number_is_named(tmp_path, value):
     path = _write(tmp_path, f'base = "vllm"\n[constants]\nmxfp4_expert_ffn_multiple = {value}\n')
