@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--study", choices=sorted(STUDIES), action="append")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error(f"--seeds: {args.seeds} must be >= 1")
+    for flag, value in (("--trials", args.trials), ("--seeds", args.seeds)):
+        if value < 1:
+            ap.error(f"{flag}: {value} must be >= 1")
     seeds = list(range(args.seeds))
     results = [run(n, args.trials, seeds) for n in (args.study or list(STUDIES))]
     if args.json:
