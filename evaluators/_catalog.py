@@ -224,8 +224,9 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
     if att == "mha" and kv != heads:
         raise BadInput("attention", f"mha needs num_kv_heads = num_heads ({kv} != {heads}); "
                        "use gqa")
-    if att == "gqa" and isinstance(kv, int) and isinstance(heads, int) and kv > heads:
-        raise BadInput("num_kv_heads", f"{kv} exceeds num_heads {heads}")
+    if att == "gqa" and isinstance(kv, int) and isinstance(heads, int) and kv >= heads:
+        raise BadInput("attention", f"gqa needs fewer KV heads than query heads "
+                       f"(num_kv_heads {kv}, num_heads {heads}); use mha for as many")
     if att == "mla":
         for k in _MLA_KEYS:
             v = config.get(k)
@@ -272,6 +273,10 @@ def model_from_config(config: Mapping[str, Any]) -> Model:
             if isinstance(config[k], bool) and k not in INLINE_ARCHITECTURE_KEYS:
                 raise BadInput(k, f"{str(config[k]).lower()} must be a number, not a boolean")
             data[k] = config[k]
+    if not config.get("head_dim") and data["hidden_size"] % data["num_heads"]:
+        # without head_dim the heads split hidden_size; a remainder is a typo, not a model
+        raise BadInput("head_dim", f"missing: hidden_size {data['hidden_size']} does not "
+                       f"split into num_heads {data['num_heads']} heads; state head_dim")
     m = _build(Model, data, "model")
     _check_inline_model(m)
     return m

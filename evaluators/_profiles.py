@@ -13,8 +13,9 @@ constants (achieved fractions, overheads, overlap shares, policies), each with i
     step_overhead_ms = [0.0, 50.0]
 
 A user's profile, written by ``tuner calibrate`` or by hand, names the shipped profile it
-refines and overrides some constants; it may carry the residual spread of its fit, which
-gives every prediction an uncertainty band::
+refines and overrides some constants (and, in ``[fit]``, the bounds of what calibration may
+move); it may carry the residual spread of its fit, which gives every prediction an
+uncertainty band::
 
     base = "vllm"
     [constants]
@@ -28,6 +29,7 @@ passes silently); constants keep the type of the base's value.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import tomllib
@@ -107,25 +109,36 @@ def _shipped(domain: str, name: str) -> Profile:
     where = f"{domain} profile {name}"
     data = _read(path, where)
     constants = dict(data.get("constants", {}))
+    return Profile(name, domain, MappingProxyType(constants),
+                   description=data.get("description", ""), path=str(path),
+                   fit_bounds=MappingProxyType(_fit_bounds(data, constants, where)))
+
+
+def _fit_bounds(data: Mapping[str, Any], constants: Mapping[str, Any], where: str
+                ) -> dict[str, tuple[float, float]]:
+    """A profile's ``[fit]`` table: constant -> (low, high) around its value."""
+    fit = data.get("fit", {})
+    if not isinstance(fit, dict):
+        raise BadInput(f"{where}.fit", f"{fit!r} must be a table ([fit])")
     bounds = {}
-    for key, b in data.get("fit", {}).items():
+    for key, b in fit.items():
         ok = (isinstance(b, list) and len(b) == 2 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in b) and b[0] < b[1])
         if key not in constants or not ok or not b[0] <= constants[key] <= b[1]:
             raise BadInput(f"{where}.fit.{key}", f"{b!r} must be [low, high] around a numeric "
                            "constant of the profile")
         bounds[key] = (float(b[0]), float(b[1]))
-    return Profile(name, domain, MappingProxyType(constants),
-                   description=data.get("description", ""), path=str(path),
-                   fit_bounds=MappingProxyType(bounds))
+    return bounds
 
 
 def _check_overrides(base: Profile, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = dict(base.constants)
     for key, value in overrides.items():
         if key not in base.constants:
+            close = difflib.get_close_matches(key, list(base.constants), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise BadInput(f"{where}.constants.{key}", f"unknown constant of the {base.name!r} "
-                           "profile; allowed: " + ", ".join(sorted(base.constants)))
+                           f"profile{hint}; allowed: " + ", ".join(sorted(base.constants)))
         ref = base.constants[key]
         if isinstance(ref, str) != isinstance(value, str) or isinstance(value, bool) \
                 != isinstance(ref, bool):
@@ -161,6 +174,11 @@ def load_profile(domain: str, name_or_path: str, field_: str) -> Profile:
     if base_name not in profile_names(domain):
         raise UnknownName(f"{field_}: base", base_name, profile_names(domain))
     base = _shipped(domain, base_name)
+    for key in ("constants", "uncertainty"):
+        if not isinstance(data.get(key, {}), dict):
+            raise BadInput(f"{field_}.{key}", f"{data[key]!r} must be a table ([{key}])")
+    if not isinstance(data.get("description", ""), str):
+        raise BadInput(f"{field_}.description", f"{data['description']!r} must be a string")
     constants = _check_overrides(base, data.get("constants", {}), field_)
     unc = data.get("uncertainty", {})
     if not isinstance(unc, dict) or not all(
@@ -168,9 +186,20 @@ def load_profile(domain: str, name_or_path: str, field_: str) -> Profile:
             for v in unc.values()):
         raise BadInput(f"{field_}.uncertainty", "must map metric names to non-negative "
                        "log-space standard deviations")
+    # the file's [fit] refines what `tuner calibrate` may move, as its constants refine values
+    bounds = {**base.fit_bounds, **_fit_bounds(data, constants, field_)}
     return Profile(base.name, domain, MappingProxyType(constants),
                    MappingProxyType({k: float(v) for k, v in unc.items()}),
-                   data.get("description", base.description), str(path), base.fit_bounds)
+                   data.get("description", base.description), str(path),
+                   MappingProxyType(bounds))
+
+
+def check_bands(profile: Profile, metrics: tuple[str, ...], field_: str) -> None:
+    """``BadInput`` for an ``[uncertainty]`` entry that names no metric of the evaluator (a
+    typo would otherwise drop the band without a word)."""
+    unknown = sorted(set(profile.uncertainty) - set(metrics))
+    if unknown:
+        raise UnknownName(f"{field_}.uncertainty", unknown[0], list(metrics))
 
 
 def with_constants(profile: Profile, values: Mapping[str, Any]) -> Profile:
@@ -180,5 +209,5 @@ def with_constants(profile: Profile, values: Mapping[str, Any]) -> Profile:
                    profile.uncertainty, profile.description, profile.path, profile.fit_bounds)
 
 
-__all__ = ["BAND_Z", "Profile", "load_profile", "profile_dir", "profile_names",
+__all__ = ["BAND_Z", "Profile", "check_bands", "load_profile", "profile_dir", "profile_names",
            "with_constants"]

@@ -2,7 +2,8 @@
 
 Spaces and their parameters (with the values each may take, for the domain's example
 context: some ranges depend on the context, e.g. tile sizes on the matrix shape), evaluators
-with their metrics and options, samplers, hardware, models and serving workloads.
+with their metrics and options, samplers, software stacks (training frameworks, serving
+engines), hardware, models and serving workloads.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 from tuner._tables import fmt
 
-SECTIONS = ("spaces", "params", "evaluators", "metrics", "samplers", "hardware", "models",
-            "workloads")
+SECTIONS = ("spaces", "params", "evaluators", "metrics", "samplers", "stacks", "hardware",
+            "models", "workloads")
 
 
 def add_arguments(c: argparse.ArgumentParser) -> None:
@@ -31,9 +32,10 @@ def _console() -> Any:
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=escape(title))  # "[space]" is the study file's table, not markup
     for i, c in enumerate(columns):
         t.add_column(c, overflow="fold", no_wrap=i == 0)
     return t
@@ -111,6 +113,17 @@ def _workloads(console: Any) -> None:
     console.print(t)
 
 
+def _stacks(console: Any) -> None:
+    from tuner.evaluators._profiles import load_profile, profile_names
+
+    t = _table("software stacks (training: config key framework; serving: config key engine)",
+               ("name", "config key", "profile"))
+    for domain, key in (("training", "framework"), ("serving", "engine")):
+        for name in profile_names(domain):
+            t.add_row(name, key, load_profile(domain, name, key).description)
+    console.print(t)
+
+
 def run(args: argparse.Namespace) -> int:
     from tuner import registry
     from tuner.evaluators import _catalog as cat
@@ -135,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         for k, v in registry.SAMPLERS.items():
             t.add_row(k, v)
         console.print(t)
+    if what in (None, "stacks"):
+        _stacks(console)
     if what in (None, "hardware"):
         t = _table("hardware (config key gpu)", ("name", "HBM GiB", "HBM TB/s", "bf16 TF/s",
                                                  "fp8 TF/s", "SMs", "GPUs/node",

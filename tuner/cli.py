@@ -373,8 +373,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from tuner.registry import VALIDATIONS, resolve
 
-    if args.json and not Path(args.json).expanduser().parent.is_dir():
-        raise BadInput("--json", f"{args.json}: its directory does not exist")
+    if args.json:
+        out = Path(args.json).expanduser()
+        if not out.parent.is_dir():
+            raise BadInput("--json", f"{args.json}: its directory does not exist")
+        if out.is_dir():
+            raise BadInput("--json", f"{args.json} is a directory; give a file path")
     report = resolve("domain", VALIDATIONS, args.domain, plugins=False)()
     console = _console()
     table = Table(title=f"{report.domain}: simulator vs reference")
@@ -398,9 +402,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if args.json:
-        Path(args.json).expanduser().write_text(json.dumps({
+        def plain(v: Any) -> Any:  # JSON has no NaN: a metric without a target gets null
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [plain(x) for x in v]
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        out.write_text(json.dumps(plain({
             "domain": report.domain, "summary": report.summary(),
-            "rows": [dict(r.__dict__, error_pct=r.error_pct) for r in report.rows]}, indent=1))
+            "rows": [dict(r.__dict__, error_pct=r.error_pct) for r in report.rows]}),
+            indent=1, allow_nan=False))
     if args.check and not report.meets_targets():
         console.print("targets not met")
         return EXIT_INTERNAL

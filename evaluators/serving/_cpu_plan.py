@@ -105,7 +105,7 @@ def parse_llama_cpp(config: Mapping[str, Any], prof: Profile) -> Any:
         preemption_mode="recompute", scheduling_policy="fcfs", swap_space_gib=0.0,
         max_model_len=_int(config, "max_model_len", ctx), kv_link_gbit_s=None,
         api_overhead_ms=_float(config, "api_overhead_ms", float(prof["api_latency_ms"]),
-                               -1e-9),
+                               zero_ok=True),
         workload=config["workload"], slo_ttft_ms=_float(config, "slo_ttft_ms", None),
         slo_tpot_ms=_float(config, "slo_tpot_ms", None),
         ubatch_size=ubatch, kv_cache_tokens=ctx, threads=threads,

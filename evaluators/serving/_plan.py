@@ -105,12 +105,17 @@ def _field(config: Mapping[str, Any], key: str) -> str:
     return key if key in config else f"{key} (the engine profile's default)"
 
 
+def _shown(v: Any) -> str:
+    """A value as the study file spells it (true, not True)."""
+    return json.dumps(v) if isinstance(v, bool) or v is None else repr(v)
+
+
 def _int(config: Mapping[str, Any], key: str, default: int | None, low: int = 1) -> int | None:
     v = config.get(key, default)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise BadInput(_field(config, key), f"{v!r} must be an integer >= {low}")
+        raise BadInput(_field(config, key), f"{_shown(v)} must be an integer >= {low}")
     return v
 
 
@@ -124,17 +129,19 @@ def _choice(config: Mapping[str, Any], key: str, default: str, valid: tuple[str,
 def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     v = config.get(key, default)
     if not isinstance(v, bool):
-        raise BadInput(_field(config, key), f"{v!r} must be true or false")
+        raise BadInput(_field(config, key), f"{_shown(v)} must be true or false")
     return v
 
 
-def _float(config: Mapping[str, Any], key: str, default: float | None, low: float = 0.0,
-           high: float = math.inf) -> float | None:
+def _float(config: Mapping[str, Any], key: str, default: float | None, high: float = math.inf,
+           zero_ok: bool = False) -> float | None:
     v = config.get(key, default)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v <= high):
-        raise BadInput(_field(config, key), f"{v!r} must be a number in ({low:g}, {high:g}]")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) \
+            or not ((v >= 0 if zero_ok else v > 0) and v <= high):
+        want = (">= 0" if zero_ok else "> 0") + ("" if high == math.inf else f" and <= {high:g}")
+        raise BadInput(_field(config, key), f"{_shown(v)} must be a number {want}")
     return float(v)
 
 
@@ -322,7 +329,7 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
             max_seqs //= tp
     offline = _bool(config, "offline", False)
     api = 0.0 if offline else _float(config, "api_overhead_ms", float(prof["api_latency_ms"]),
-                                     -1e-9)
+                                     zero_ok=True)
     plan = Plan(
         model=model, hw=hw, engine=engine, profile=prof, num_gpus=_int(config, "num_gpus", None),
         tp=tp, pp=pp, ep=_int(config, "ep", 1),
@@ -339,10 +346,10 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         mixed_prefill=_bool(config, "mixed_prefill", bool(prof["default_mixed_prefill"])),
         kv_block_size=_int(config, "kv_block_size", int(prof["default_kv_block_size"])),
         gpu_memory_utilization=_float(config, "gpu_memory_utilization", default_memory_fraction(
-            prof, hw, tp, pp, max_tokens, dp_attention), 0.0, 1.0),
+            prof, hw, tp, pp, max_tokens, dp_attention), 1.0),
         preemption_mode=_choice(config, "preemption_mode", "recompute", PREEMPTION_MODES),
         scheduling_policy=_choice(config, "scheduling_policy", "fcfs", POLICIES),
-        swap_space_gib=_float(config, "swap_space_gib", 4.0, -1e-9),
+        swap_space_gib=_float(config, "swap_space_gib", 4.0, zero_ok=True),
         max_model_len=_int(config, "max_model_len", model.max_seq_len),
         kv_link_gbit_s=_float(config, "kv_link_gbit_s", None),
         api_overhead_ms=api,

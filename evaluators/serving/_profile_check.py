@@ -21,20 +21,23 @@ POSITIVE = frozenset({
 #: shares of a whole
 AT_MOST_ONE = frozenset({
     "visible_fraction", "default_memory_fraction", "reserve_output_fraction",
-    "dp_attention_reserve_scale", "expert_efficiency", "gemm_efficiency"})
+    "dp_attention_reserve_scale", "expert_efficiency", "gemm_efficiency",
+    "prefill_attention_efficiency"})
 #: policies (``admission`` is checked where the plan reads it)
 CHOICES = {"memory_fraction_of": MEMORY_RULES}
 
 _CHECKED: dict[int, Profile] = {}
 
 
-def checked(prof: Profile) -> Profile:
-    """``prof`` after its constants' range check (once per profile object)."""
+def checked(prof: Profile, prefix: str | None = None) -> Profile:
+    """``prof`` after its constants' range check (once per profile object); an error's field
+    is ``prefix`` (default ``"profile <name>: "``) + the constant."""
     if _CHECKED.get(id(prof)) is prof:
         return prof
     shipped = load_profile("serving", prof.name, "engine").constants
+    prefix = f"profile {prof.name}: " if prefix is None else prefix
     for key, v in prof.constants.items():
-        where, base = f"profile {prof.name}: {key}", shipped.get(key)
+        where, base = prefix + key, shipped.get(key)
         if isinstance(base, bool) or isinstance(v, bool):
             continue
         if isinstance(base, str):
@@ -50,7 +53,7 @@ def checked(prof: Profile) -> Profile:
     pad, most = (prof.constants.get(k) for k in ("cuda_graph_pad", "cuda_graph_max_batch"))
     if isinstance(pad, int) and isinstance(most, int) and pad > most:
         # a batch pads up to a captured size, and none is above the largest
-        raise BadInput(f"profile {prof.name}: cuda_graph_pad",
+        raise BadInput(prefix + "cuda_graph_pad",
                        f"{pad} must be <= cuda_graph_max_batch ({most})")
     _CHECKED[id(prof)] = prof
     return prof

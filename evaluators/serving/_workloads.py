@@ -62,6 +62,8 @@ _KEYS = {
 _DISTS = {"fixed": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv"),
           "normal": ("mean", "std")}
 _DIST_OPTIONAL = ("min", "max")
+#: requests one simulated run may hold (about half a minute of simulation on one core)
+MAX_REQUESTS = 1_000_000
 #: ``dataset`` names -> CSV of (prompt_tokens, completion_tokens) in ``catalog/workloads/``
 DATASETS = {"sharegpt": "sharegpt_lengths.csv"}
 
@@ -269,6 +271,9 @@ def _requests(spec: Mapping[str, Any], field: str) -> Workload:
     n = spec.get("num_requests")
     if n is not None:
         n = int(_num(spec, "num_requests", field, integer=True))
+        if n > MAX_REQUESTS:
+            raise BadInput(f"{field}.num_requests", f"{n} is above the {MAX_REQUESTS} "
+                           "requests one simulated run may hold")
     dataset = spec.get("dataset")
     if dataset is not None:
         both = [k for k in ("input_len", "output_len") if k in spec]
@@ -282,7 +287,7 @@ def _requests(spec: Mapping[str, Any], field: str) -> Workload:
     concurrency = None
     if mode == "closed":
         concurrency = int(_num(spec, "concurrency", field, integer=True))
-        n = n if n is not None else concurrency * 10
+        n = n if n is not None else min(concurrency * 10, MAX_REQUESTS)
         arrivals = [0.0] * n
     elif mode == "burst":
         if n is None:
@@ -298,6 +303,10 @@ def _requests(spec: Mapping[str, Any], field: str) -> Workload:
             duration = _num(spec, "duration_s", field)
         t = 0.0
         while (n is None or len(arrivals) < n) and (duration is None or t <= duration):
+            if len(arrivals) == MAX_REQUESTS:
+                raise BadInput(f"{field}.duration_s", f"rate x duration_s brings more than "
+                               f"{MAX_REQUESTS} requests, the most one simulated run may "
+                               "hold")
             arrivals.append(t)
             # Gamma(shape, 1/(rate*shape)) has mean 1/rate; shape 1 is exponential
             t += rng.gammavariate(shape, 1.0 / (rate * shape))

@@ -9,7 +9,8 @@ Config keys (all optional but ``workload``; defaults are the chosen engine's on 
 ``model``                   catalog name or Hugging Face id (or inline dimensions)
 ``gpu``                     ``h100_sxm`` (default), ``h200_sxm``, ``a100_sxm_80gb``, ``b200``...
                             or a hardware profile file (``*.toml``)
-``tp``, ``pp``, ``ep``      parallelism of one replica (``ep`` divides ``tp``; MoE only)
+``tp``, ``pp``, ``ep``      parallelism of one replica (``ep`` divides ``tp``; MoE only; a
+                            disaggregated worker uses ``min(ep, its tp)``)
 ``dp_attention``            attention data parallel across the replica's ``tp`` GPUs (SGLang
                             ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``):
                             each GPU serves its own requests from its own KV cache, MoE layers
@@ -72,7 +73,7 @@ from typing import Any
 
 from tuner import BaseEvaluator, EvalResult, Option
 from tuner.evaluators._catalog import CATALOG_DIR
-from tuner.evaluators._profiles import Profile, profile_dir
+from tuner.evaluators._profiles import Profile, check_bands, load_profile, profile_dir
 from tuner.evaluators.serving._cluster import simulate
 from tuner.evaluators.serving._plan import (
     ALLOWED_KEYS,
@@ -84,6 +85,7 @@ from tuner.evaluators.serving._plan import (
     problems,
 )
 from tuner.evaluators.serving._plan import stack_profile as _stack_profile
+from tuner.evaluators.serving._profile_check import checked
 
 METRICS = ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
            "throughput_tok_s", "throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok",
@@ -171,6 +173,13 @@ class ServingSimEvaluator(BaseEvaluator):
     profile_domain = "serving"
     calibration_metrics = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "ttft_ms_p99",
                            "tpot_ms_p99")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if "profile" in options:  # a bad file is named before any trial runs
+            field = "evaluator.options.profile"
+            prof = load_profile("serving", options["profile"], field)
+            check_bands(checked(prof, f"{field}.constants."), METRICS, field)
 
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""

@@ -77,6 +77,10 @@ def _chunks(layers: int, pp: int, v: int, first: int, last: int, emb: bool, loss
         stage = [per] * pp
         stage[0] = f if f >= 0 else per
         stage[-1] = l_ if l_ >= 0 else per
+        if 0 in stage:  # a stage of GPUs with nothing to run
+            return [], (f"pp_first_stage_layers/pp_last_stage_layers leave {stage.count(0)} "
+                        f"of the {pp} stages without layers (first {stage[0]}, others {per}, "
+                        f"last {stage[-1]})")
         out = [0] * n
         for r in range(pp):
             for j, c in enumerate(_split(stage[r], v)):

@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuner import BadInput, BaseEvaluator, EvalResult, Option
-from tuner.evaluators._profiles import Profile
+from tuner.evaluators._profiles import Profile, check_bands
 from tuner.evaluators.training._plan import ALLOWED_KEYS, parse_plan, plan_errors
 from tuner.evaluators.training._profile import FRAMEWORKS, checked, framework_profile, profile_file
 from tuner.evaluators.training._step import breakdown, clear_caches, estimate
@@ -110,6 +110,7 @@ class TrainingSimEvaluator(BaseEvaluator):
                                + ", ".join(DEFAULT_OPTIONS))
             if k == "profile":
                 self._override = profile_file(v)
+                check_bands(self._override, self.metrics, "evaluator.options.profile")
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise BadInput(f"evaluator.options.{k}", f"{v!r} must be a number >= 0")
         self._checked = True
@@ -134,8 +135,13 @@ class TrainingSimEvaluator(BaseEvaluator):
         """The profile a config runs under: the ``profile`` option, else its framework's."""
         if not self._checked:
             self._check_options()
-        if self._override is not None:
-            return self._override
+        prof = self._override
+        if prof is not None:
+            fw = config.get("framework") if isinstance(config, Mapping) else None
+            if fw is not None and fw != prof.name:  # one of the two is a mistake
+                raise BadInput("evaluator.options.profile", f"{prof.path} refines the "
+                               f"{prof.name!r} profile but the config's framework is {fw!r}")
+            return prof
         fw = config.get("framework", "megatron") if isinstance(config, Mapping) else None
         return framework_profile(fw)
 

@@ -105,7 +105,8 @@ def test_storage_flag_and_env_var(tmp_path):
 def test_catalog_lists_everything():
     proc = tuner("catalog")
     assert proc.returncode == 0
-    for word in ("training-sim", "tpe", "h100_sxm", "llama3.1-70b", "kernel-gemm"):
+    for word in ("training-sim", "tpe", "h100_sxm", "llama3.1-70b", "kernel-gemm",
+                 "torchtitan", "trtllm", "[space] domain"):  # the study file's table names
         assert word in proc.stdout
 
 
@@ -146,3 +147,22 @@ def test_ctrl_c_stops_cleanly_and_keeps_completed_trials(tmp_path):
     show = tuner("show", "toy")
     assert show.returncode == 0 and f"({stored} total)" in show.stdout
     assert "state: interrupted" in show.stdout
+
+
+def test_validate_json_is_strict_json_and_a_directory_is_refused(tmp_path, monkeypatch, capsys):
+    from tuner import registry
+    from tuner.cli import main
+
+    monkeypatch.setitem(registry.VALIDATIONS, "toy", "tuner.testing.toys:toy_validation")
+    out = tmp_path / "v.json"
+    assert main(["validate", "toy", "--json", str(out), "--check"]) == 0
+
+    def no_nan(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    summary = json.loads(out.read_text(), parse_constant=no_nan)["summary"]
+    assert summary["speed"]["target_mean_pct"] == 15.0
+    assert summary["memory"]["target_mean_pct"] is None  # informational: no target
+    capsys.readouterr()
+    assert main(["validate", "toy", "--json", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

@@ -122,3 +122,12 @@ class ToyStackReal(ToyStackSim):
         wobble = 1.0 + 0.02 * (((x * 7 + y * 13) % 5) - 2) / 2
         return EvalResult.ok({"latency_ms": (12.0 + (3 * x + y + 1) / 2.5) * wobble,
                               "value": float(x + y)})
+
+
+def toy_validation() -> Any:
+    """A ``tuner validate`` report with one targeted and one informational metric."""
+    from tuner._validation import ValidationReport, ValidationRow
+
+    rows = [ValidationRow("toy a", "speed", 11.0, 10.0, "made up"),
+            ValidationRow("toy a", "memory", 5.0, 4.0, "made up")]
+    return ValidationReport("toy", rows, targets={"speed": (15.0, 15.0)})

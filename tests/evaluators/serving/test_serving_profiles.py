@@ -117,12 +117,17 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ('base = "vllm"\n[constants]\nstep_overhead = 1.0\n', "step_overhead: unknown constant"),
+    ('base = "vllm"\n[constants]\nstep_overhead = 1.0\n',
+     "step_overhead: unknown constant.*did you mean 'step_overhead_us'"),
+    ('base = "vllm"\nconstants = 5\n', "profile.constants: 5 must be a table"),
+    ('base = "vllm"\n[uncertainty]\ntpot_ms_p5O = 0.1\n',
+     "profile.uncertainty: unknown 'tpot_ms_p5O' \\(did you mean 'tpot_ms_p50'"),
     ('base = "vllm"\n[constants]\nadmission = 3\n', "admission: 3 must be of the type"),
     ('base = "tgi"\n', "base"),
     ('[constants]\nstep_overhead_us = 1.0\n', "base: missing.*allowed: llama.cpp, sglang"),
     ('base = "vllm"\n[constants]\ndefault_max_num_seqs = 0\n',
-     "profile vllm: default_max_num_seqs: 0 must be > 0"),
+     "evaluator.options.profile.constants.default_max_num_seqs: 0 must be > 0"),
+    ('base = "vllm"\n[constants]\nprefill_attention_efficiency = 7.0\n', "must be <= 1"),
     ('base = "vllm"\n[constants]\nprefill_attention_efficiency = 0.0\n', "must be > 0"),
     ('base = "vllm"\n[constants]\nallreduce_latency_us = -1e7\n', "must be >= 0"),
     ('base = "vllm"\n[constants]\ncuda_graph_pad = 2.5\n', "must be a whole number"),
@@ -135,8 +140,10 @@ def test_profile_option_overrides_the_engine_profile(tmp_path):
     ('base = "vllm"\nconstants = [\n', "not valid TOML"),
 ])
 def test_bad_profile_files_name_what_is_wrong(tmp_path, text, match):
-    with pytest.raises((BadInput, UnknownName), match=match):
-        ServingSimEvaluator(profile=_write(tmp_path, text)).evaluate(BASE)
+    # refused when the evaluator is built, before a study runs a trial
+    with pytest.raises((BadInput, UnknownName), match=match) as err:
+        ServingSimEvaluator(profile=_write(tmp_path, text))
+    assert "\n" not in str(err.value)
 
 
 def test_gemm_efficiency_slows_compute_bound_work_not_weight_streaming():
@@ -224,3 +231,44 @@ def test_calibration_recovers_a_profile_constant(tmp_path):
     # the fit's prior (a pull towards the shipped value) costs a little accuracy
     assert report.fitted["api_latency_ms"] == pytest.approx(12.0, abs=2.0)
     assert report.loo_after["ttft_ms_p50"] < report.loo_before["ttft_ms_p50"]
+
+
+def test_a_study_with_a_bad_profile_file_stops_before_its_first_trial(tmp_path, capsys):
+    import sqlite3
+
+    from conftest import write_toml
+
+    from tuner.cli import main
+
+    bad = _write(tmp_path, 'base = "vllm"\n[constants]\nstep_overhead_us = -3\n')
+    study = write_toml(tmp_path / "s.toml", {
+        "name": "bad-profile", "seed": 0,
+        "space": {"domain": "serving", "context": {"model": "llama3.1-8b", "workload": {
+            "mode": "burst", "num_requests": 8, "input_len": 64, "output_len": 8}},
+                  "params": {"max_num_seqs": {"choices": [8, 16]}}},
+        "evaluator": {"name": "serving-sim", "options": {"profile": bad}},
+        "objectives": [{"metric": "throughput_tok_s", "direction": "maximize"}],
+        "budget": {"trials": 4}})
+    db = tmp_path / "t.db"
+    assert main(["run", study, "--storage", f"sqlite:///{db}", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: evaluator.options.profile.constants.step_overhead_us: -3 must be "
+                   ">= 0"]
+    if db.exists():  # nothing ran: no trial stored
+        with sqlite3.connect(db) as con:
+            tables = {r[0] for r in con.execute("select name from sqlite_master")}
+            assert "trials" not in tables or not con.execute(
+                "select count(*) from trials").fetchone()[0]
+
+
+def test_a_profile_files_fit_table_refines_what_calibration_may_move(tmp_path):
+    path = _write(tmp_path, 'base = "vllm"\n[constants]\nstep_overhead_us = 50.0\n'
+                  "[fit]\nstep_overhead_us = [10.0, 200.0]\n")
+    prof = load_profile("serving", path, "evaluator.options.profile")
+    assert prof.fit_bounds["step_overhead_us"] == (10.0, 200.0)
+    shipped = load_profile("serving", "vllm", "engine").fit_bounds
+    assert prof.fit_bounds["gemm_efficiency"] == shipped["gemm_efficiency"]  # the rest kept
+    outside = _write(tmp_path, 'base = "vllm"\n[fit]\nstep_overhead_us = [1e5, 2e5]\n')
+    with pytest.raises(BadInput, match=r"fit\.step_overhead_us: \[100000.0, 200000.0\] must "
+                       r"be \[low, high\] around"):
+        ServingSimEvaluator(profile=outside)

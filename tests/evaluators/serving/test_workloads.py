@@ -156,6 +156,9 @@ def test_bad_traces_name_the_problem(tmp_path, content, message):
     ({"mode": "poisson", "rate": -2, "num_requests": 5, **LENS}, "workload.rate"),
     ({"mode": "gamma", "rate": 2, "num_requests": 5, **LENS}, "workload.burstiness"),
     ({"mode": "burst", **LENS}, "workload.num_requests"),
+    # a run that would simulate for hours is refused, not started
+    ({"mode": "burst", "num_requests": 10**8, **LENS}, "workload.num_requests"),
+    ({"mode": "poisson", "rate": 1e5, "duration_s": 100, **LENS}, "workload.duration_s"),
     ({"mode": "warp", **LENS}, "workload.mode"),
     ({"mode": "burst", "num_requests": 5, "input_len": 0, "output_len": 5},
      "workload.input_len"),

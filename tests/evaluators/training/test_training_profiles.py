@@ -68,6 +68,8 @@ def test_profile_option_overrides_and_enters_the_fingerprint(tmp_path):
     ('base = "megatron"\n[constants]\nfsdp_overlap = 1.5\n', "constants.fsdp_overlap"),
     ('base = "megatron"\n[constants]\nattention_kernel = "fa9"\n', "constants.attention_kernel"),
     ('base = "tensorflow"\n', "base"),
+    ('base = "megatron"\nconstants = 5\n', "profile.constants"),
+    ('base = "megatron"\n[uncertainty]\ntokens_per_sec = 0.1\n', "profile.uncertainty"),
 ])
 def test_bad_profile_files_name_the_constant(tmp_path, body, field):
     ev = TrainingSimEvaluator(profile=_write(tmp_path, body))
@@ -75,6 +77,14 @@ def test_bad_profile_files_name_the_constant(tmp_path, body, field):
         ev.evaluate(L8)
     assert field in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_profile_for_another_framework_than_the_config_states_is_refused(tmp_path):
+    ev = TrainingSimEvaluator(profile=_write(tmp_path, 'base = "megatron"\n'))
+    assert ok(L8, ev).metrics  # a config that names no framework runs under the profile
+    with pytest.raises(BadInput, match="refines the 'megatron' profile but the config's "
+                       "framework is 'fsdp'"):
+        ev.evaluate({**L8, "framework": "fsdp"})
 
 
 def test_missing_constant_is_named():

@@ -268,6 +268,11 @@ def test_inline_models_state_their_architecture(drop, field):
 def test_inline_architecture_is_checked_and_changes_the_flops():
     with pytest.raises(BadInput, match="mha needs num_kv_heads = num_heads"):
         EV.evaluate({**GPT, "num_kv_heads": 8})
+    with pytest.raises(BadInput, match="gqa needs fewer KV heads than query heads"):
+        EV.evaluate({**GPT, "attention": "gqa"})
+    with pytest.raises(BadInput, match="head_dim: missing: hidden_size 2050 does not split"):
+        EV.evaluate({**GPT, "hidden_size": 2050})
+    assert ok({**GPT, "hidden_size": 2050, "head_dim": 128}).metrics  # stated: as Gemma does
     with pytest.raises(BadInput, match="kv_lora_rank"):
         EV.evaluate({**GPT, "attention": "mla"})
     with pytest.raises(BadInput, match="gated_mlp: 'yes' must be true or false"):

@@ -24,6 +24,8 @@ def test_layer_counts_per_chunk_and_rank():
     assert max(d + m for d, m in bal.ranks) == 7 and sum(d + m for d, m in bal.ranks) == 78
     assert "not divisible" in layout(78, 78, 12, 1).error
     assert "do not divide evenly" in layout(61, 61, 8, 1, first=6, last=6).error
+    empty = layout(80, 80, 8, 1, first=80).error  # seven stages of GPUs with nothing to run
+    assert "leave 7 of the 8 stages without layers" in empty
 
 
 def test_published_uneven_plans_run_and_strict_ones_are_rejected():
