@@ -113,8 +113,10 @@ INLINE_ARCHITECTURE_KEYS = {
 }
 ATTENTION_TYPES = ("mha", "gqa", "mla")
 _MLA_KEYS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+#: catalog bookkeeping, not a dimension: an inline model has none
+_MODEL_METADATA = ("name", "description", "source", "aliases")
 _MODEL_OPTIONAL = tuple(f.name for f in dataclasses.fields(Model)
-                        if f.name not in INLINE_MODEL_KEYS + ("name",))
+                        if f.name not in INLINE_MODEL_KEYS + _MODEL_METADATA)
 #: every key of an inline model (its required dimensions, then the optional ones)
 MODEL_KEYS = INLINE_MODEL_KEYS + _MODEL_OPTIONAL
 

@@ -13,7 +13,6 @@ scheduler keys in ``GPU_KEYS``; llama.cpp takes exactly the knobs of ``llama-ser
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -24,6 +23,7 @@ from typing import Any
 from tuner import BadInput, UnknownName
 from tuner.evaluators._catalog import (
     INLINE_MODEL_KEYS,
+    MODEL_KEYS,
     Hardware,
     Model,
     get_hardware,
@@ -75,7 +75,6 @@ LLAMA_CPP_KEYS = COMMON_KEYS + (
     "disaggregated")
 #: every key a serving-sim config may hold besides the model's inline dimensions
 CONFIG_KEYS = tuple(dict.fromkeys(GPU_KEYS + LLAMA_CPP_KEYS))
-MODEL_KEYS = tuple(f.name for f in dataclasses.fields(Model) if f.name not in ("name",))
 ALLOWED_KEYS = frozenset(CONFIG_KEYS) | frozenset(MODEL_KEYS)
 
 

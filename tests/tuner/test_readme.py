@@ -108,3 +108,10 @@ def test_catalog_lists_workloads_metrics_and_each_domains_parameters(capsys):
             assert w in text, w
     assert main(["catalog", "params"]) == 0
     assert "kernel-attention: parameters" in capsys.readouterr().out
+
+
+def test_every_inline_model_key_is_explained():
+    from tuner.evaluators._catalog import MODEL_KEYS
+
+    missing = [k for k in MODEL_KEYS if f"`{k}`" not in README]
+    assert not missing, f"README does not explain the model keys {missing}"
