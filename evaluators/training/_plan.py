@@ -273,7 +273,9 @@ def plan_errors(p: Plan) -> list[str]:
     if p.pp_interleave > 1 and p.pp == 1:
         errs.append(f"pp_interleave {p.pp_interleave} needs pp > 1")
     lay: Layout = p.layout
-    if lay.error:
+    if p.pp > 1 and p.profile["pipeline_split"] == "none":
+        errs.append(f"pp {p.pp}: the {p.profile.name} stack has no pipeline parallelism")
+    elif lay.error:
         errs.append(lay.error)
     if p.dp:
         per_step = p.dp * p.micro_batch

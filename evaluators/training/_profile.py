@@ -29,7 +29,7 @@ FRAMEWORKS = ("megatron", "torchtitan", "fsdp", "deepspeed")
 DEFAULT_FRAMEWORK = "megatron"
 ATTENTION_KERNELS = ("fa2", "fa3", "cudnn")
 FP8_RECIPES = ("delayed", "tensorwise", "blockwise")
-PIPELINE_SPLITS = ("strict", "balanced")
+PIPELINE_SPLITS = ("strict", "balanced", "none")
 
 #: constant -> (type, allowed range or choices)
 SCHEMA: dict[str, tuple[type, Any]] = {

@@ -87,6 +87,13 @@ def test_a_profile_for_another_framework_than_the_config_states_is_refused(tmp_p
         ev.evaluate({**L8, "framework": "fsdp"})
 
 
+def test_a_stack_without_pipeline_stages_refuses_pp():
+    res = EV.evaluate({**L8, "framework": "fsdp", "pp": 4})
+    assert res.status.value == "infeasible"
+    assert res.reason == "pp 4: the fsdp stack has no pipeline parallelism"
+    assert ok({**L8, "framework": "torchtitan", "pp": 4}).metrics  # torch pipelining
+
+
 def test_missing_constant_is_named():
     base = framework_profile("megatron")
     from types import MappingProxyType
