@@ -228,7 +228,8 @@ def _check_architecture(config: Mapping[str, Any]) -> None:
                        "use gqa")
     if att == "gqa" and isinstance(kv, int) and isinstance(heads, int) and kv >= heads:
         raise BadInput("attention", f"gqa needs fewer KV heads than query heads "
-                       f"(num_kv_heads {kv}, num_heads {heads}); use mha for as many")
+                       f"(num_kv_heads {kv}, num_heads {heads})"
+                       + ("; use mha for as many" if kv == heads else ""))
     if att == "mla":
         for k in _MLA_KEYS:
             v = config.get(k)

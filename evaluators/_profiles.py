@@ -40,10 +40,13 @@ from types import MappingProxyType
 from typing import Any
 
 from tuner import BadInput, UnknownName
+from tuner._errors import as_written
 
 _DOMAINS = ("training", "serving")
 #: z of a two-sided 90% band
 BAND_Z = 1.645
+#: the widest log-space spread a profile may state (a band of x/ 140 either way)
+MAX_SPREAD = 3.0
 _FILE_KEYS = {"base", "description", "source", "constants", "uncertainty", "fit", "calibration"}
 
 
@@ -142,8 +145,8 @@ def _check_overrides(base: Profile, overrides: Mapping[str, Any], where: str) ->
         ref = base.constants[key]
         if isinstance(ref, str) != isinstance(value, str) or isinstance(value, bool) \
                 != isinstance(ref, bool):
-            raise BadInput(f"{where}.constants.{key}", f"{value!r} must be of the type of "
-                           f"the base value {ref!r}")
+            raise BadInput(f"{where}.constants.{key}", f"{as_written(value)} must be of the "
+                           f"type of the base value {as_written(ref)}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and not math.isfinite(value):
             raise BadInput(f"{where}.constants.{key}", f"{value!r} must be finite")
@@ -177,15 +180,15 @@ def load_profile(domain: str, name_or_path: str, field_: str) -> Profile:
     for key in ("constants", "uncertainty"):
         if not isinstance(data.get(key, {}), dict):
             raise BadInput(f"{field_}.{key}", f"{data[key]!r} must be a table ([{key}])")
-    if not isinstance(data.get("description", ""), str):
-        raise BadInput(f"{field_}.description", f"{data['description']!r} must be a string")
+    for key in ("description", "source"):
+        if not isinstance(data.get(key, ""), str):
+            raise BadInput(f"{field_}.{key}", f"{as_written(data[key])} must be a string")
     constants = _check_overrides(base, data.get("constants", {}), field_)
     unc = data.get("uncertainty", {})
-    if not isinstance(unc, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
-            for v in unc.values()):
-        raise BadInput(f"{field_}.uncertainty", "must map metric names to non-negative "
-                       "log-space standard deviations")
+    for key, v in unc.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_SPREAD:
+            raise BadInput(f"{field_}.uncertainty.{key}", f"{as_written(v)} must be a log-space "
+                           f"standard deviation in [0, {MAX_SPREAD:g}]")
     # the file's [fit] refines what `tuner calibrate` may move, as its constants refine values
     bounds = {**base.fit_bounds, **_fit_bounds(data, constants, field_)}
     return Profile(base.name, domain, MappingProxyType(constants),

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def as_written(value: object) -> str:
+    """A value as a study file or JSON config spells it (true, false, null), for messages."""
+    if value is True or value is False or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return repr(value)
+
+
 class TunerError(Exception):
     """Base of every error ``tuner`` raises on purpose."""
 
@@ -32,7 +39,7 @@ class UnknownName(BadInput):
 
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-        what = "missing" if name is None else f"unknown {name!r}{hint}"
+        what = "missing" if name is None else f"unknown {as_written(name)}{hint}"
         super().__init__(field, f"{what}; valid: {', '.join(sorted(valid))}")
 
 

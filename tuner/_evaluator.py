@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from tuner._errors import BadInput
+from tuner._errors import BadInput, as_written
 
 
 class Status(str, enum.Enum):
@@ -157,7 +157,7 @@ class BaseEvaluator(abc.ABC):
         for key, value in options.items():
             problem = table[key].problem(value)
             if problem:
-                shown = repr(value)
+                shown = as_written(value)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise BadInput(f"evaluator.options.{key}", f"{shown} must be {problem}")
 
@@ -179,6 +179,11 @@ class BaseEvaluator(abc.ABC):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise BadInput("config", f"unknown key {unknown[0]!r} for {self.name}{hint}; "
                            f"allowed: {', '.join(sorted(keys))}")
+
+    def check_context(self, context: Mapping[str, Any]) -> None:
+        """``BadInput`` when a study's context (the keys every config shares) cannot run under
+        this evaluator's options, so the study stops before its first trial; default:
+        nothing to check."""
 
     @abc.abstractmethod
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:

@@ -87,6 +87,7 @@ class StudySetup:
                            f"screen; this study's sampler is {name!r}")
         evaluator = evaluator_cls(**spec.evaluator.options)  # checks the options
         _check_config_keys(space, evaluator)
+        evaluator.check_context(space.context)
         evaluator_cls.preflight(spec.evaluator.options)
         fingerprint = evaluator.fingerprint()
         return cls(spec, space, evaluator_name, evaluator_cls, fingerprint, name, options)

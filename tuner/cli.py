@@ -373,7 +373,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from tuner.registry import VALIDATIONS, resolve
 
-    if args.json:
+    if args.json is not None:
+        if not args.json.strip():
+            raise BadInput("--json", "empty: give the file to write the table to")
         out = Path(args.json).expanduser()
         if not out.parent.is_dir():
             raise BadInput("--json", f"{args.json}: its directory does not exist")
@@ -449,8 +451,8 @@ COMMANDS: dict[str, tuple[str, Pair | str]] = {
     "export": ("all trials as CSV, JSON or Parquet", (_export_arguments, cmd_export)),
     "validate": ("simulator vs published/measured reference: errors",
                  (_validate_arguments, cmd_validate)),
-    "catalog": ("list spaces and their parameters, evaluators, metrics, samplers, hardware, "
-                "models, workloads", "tuner._catalog_cmd"),
+    "catalog": ("list spaces and their parameters, evaluators, metrics, samplers, software "
+                "stacks, hardware, models, workloads", "tuner._catalog_cmd"),
     "init": ("write an example study file to start from", "tuner._examples"),
     "bench": ("samplers vs exhaustive ground truth", "tuner.bench"),
     "ci": ("scheduled tuning job with a baseline", "tuner.ci"),

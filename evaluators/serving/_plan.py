@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner import BadInput, UnknownName
+from tuner._errors import as_written
 from tuner.evaluators._catalog import (
     INLINE_MODEL_KEYS,
     MODEL_KEYS,
@@ -41,7 +42,7 @@ from tuner.evaluators.serving._geometry import (
     weight_bytes_per_gpu,
     weight_element_bytes,
 )
-from tuner.evaluators.serving._profile_check import checked
+from tuner.evaluators.serving._profile_check import ADMISSIONS, checked
 
 ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp")
 GPU_ENGINES = ("vllm", "sglang", "trtllm")
@@ -54,7 +55,6 @@ KV_DTYPES = ("bf16", "fp8")
 FP8_RECIPES = ("tensorwise", "blockwise")
 PREEMPTION_MODES = ("recompute", "swap")
 POLICIES = ("fcfs", "shortest_prompt_first", "priority")
-ADMISSIONS = ("preempt", "reserve", "guaranteed_no_evict", "slots")
 
 #: keys every engine takes (the deployment, the load, the SLOs)
 COMMON_KEYS = ("engine", "model", "gpu", "num_gpus", "replicas", "workload", "slo_ttft_ms",
@@ -80,11 +80,12 @@ ALLOWED_KEYS = frozenset(CONFIG_KEYS) | frozenset(MODEL_KEYS)
 
 def stack_profile(config: Mapping[str, Any], override: str | None = None) -> Profile:
     """The profile a config runs under: the evaluator option ``profile`` (a .toml file
-    refining a shipped profile) or the shipped profile of its ``engine``."""
+    refining a shipped profile; a config that names no ``engine`` runs on the profile's) or
+    the shipped profile of its ``engine``."""
     engine = engine_of(config)
     if override is not None:
         prof = load_profile("serving", override, "evaluator.options.profile")
-        if prof.name != engine:
+        if "engine" in config and prof.name != engine:
             raise BadInput("evaluator.options.profile", f"{override} refines the {prof.name!r} "
                            f"profile but the config's engine is {engine!r}")
         return prof
@@ -104,17 +105,12 @@ def _field(config: Mapping[str, Any], key: str) -> str:
     return key if key in config else f"{key} (the engine profile's default)"
 
 
-def _shown(v: Any) -> str:
-    """A value as the study file spells it (true, not True)."""
-    return json.dumps(v) if isinstance(v, bool) or v is None else repr(v)
-
-
 def _int(config: Mapping[str, Any], key: str, default: int | None, low: int = 1) -> int | None:
     v = config.get(key, default)
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise BadInput(_field(config, key), f"{_shown(v)} must be an integer >= {low}")
+        raise BadInput(_field(config, key), f"{as_written(v)} must be an integer >= {low}")
     return v
 
 
@@ -128,7 +124,7 @@ def _choice(config: Mapping[str, Any], key: str, default: str, valid: tuple[str,
 def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     v = config.get(key, default)
     if not isinstance(v, bool):
-        raise BadInput(_field(config, key), f"{_shown(v)} must be true or false")
+        raise BadInput(_field(config, key), f"{as_written(v)} must be true or false")
     return v
 
 
@@ -140,7 +136,7 @@ def _float(config: Mapping[str, Any], key: str, default: float | None, high: flo
     if isinstance(v, bool) or not isinstance(v, (int, float)) \
             or not ((v >= 0 if zero_ok else v > 0) and v <= high):
         want = (">= 0" if zero_ok else "> 0") + ("" if high == math.inf else f" and <= {high:g}")
-        raise BadInput(_field(config, key), f"{_shown(v)} must be a number {want}")
+        raise BadInput(_field(config, key), f"{as_written(v)} must be a number {want}")
     return float(v)
 
 
@@ -286,7 +282,10 @@ def graph_max_batch(prof: Profile, hw: Hardware, tp: int) -> int:
 def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
     """Check types and names, fill the engine's defaults; raise ``BadInput`` for unusable
     input. ``profile`` replaces the engine's shipped profile (calibration, user profiles)."""
-    engine = engine_of(config)
+    for key, value in config.items():
+        if value is None:  # JSON null: not a value of any key
+            raise BadInput(key, "null: give a value, or leave the key out for its default")
+    engine = engine_of(config) if profile is None or "engine" in config else profile.name
     _check_keys(config, engine)
     if "workload" not in config:
         raise BadInput("workload", "required: a table such as {\"mode\": \"poisson\", "
@@ -363,8 +362,6 @@ def parse(config: Mapping[str, Any], profile: Profile | None = None) -> Plan:
         expert_weight_dtype=(_choice(config, "expert_weight_dtype", "", EXPERT_WEIGHT_DTYPES)
                              if "expert_weight_dtype" in config else None),
     )
-    if plan.admission not in ADMISSIONS:
-        raise UnknownName(f"profile {prof.name}: admission", plan.admission, list(ADMISSIONS))
     if plan.model.is_moe is False and plan.ep != 1:
         raise BadInput("ep", f"{plan.ep}: expert parallelism needs an MoE model "
                        f"({plan.model.name} is dense); use 1")

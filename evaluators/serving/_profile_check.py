@@ -23,8 +23,10 @@ AT_MOST_ONE = frozenset({
     "visible_fraction", "default_memory_fraction", "reserve_output_fraction",
     "dp_attention_reserve_scale", "expert_efficiency", "gemm_efficiency",
     "prefill_attention_efficiency"})
-#: policies (``admission`` is checked where the plan reads it)
-CHOICES = {"memory_fraction_of": MEMORY_RULES}
+#: admission policies (serving/_engine.py)
+ADMISSIONS = ("preempt", "reserve", "guaranteed_no_evict", "slots")
+#: policies
+CHOICES = {"memory_fraction_of": MEMORY_RULES, "admission": ADMISSIONS}
 
 _CHECKED: dict[int, Profile] = {}
 

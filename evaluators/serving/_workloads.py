@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import BadInput, UnknownName
+from tuner._errors import as_written
 from tuner.evaluators._catalog import CATALOG_DIR
 
 WORKLOAD_DIR = CATALOG_DIR / "workloads"
@@ -120,7 +121,7 @@ def _num(spec: Mapping[str, Any], key: str, field: str, *, integer: bool = False
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)):
         kind = "an integer" if integer else "a number"
-        raise BadInput(f"{field}.{key}", f"{v!r} must be {kind}")
+        raise BadInput(f"{field}.{key}", f"{as_written(v)} must be {kind}")
     if positive and v <= 0:
         raise BadInput(f"{field}.{key}", f"{v!r} must be > 0")
     if not positive and v < 0:
@@ -410,6 +411,10 @@ def _load_trace(spec: Mapping[str, Any], field: str, levels: int, seed: int,
     max_req = spec.get("max_requests")
     if max_req is not None:
         rows = rows[:int(_num(spec, "max_requests", field, integer=True))]
+    if len(rows) > MAX_REQUESTS:
+        raise BadInput(f"{field}.max_requests", f"the trace selects {len(rows)} requests, above "
+                       f"the {MAX_REQUESTS} one simulated run may hold: set max_requests (or "
+                       "start_s and duration_s)")
     t0 = rows[0][0]
     times = [r[0] - t0 for r in rows]
     if "rate" in spec:

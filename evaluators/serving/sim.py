@@ -181,6 +181,10 @@ class ServingSimEvaluator(BaseEvaluator):
             prof = load_profile("serving", options["profile"], field)
             check_bands(checked(prof, f"{field}.constants."), METRICS, field)
 
+    def check_context(self, context: Mapping[str, Any]) -> None:
+        if "profile" in self.options:  # a profile for another engine than the context's
+            self.stack_profile(context)
+
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""
         return _stack_profile(config, self.options.get("profile"))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuner import BadInput
+from tuner._errors import as_written
 from tuner.evaluators._catalog import (
     MODEL_KEYS,
     Hardware,
@@ -179,11 +180,11 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
     for k in _POSITIVE_INTS:
         v = d[k]
         if type(v) is not int or v <= 0:
-            raise BadInput(k, f"{v!r} must be a positive integer")
+            raise BadInput(k, f"{as_written(v)} must be a positive integer")
     for k in _NONNEG_INTS:
         v = d[k]
         if type(v) is not int or v < 0:
-            raise BadInput(k, f"{v!r} must be a non-negative integer")
+            raise BadInput(k, f"{as_written(v)} must be a non-negative integer")
     cf = d["moe_capacity_factor"]
     if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 <= cf < 1e6:
         raise BadInput("moe_capacity_factor", f"{cf!r} must be a number >= 0 (0: dropless)")
@@ -192,7 +193,7 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
         raise BadInput("zero_stage", f"{z!r}; allowed: 0, 1, 2, 3 (3 = FSDP full shard)")
     for k in _BOOLS:
         if type(d[k]) is not bool:
-            raise BadInput(k, f"{d[k]!r} must be true or false")
+            raise BadInput(k, f"{as_written(d[k])} must be true or false")
     mods = d["recompute_modules"]
     if mods is None:
         d["recompute_set"] = ("core_attn",) if d["recompute"] == "selective" else ()
@@ -209,11 +210,11 @@ def parse_plan(config: Mapping[str, Any], profile: Profile | None = None) -> Pla
         raise BadInput("moe_grouped_gemm", f"{gg!r} must be true or false")
     for k, allowed in _CHOICES.items():
         if d[k] not in allowed:
-            raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed))
+            raise BadInput(k, f"unknown {as_written(d[k])}; allowed: " + ", ".join(allowed))
     for k, allowed in _OPTIONAL_CHOICES.items():
         if d[k] is not None and d[k] not in allowed:
-            raise BadInput(k, f"{d[k]!r}; allowed: " + ", ".join(allowed) + " (or leave it "
-                           "out for the stack's default)")
+            raise BadInput(k, f"unknown {as_written(d[k])}; allowed: " + ", ".join(allowed)
+                           + " (or leave it out for the stack's default)")
     gpn = config.get("gpus_per_node", hw.gpus_per_node)  # 0 is not "the GPU's default"
     if type(gpn) is not int or gpn <= 0:
         raise BadInput("gpus_per_node", f"{gpn!r} must be a positive integer")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import BadInput, UnknownName
+from tuner._errors import as_written
 from tuner.evaluators._catalog import Hardware
 from tuner.evaluators._perf import eff
 from tuner.evaluators._profiles import Profile, load_profile, profile_names
@@ -92,11 +93,13 @@ def _check(profile: Profile, where: str) -> None:
         if kind is float:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool)
         if not ok:
-            raise BadInput(f"{where}.constants.{key}", f"{v!r} must be a {kind.__name__}")
+            what = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+            raise BadInput(f"{where}.constants.{key}", f"{as_written(v)} must be {what[kind]}")
         if kind is str and v not in allowed:
-            raise BadInput(f"{where}.constants.{key}", f"{v!r}; allowed: " + ", ".join(allowed))
+            raise BadInput(f"{where}.constants.{key}", f"unknown {v!r}; allowed: "
+                           + ", ".join(allowed))
         if kind in (int, float) and not allowed[0] <= v <= allowed[1]:
-            raise BadInput(f"{where}.constants.{key}", f"{v!r} is outside "
+            raise BadInput(f"{where}.constants.{key}", f"{as_written(v)} is outside "
                            f"[{allowed[0]:g}, {allowed[1]:g}]")
 
 

@@ -130,6 +130,10 @@ class TrainingSimEvaluator(BaseEvaluator):
             env["profiles"] = hashlib.sha256(raw.encode()).hexdigest()[:16]
         return env
 
+    def check_context(self, context: Mapping[str, Any]) -> None:
+        if "profile" in self.options:  # a profile for another framework than the context's
+            self.stack_profile(context)
+
     # -- calibration contract ------------------------------------------------------------
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile a config runs under: the ``profile`` option, else its framework's."""

@@ -134,6 +134,18 @@ def test_generic_trace_columns(tmp_path):
     assert w.arrival_s == (0.0, 0.5, 1.5) and w.priority == (0, 1, 2)
 
 
+def test_a_trace_selecting_more_requests_than_a_run_holds_is_refused(tmp_path, monkeypatch):
+    from tuner.evaluators.serving import _workloads
+
+    monkeypatch.setattr(_workloads, "MAX_REQUESTS", 3)  # the same rule as at 1,000,000
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,input_tokens,output_tokens\n"
+                    + "".join(f"{i},10,5\n" for i in range(5)))
+    with pytest.raises(BadInput, match="selects 5 requests, above the 3 .*set max_requests"):
+        load_workload({"trace": str(path)})
+    assert len(load_workload({"trace": str(path), "max_requests": 3}).arrival_s) == 3
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "empty file"),
     ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n",

@@ -131,3 +131,23 @@ def test_calibration_contract_recovers_a_constant():
     assert report.loo_after["tokens_per_s"] < report.loo_before["tokens_per_s"]
     assert EV.profile_domain == "training"
     assert json.dumps(sorted(report.fitted))  # plain data, writable to a profile file
+
+
+def test_a_study_whose_framework_the_profile_does_not_refine_stops_before_its_first_trial(
+        tmp_path, capsys):
+    from conftest import write_toml
+
+    from tuner.cli import main
+
+    prof = _write(tmp_path, 'base = "megatron"\n')
+    study = write_toml(tmp_path / "s.toml", {
+        "name": "mismatch", "seed": 0,
+        "space": {"domain": "training", "context": {
+            "model": "llama3.1-8b", "gpu": "h100_sxm", "num_gpus": 16, "seq_len": 4096,
+            "global_batch": 64, "framework": "fsdp"}},
+        "evaluator": {"name": "training-sim", "options": {"profile": prof}},
+        "objectives": [{"metric": "tokens_per_s", "direction": "maximize"}],
+        "budget": {"trials": 2}})
+    assert main(["run", study, "--storage", f"sqlite:///{tmp_path / 't.db'}", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config's framework is 'fsdp'" in err[0], err
