@@ -51,7 +51,8 @@ FIT_CONSTANTS = {"vllm": _FITTED + ("allreduce_latency_us", "expert_efficiency")
                  "sglang": _FITTED + ("expert_efficiency",),
                  "trtllm": _FITTED}
 #: metric -> group of the issue's targets
-GROUPS = {"throughput_tok_s": "throughput", "total_tok_s": "throughput",
+GROUPS = {"throughput_tok_s": "throughput", "throughput_tok_s_per_gpu": "throughput",
+          "total_tok_s": "throughput",
           "request_throughput_req_s": "throughput", "tpot_ms_p50": "tpot",
           "tpot_ms_mean": "tpot", "e2e_ms_p50": "tpot", "ttft_ms_p50": "ttft",
           "ttft_ms_mean": "ttft"}
