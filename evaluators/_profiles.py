@@ -45,7 +45,7 @@ from tuner._errors import as_written
 _DOMAINS = ("training", "serving")
 #: z of a two-sided 90% band
 BAND_Z = 1.645
-#: the widest log-space spread a profile may state (a band of x/ 140 either way)
+#: the widest log-space spread a profile may state (a 90% band of a factor 140 either way)
 MAX_SPREAD = 3.0
 _FILE_KEYS = {"base", "description", "source", "constants", "uncertainty", "fit", "calibration"}
 
