@@ -39,8 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuner import BadInput, UnknownName
-from tuner._errors import as_written
+from tuner import BadInput, UnknownName, as_written
 
 _DOMAINS = ("training", "serving")
 #: z of a two-sided 90% band

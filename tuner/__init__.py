@@ -5,7 +5,14 @@ the errors they raise, and process helpers for evaluators that run programs); th
 domains import them from here too.
 """
 
-from tuner._errors import BadInput, CatalogError, MissingExtra, TunerError, UnknownName
+from tuner._errors import (
+    BadInput,
+    CatalogError,
+    MissingExtra,
+    TunerError,
+    UnknownName,
+    as_written,
+)
 from tuner._evaluator import BaseEvaluator, EvalResult, Option, Status, config_key
 from tuner._process import (
     ServerError,
@@ -24,5 +31,5 @@ __version__ = "0.1.0"
 __all__ = ["BadInput", "BaseEvaluator", "BaseSpace", "CatalogError", "Categorical", "EvalResult",
            "Float", "Int", "MissingExtra", "Option", "Param", "ServerError", "ServerProcess",
            "Status", "TunerError", "UnknownName", "ValidationReport", "ValidationRow",
-           "config_key", "describe_exit", "free_port", "is_active", "kill_group", "run_command",
-           "tail"]
+           "as_written", "config_key", "describe_exit", "free_port", "is_active", "kill_group",
+           "run_command", "tail"]

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuner import BadInput, UnknownName
-from tuner._errors import as_written
+from tuner import BadInput, UnknownName, as_written
 from tuner.evaluators._catalog import (
     INLINE_MODEL_KEYS,
     MODEL_KEYS,

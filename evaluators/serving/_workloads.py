@@ -47,8 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner import BadInput, UnknownName
-from tuner._errors import as_written
+from tuner import BadInput, UnknownName, as_written
 from tuner.evaluators._catalog import CATALOG_DIR
 
 WORKLOAD_DIR = CATALOG_DIR / "workloads"

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tuner import BadInput
-from tuner._errors import as_written
+from tuner import BadInput, as_written
 from tuner.evaluators._catalog import (
     MODEL_KEYS,
     Hardware,

@@ -20,8 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tuner import BadInput, UnknownName
-from tuner._errors import as_written
+from tuner import BadInput, UnknownName, as_written
 from tuner.evaluators._catalog import Hardware
 from tuner.evaluators._perf import eff
 from tuner.evaluators._profiles import Profile, load_profile, profile_names
