@@ -29,7 +29,6 @@ passes silently); constants keep the type of the base's value.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import tomllib
@@ -39,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuner import BadInput, UnknownName, as_written
+from tuner import BadInput, UnknownName, as_written, did_you_mean
 
 _DOMAINS = ("training", "serving")
 #: z of a two-sided 90% band
@@ -137,10 +136,9 @@ def _check_overrides(base: Profile, overrides: Mapping[str, Any], where: str) ->
     out = dict(base.constants)
     for key, value in overrides.items():
         if key not in base.constants:
-            close = difflib.get_close_matches(key, list(base.constants), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise BadInput(f"{where}.constants.{key}", f"unknown constant of the {base.name!r} "
-                           f"profile{hint}; allowed: " + ", ".join(sorted(base.constants)))
+                           f"profile{did_you_mean(key, base.constants)}; allowed: "
+                           + ", ".join(sorted(base.constants)))
         ref = base.constants[key]
         if isinstance(ref, str) != isinstance(value, str) or isinstance(value, bool) \
                 != isinstance(ref, bool):

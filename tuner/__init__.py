@@ -12,6 +12,7 @@ from tuner._errors import (
     TunerError,
     UnknownName,
     as_written,
+    did_you_mean,
 )
 from tuner._evaluator import BaseEvaluator, EvalResult, Option, Status, config_key
 from tuner._process import (
@@ -31,5 +32,5 @@ __version__ = "0.1.0"
 __all__ = ["BadInput", "BaseEvaluator", "BaseSpace", "CatalogError", "Categorical", "EvalResult",
            "Float", "Int", "MissingExtra", "Option", "Param", "ServerError", "ServerProcess",
            "Status", "TunerError", "UnknownName", "ValidationReport", "ValidationRow",
-           "as_written", "config_key", "describe_exit", "free_port", "is_active", "kill_group",
-           "run_command", "tail"]
+           "as_written", "config_key", "describe_exit", "did_you_mean", "free_port", "is_active",
+           "kill_group", "run_command", "tail"]

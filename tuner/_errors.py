@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 def as_written(value: object) -> str:
     """A value as a study file or JSON config spells it (true, false, null), for messages."""
-    if value is True or value is False or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return repr(value)
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``valid`` to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class TunerError(Exception):
@@ -33,12 +45,7 @@ class UnknownName(BadInput):
     """A name not in a registry; the message lists the valid ones."""
 
     def __init__(self, field: str, name: object, valid: list[str]) -> None:
-        hint = ""
-        if isinstance(name, str):
-            import difflib
-
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, valid) if isinstance(name, str) else ""
         what = "missing" if name is None else f"unknown {as_written(name)}{hint}"
         super().__init__(field, f"{what}; valid: {', '.join(sorted(valid))}")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from tuner._errors import BadInput, as_written
+from tuner._errors import BadInput, as_written, did_you_mean
 
 
 class Status(str, enum.Enum):
@@ -173,10 +173,7 @@ class BaseEvaluator(abc.ABC):
             return
         unknown = sorted(set(config) - keys, key=str)
         if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(str(unknown[0]), sorted(keys), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(unknown[0], sorted(keys))
             raise BadInput("config", f"unknown key {unknown[0]!r} for {self.name}{hint}; "
                            f"allowed: {', '.join(sorted(keys))}")
 

@@ -13,7 +13,6 @@ also ``pin`` single units (``{"layer0.mlp_down": "int8", "embed": "bf16"}``).
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import math
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner import BadInput, UnknownName
+from tuner import BadInput, UnknownName, did_you_mean
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -334,9 +333,8 @@ def parse_pins(target: Target, pins: Any) -> dict[str, str]:
     out = {}
     for unit, fmt in pins.items():
         if unit not in names:
-            close = difflib.get_close_matches(str(unit), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise BadInput(f"pin.{unit}", f"unknown layer name {unit!r}{hint}; valid: "
+            raise BadInput(f"pin.{unit}", f"unknown layer name {unit!r}"
+                           f"{did_you_mean(unit, names)}; valid: "
                            f"layer0..layer{target.num_layers - 1}.{{{','.join(ROLES)},kv}}"
                            ", embed")
         allowed = ("kv16", "kv8", "kv4") if unit.endswith(".kv") else WEIGHT_FORMATS
