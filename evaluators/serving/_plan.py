@@ -77,17 +77,16 @@ CONFIG_KEYS = tuple(dict.fromkeys(GPU_KEYS + LLAMA_CPP_KEYS))
 ALLOWED_KEYS = frozenset(CONFIG_KEYS) | frozenset(MODEL_KEYS)
 
 
-def stack_profile(config: Mapping[str, Any], override: str | None = None) -> Profile:
-    """The profile a config runs under: the evaluator option ``profile`` (a .toml file
-    refining a shipped profile; a config that names no ``engine`` runs on the profile's) or
-    the shipped profile of its ``engine``."""
+def stack_profile(config: Mapping[str, Any], override: Profile | None = None) -> Profile:
+    """The profile a config runs under: ``override`` (the evaluator option ``profile``, a file
+    refining a shipped profile; a config that names no ``engine`` runs on its engine) or the
+    shipped profile of its ``engine``."""
     engine = engine_of(config)
     if override is not None:
-        prof = load_profile("serving", override, "evaluator.options.profile")
-        if "engine" in config and prof.name != engine:
-            raise BadInput("evaluator.options.profile", f"{override} refines the {prof.name!r} "
-                           f"profile but the config's engine is {engine!r}")
-        return prof
+        if "engine" in config and override.name != engine:
+            raise BadInput("evaluator.options.profile", f"{override.path} refines the "
+                           f"{override.name!r} profile but the config's engine is {engine!r}")
+        return override
     return load_profile("serving", engine, "engine")
 
 

@@ -174,21 +174,25 @@ class ServingSimEvaluator(BaseEvaluator):
     calibration_metrics = ("ttft_ms_p50", "tpot_ms_p50", "throughput_tok_s", "ttft_ms_p99",
                            "tpot_ms_p99")
 
+    analytical = True
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if "profile" in options:  # a bad file is named before any trial runs
+        # the option's file, read and checked once: a bad file is named before any trial runs
+        self._profile: Profile | None = None
+        if "profile" in options:
             field = "evaluator.options.profile"
-            prof = load_profile("serving", options["profile"], field)
-            check_bands(checked(prof, f"{field}.constants."), METRICS, field)
+            self._profile = checked(load_profile("serving", options["profile"], field),
+                                    f"{field}.constants.")
+            check_bands(self._profile, METRICS, field)
 
     def check_context(self, context: Mapping[str, Any]) -> None:
-        if "profile" in self.options:  # a profile for another engine than the context's
+        if self._profile is not None:  # a profile for another engine than the context's
             self.stack_profile(context)
 
     def stack_profile(self, config: Mapping[str, Any]) -> Profile:
         """The profile ``config`` runs under (the ``profile`` option, else its engine's)."""
-        return _stack_profile(config, self.options.get("profile"))
-    analytical = True
+        return _stack_profile(config, self._profile)
 
     def evaluate(self, config: Mapping[str, Any]) -> EvalResult:
         return self.evaluate_with(config, self.stack_profile(config))
