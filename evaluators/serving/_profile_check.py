@@ -7,6 +7,8 @@ shares) and some are shares of at most 1. String constants are policies with fix
 
 from __future__ import annotations
 
+import weakref
+
 from tuner import BadInput, UnknownName
 from tuner.evaluators._profiles import Profile, load_profile
 from tuner.evaluators.serving._geometry import MEMORY_RULES
@@ -28,7 +30,8 @@ ADMISSIONS = ("preempt", "reserve", "guaranteed_no_evict", "slots")
 #: policies
 CHOICES = {"memory_fraction_of": MEMORY_RULES, "admission": ADMISSIONS}
 
-_CHECKED: dict[int, Profile] = {}
+#: profiles already checked, by id; weak, so calibration's one-off profiles do not pile up
+_CHECKED: weakref.WeakValueDictionary[int, Profile] = weakref.WeakValueDictionary()
 
 
 def checked(prof: Profile, prefix: str | None = None) -> Profile:

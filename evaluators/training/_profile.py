@@ -17,6 +17,7 @@ range, is refused with the constant's name.
 from __future__ import annotations
 
 import tomllib
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ def _check(profile: Profile, where: str) -> None:
                            f"[{allowed[0]:g}, {allowed[1]:g}]")
 
 
-_CHECKED: dict[int, Profile] = {}
+#: profiles already checked, by id; weak, so calibration's one-off profiles do not pile up
+_CHECKED: weakref.WeakValueDictionary[int, Profile] = weakref.WeakValueDictionary()
 
 
 def checked(profile: Profile, where: str = "profile") -> Profile:
